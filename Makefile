@@ -1,0 +1,52 @@
+# Everything runs in the project's own virtual environment, created on first use from the pinned lock.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test lint typecheck validate build unit e2e bench clean reset lock
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet --requirement requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+## run: run the abalone pipeline end to end on the embedded local runtime
+run: $(STAMP)
+	$(BIN)/mlops run abalone
+
+## test: lint, type-check, validate the template and state machines, run every test
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/shared/sfn_mlops src functions bench
+
+## build: sam build without a container (what `sam deploy` ships)
+build: $(STAMP)
+	$(BIN)/sam build --region $(AWS_DEFAULT_REGION)
+
+## bench: time the main job and the orchestration overhead per unit
+bench: $(STAMP)
+	$(BIN)/python bench/orchestration_overhead.py
+
+reset: $(STAMP)
+	$(BIN)/mlops local reset
+
+## lock: re-resolve requirements.lock from pyproject.toml (needs the package registry)
+lock:
+	rm -rf /tmp/sfn-mlops-lock && $(PYTHON) -m venv /tmp/sfn-mlops-lock
+	/tmp/sfn-mlops-lock/bin/pip install --quiet --upgrade pip==25.3
+	/tmp/sfn-mlops-lock/bin/pip install --quiet ".[dev]"
+	/tmp/sfn-mlops-lock/bin/pip freeze --exclude-editable | grep -v '^sfn-mlops' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .aws-sam .mlops-local

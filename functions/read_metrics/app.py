@@ -1,0 +1,20 @@
+"""Evaluate worker, last step: read evaluation.json and hand the gate its metric."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sfn_mlops.aws import client
+from sfn_mlops.evaluation import read_metrics
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return read_metrics(client("s3"), event)

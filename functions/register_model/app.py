@@ -1,0 +1,23 @@
+"""Register worker: a model package with metrics and lineage; the same artifact is registered once."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sfn_mlops.aws import client
+from sfn_mlops.metadata import MetadataTable
+from sfn_mlops.registry import register_model
+from sfn_mlops.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    table = MetadataTable(client("dynamodb"), get_settings().table_name)
+    return register_model(client("sagemaker"), table, event)

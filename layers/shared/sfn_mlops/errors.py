@@ -1,0 +1,29 @@
+"""Named exceptions. Lambda raises them and ASL ``Retry``/``Catch`` match them by class name."""
+
+
+class MlopsError(Exception):
+    """Base class: a failure with a message meant for the person reading the run's error."""
+
+
+class PipelineNotFound(MlopsError):
+    """No pipeline config is published under the pipeline's prefix."""
+
+
+class InvalidPipelineConfig(MlopsError):
+    """The pipeline config does not validate."""
+
+
+class DatasetValidationError(MlopsError):
+    """The input dataset cannot be used (empty, not CSV, missing label, non-numeric values...)."""
+
+
+class MetricsNotFound(MlopsError):
+    """The evaluation report is missing or does not contain the gate's metric."""
+
+
+class RegistrationError(MlopsError):
+    """The model package could not be registered."""
+
+
+class InvalidUnitInput(MlopsError):
+    """A worker was started with input it cannot use."""

@@ -1,0 +1,195 @@
+"""SageMaker job requests for each unit kind, from the unit's planned config and upstream outputs.
+
+The worker state machines pass these fields to ``sagemaker:create*Job.sync``; the execution role is
+injected by the state machine itself so the template shows which role every job uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sfn_mlops.errors import InvalidUnitInput
+from sfn_mlops.naming import job_name
+
+PROCESSING_ROOT = "/opt/ml/processing"
+CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+
+
+def _require(inputs: dict[str, Any], *path: str) -> Any:
+    value: Any = inputs
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            raise InvalidUnitInput(f"unit input is missing {'.'.join(path)}")
+        value = value[part]
+    return value
+
+
+def _unit_prefix(config: dict[str, Any], unit: str, attempt: int) -> str:
+    return f"{config['runs_root']}{unit}/a{attempt}/"
+
+
+def _tags(run_id: str, pipeline: str, unit: str) -> list[dict[str, str]]:
+    return [
+        {"Key": "sfn-mlops:pipeline", "Value": pipeline},
+        {"Key": "sfn-mlops:run-id", "Value": run_id},
+        {"Key": "sfn-mlops:unit", "Value": unit},
+    ]
+
+
+def _processing_resources(compute: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ClusterConfig": {
+            "InstanceCount": compute["instance_count"],
+            "InstanceType": compute["instance_type"],
+            "VolumeSizeInGB": compute["volume_size_gb"],
+        }
+    }
+
+
+def _s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def _s3_output(name: str, uri: str, local_path: str) -> dict[str, Any]:
+    return {"OutputName": name, "S3Output": {"S3Uri": uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"}}
+
+
+def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    config = _require(inputs, "config")
+    snapshot = _require(inputs, "dataset_snapshot")
+    prefix = _unit_prefix(config, "preprocess", attempt)
+    script_name = config["script"]["uri"].rsplit("/", 1)[-1]
+    out = f"{PROCESSING_ROOT}/output"
+    arguments = ["--input-dir", f"{PROCESSING_ROOT}/input/data", "--output-dir", out, "--label", config["label"]]
+    # An explicit empty spec tells the script there are no categorical columns (its default is abalone's).
+    for spec in config["categorical"] or [""]:
+        arguments += ["--categorical", spec]
+    arguments += [
+        "--train-ratio", str(config["train_ratio"]),
+        "--validation-ratio", str(config["validation_ratio"]),
+        "--seed", str(config["seed"]),
+    ]
+    splits = ["train", "validation", "test", "schema"]
+    name = job_name(run_id, "preprocess", attempt)
+    return {
+        "job_name": name,
+        "request": {
+            "ProcessingJobName": name,
+            "AppSpecification": {
+                "ImageUri": config["image_uri"],
+                "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{script_name}"],
+                "ContainerArguments": arguments,
+            },
+            "ProcessingInputs": [
+                _s3_input("data", snapshot, f"{PROCESSING_ROOT}/input/data"),
+                _s3_input("code", config["script"]["uri"], CODE_DIR),
+            ],
+            "ProcessingOutputConfig": {"Outputs": [_s3_output(s, f"{prefix}{s}/", f"{out}/{s}") for s in splits]},
+            "ProcessingResources": _processing_resources(config["compute"]),
+            "StoppingCondition": {"MaxRuntimeInSeconds": config["compute"]["max_runtime_s"]},
+            "Environment": {"MLOPS_RUN_ID": run_id, "MLOPS_UNIT": "preprocess"},
+            "Tags": _tags(run_id, pipeline, "preprocess"),
+        },
+        "outputs": {**{f"{s}_uri": f"{prefix}{s}/" for s in splits}, "dataset_snapshot": snapshot},
+    }
+
+
+def train_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    config = _require(inputs, "config")
+    data = _require(inputs, "data")
+    prefix = _unit_prefix(config, "train", attempt)
+    compute = config["compute"]
+
+    def channel(name: str, uri: str) -> dict[str, Any]:
+        return {
+            "ChannelName": name,
+            "ContentType": "text/csv",
+            "InputMode": "File",
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
+
+    name = job_name(run_id, "train", attempt)
+    return {
+        "job_name": name,
+        "request": {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": {"TrainingImage": config["image_uri"], "TrainingInputMode": "File"},
+            "HyperParameters": {k: str(v) for k, v in config["hyperparameters"].items()},
+            "InputDataConfig": [
+                channel("train", _require(data, "train_uri")),
+                channel("validation", _require(data, "validation_uri")),
+            ],
+            "OutputDataConfig": {"S3OutputPath": prefix},
+            "ResourceConfig": {
+                "InstanceCount": compute["instance_count"],
+                "InstanceType": compute["instance_type"],
+                "VolumeSizeInGB": compute["volume_size_gb"],
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": compute["max_runtime_s"]},
+            "Tags": _tags(run_id, pipeline, "train"),
+        },
+        "outputs": {"model_data": f"{prefix}{name}/output/model.tar.gz"},
+    }
+
+
+def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
+    config = _require(inputs, "config")
+    model_data = _require(inputs, "model", "model_data")
+    test_uri = _require(inputs, "data", "test_uri")
+    prefix = _unit_prefix(config, "evaluate", attempt)
+    script_name = config["script"]["uri"].rsplit("/", 1)[-1]
+    name = job_name(run_id, "evaluate", attempt)
+    return {
+        "job_name": name,
+        "request": {
+            "ProcessingJobName": name,
+            "AppSpecification": {
+                "ImageUri": config["image_uri"],
+                "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{script_name}"],
+                "ContainerArguments": [
+                    "--model-dir", f"{PROCESSING_ROOT}/model",
+                    "--test-dir", f"{PROCESSING_ROOT}/test",
+                    "--output-dir", f"{PROCESSING_ROOT}/evaluation",
+                ],
+            },
+            "ProcessingInputs": [
+                _s3_input("model", model_data, f"{PROCESSING_ROOT}/model"),
+                _s3_input("test", test_uri, f"{PROCESSING_ROOT}/test"),
+                _s3_input("code", config["script"]["uri"], CODE_DIR),
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [_s3_output("evaluation", f"{prefix}evaluation/", f"{PROCESSING_ROOT}/evaluation")]
+            },
+            "ProcessingResources": _processing_resources(config["compute"]),
+            "StoppingCondition": {"MaxRuntimeInSeconds": config["compute"]["max_runtime_s"]},
+            "Environment": {"MLOPS_RUN_ID": run_id, "MLOPS_UNIT": "evaluate"},
+            "Tags": _tags(run_id, pipeline, "evaluate"),
+        },
+        "outputs": {"evaluation_uri": f"{prefix}evaluation/evaluation.json"},
+    }
+
+
+BUILDERS = {"preprocess": preprocess_request, "train": train_request, "evaluate": evaluate_request}
+
+
+def build_job_request(event: dict[str, Any]) -> dict[str, Any]:
+    kind = event.get("unit")
+    builder = BUILDERS.get(str(kind))
+    if builder is None:
+        raise InvalidUnitInput(f"no SageMaker job for unit {kind!r}; known: {', '.join(BUILDERS)}")
+    try:
+        attempt = int(event["attempt"])
+        return builder(str(event["run_id"]), str(event["pipeline"]), attempt, dict(event["inputs"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidUnitInput(f"unit {kind} input is malformed: {exc}") from exc

@@ -1,0 +1,193 @@
+"""The metadata table: run and unit records, and the keys every reader and writer agrees on.
+
+One table, single-table design:
+
+| item            | PK                      | SK                    | GSI1PK / GSI1SK                  |
+| --------------- | ----------------------- | --------------------- | -------------------------------- |
+| run             | RUN#<run_id>            | RUN                   | PIPELINE#<name> / <started>#<id> |
+| unit of a run   | RUN#<run_id>            | UNIT#<unit>           |                                  |
+| dataset → model | DATASET#<uri>#<version> | MODEL#<package arn>   |                                  |
+| model → dataset | MODEL#<package arn>     | DATASET#<uri>#<ver>   |                                  |
+| artifact → pkg  | ARTIFACT#<model data>   | MODEL                 |                                  |
+
+The executor state machine writes unit records with DynamoDB's native integration using the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+RUN_SK = "RUN"
+UNIT_SK_PREFIX = "UNIT#"
+TERMINAL_RUN_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED"}
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_pk(run_id: str) -> str:
+    return f"RUN#{run_id}"
+
+
+def unit_sk(unit: str) -> str:
+    return f"{UNIT_SK_PREFIX}{unit}"
+
+
+def dataset_pk(uri: str, version: str) -> str:
+    return f"DATASET#{uri}#{version}"
+
+
+def model_pk(model_package_arn: str) -> str:
+    return f"MODEL#{model_package_arn}"
+
+
+def artifact_pk(model_data: str) -> str:
+    return f"ARTIFACT#{model_data}"
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+class MetadataTable:
+    """Reads and writes of the metadata table; takes a DynamoDB client so tests can pass moto's."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self.table_name = table_name
+
+    def start_run(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
+        """Create the run record, or mark an existing one RUNNING again (a rerun). Returns the run attempt."""
+        now = now_iso()
+        run_id = plan["run_id"]
+        response = self._client.update_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
+            UpdateExpression=(
+                "SET #status = :running, pipeline = :pipeline, dataset = :dataset, unit_order = :order, "
+                "gate = :gate, flow_execution_arn = :arn, updated_at = :now, "
+                "started_at = if_not_exists(started_at, :now), GSI1PK = :gsi1pk, "
+                "GSI1SK = if_not_exists(GSI1SK, :gsi1sk), run_attempt = if_not_exists(run_attempt, :zero) + :one "
+                "REMOVE finished_at, #error"
+            ),
+            ExpressionAttributeNames={"#status": "status", "#error": "error"},
+            ExpressionAttributeValues=serialize(
+                {
+                    ":running": "RUNNING",
+                    ":pipeline": plan["pipeline"],
+                    ":dataset": plan["dataset"],
+                    ":order": plan["order"],
+                    ":gate": plan["gate"],
+                    ":arn": flow_execution_arn,
+                    ":now": now,
+                    ":gsi1pk": f"PIPELINE#{plan['pipeline']}",
+                    ":gsi1sk": f"{now}#{run_id}",
+                    ":zero": 0,
+                    ":one": 1,
+                }
+            ),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["run_attempt"]["N"])
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run and all its units in one Query."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        run = next((i for i in items if i["SK"] == RUN_SK), None)
+        if run is None:
+            return None
+        units = {i["SK"][len(UNIT_SK_PREFIX) :]: i for i in items if i["SK"].startswith(UNIT_SK_PREFIX)}
+        for unit in units.values():
+            for field in ("inputs", "outputs"):
+                if isinstance(unit.get(field), str):
+                    unit[field] = json.loads(unit[field])
+        for field in ("metrics", "error"):
+            if isinstance(run.get(field), str):
+                run[field] = json.loads(run[field])
+        run["units"] = units
+        return run
+
+    def list_runs(self, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Runs of a pipeline, newest first."""
+        page = self._client.query(
+            TableName=self.table_name,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"PIPELINE#{pipeline}"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [deserialize(i) for i in page.get("Items", [])]
+
+    def find_package_for_artifact(self, model_data: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": artifact_pk(model_data), "SK": "MODEL"}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def record_model_package(
+        self, model_data: str, model_package_arn: str, run_id: str, dataset: dict[str, Any], metrics: dict[str, Any]
+    ) -> None:
+        """Link artifact, model package and dataset version both ways, in one transaction."""
+        now = now_iso()
+        common = {"run_id": run_id, "created_at": now}
+        link = {"model_package_arn": model_package_arn, "dataset_uri": dataset["uri"],
+                "dataset_version": dataset["version"], **common}
+        items = [
+            {"PK": artifact_pk(model_data), "SK": "MODEL", "model_package_arn": model_package_arn,
+             "model_data": model_data, **common},
+            {"PK": dataset_pk(dataset["uri"], dataset["version"]), "SK": f"MODEL#{model_package_arn}", **link},
+            {"PK": model_pk(model_package_arn), "SK": f"DATASET#{dataset['uri']}#{dataset['version']}",
+             "dataset": dataset, "metrics": json.dumps(metrics), "model_data": model_data, **link},
+        ]
+        self._client.transact_write_items(
+            TransactItems=[{"Put": {"TableName": self.table_name, "Item": serialize(i)}} for i in items]
+        )

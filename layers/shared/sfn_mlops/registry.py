@@ -1,0 +1,94 @@
+"""Register a trained model in the SageMaker Model Registry, with its metrics and lineage attached."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sfn_mlops.errors import InvalidUnitInput, RegistrationError
+from sfn_mlops.metadata import MetadataTable
+
+
+def ensure_group(sm: Any, group: str, pipeline: str) -> None:
+    """Pipelines are folders: the first registration of a pipeline creates its group."""
+    try:
+        sm.describe_model_package_group(ModelPackageGroupName=group)
+    except sm.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"ValidationException", "ResourceNotFound"}:
+            raise
+        sm.create_model_package_group(
+            ModelPackageGroupName=group,
+            ModelPackageGroupDescription=f"Models trained by the sfn-mlops pipeline '{pipeline}'",
+            Tags=[{"Key": "sfn-mlops:pipeline", "Value": pipeline}],
+        )
+
+
+def customer_metadata(run_id: str, pipeline: str, dataset: dict[str, Any], metrics: dict[str, Any]) -> dict[str, str]:
+    """Run and dataset identity on the package itself, so the link shows in SageMaker Studio too."""
+    properties = {
+        "sfn-mlops:run-id": run_id,
+        "sfn-mlops:pipeline": pipeline,
+        "sfn-mlops:dataset-uri": dataset["uri"],
+        "sfn-mlops:dataset-version": str(dataset.get("version") or ""),
+        "sfn-mlops:dataset-etag": str(dataset.get("etag") or ""),
+    }
+    properties.update({f"metric:{name}": f"{value:.6g}" for name, value in metrics.items()})
+    return {k: v[:256] for k, v in properties.items()}
+
+
+def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        run_id, pipeline = str(event["run_id"]), str(event["pipeline"])
+        inputs = event["inputs"]
+        config, dataset = inputs["config"], inputs["dataset"]
+        model_data = inputs["model"]["model_data"]
+        evaluation = inputs["evaluation"]
+        metrics = evaluation["metrics"]
+    except (KeyError, TypeError) as exc:
+        raise InvalidUnitInput(f"register input is missing {exc}") from exc
+
+    # The same artifact is registered once: a rerun of this unit returns the package it made.
+    existing = table.find_package_for_artifact(model_data)
+    if existing is not None:
+        arn = existing["model_package_arn"]
+        described = sm.describe_model_package(ModelPackageName=arn)
+        return _result(described, reused=True)
+
+    group = config["model_package_group"]
+    ensure_group(sm, group, pipeline)
+    try:
+        response = sm.create_model_package(
+            ModelPackageGroupName=group,
+            ModelPackageDescription=f"{pipeline} run {run_id} on {dataset['uri']}",
+            ClientToken=hashlib.sha256(f"{run_id}|{model_data}".encode()).hexdigest()[:36],
+            InferenceSpecification={
+                "Containers": [{"Image": config["image_uri"], "ModelDataUrl": model_data}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+                "SupportedRealtimeInferenceInstanceTypes": config["inference_instance_types"],
+                "SupportedTransformInstanceTypes": config["transform_instance_types"],
+            },
+            ModelApprovalStatus=config["approval_status"],
+            ModelMetrics={
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": evaluation["evaluation_uri"]}
+                }
+            },
+            CustomerMetadataProperties=customer_metadata(run_id, pipeline, dataset, metrics),
+            Tags=[{"Key": "sfn-mlops:run-id", "Value": run_id}, {"Key": "sfn-mlops:pipeline", "Value": pipeline}],
+        )
+    except sm.exceptions.ClientError as exc:
+        raise RegistrationError(f"could not register {model_data} in group {group}: {exc}") from exc
+    arn = response["ModelPackageArn"]
+    table.record_model_package(model_data, arn, run_id, dataset, metrics)
+    return _result(sm.describe_model_package(ModelPackageName=arn), reused=False)
+
+
+def _result(described: dict[str, Any], reused: bool) -> dict[str, Any]:
+    return {
+        "model_package_arn": described["ModelPackageArn"],
+        "model_package_group": described.get("ModelPackageGroupName"),
+        "model_package_version": described.get("ModelPackageVersion"),
+        "approval_status": described.get("ModelApprovalStatus"),
+        "reused": reused,
+    }

@@ -1,0 +1,114 @@
+"""Turn a trigger (S3 upload via EventBridge, or a schedule) into exactly one job flow execution."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from sfn_mlops.naming import PIPELINE_NAME_PATTERN, make_run_id
+from sfn_mlops.settings import Settings
+
+
+class TriggerDecision(BaseModel):
+    started: bool
+    reason: str
+    pipeline: str | None = None
+    run_id: str | None = None
+    execution_arn: str | None = None
+    duplicate: bool = False
+
+
+def pipeline_for_key(settings: Settings, key: str) -> str | None:
+    """data/<pipeline>/<file>: the folder right under the data prefix names the pipeline."""
+    if not key.startswith(settings.data_prefix):
+        return None
+    parts = key[len(settings.data_prefix) :].split("/")
+    if len(parts) < 2 or not parts[-1] or not PIPELINE_NAME_PATTERN.match(parts[0]):
+        return None
+    return parts[0]
+
+
+def pipeline_exists(s3: Any, settings: Settings, pipeline: str) -> bool:
+    try:
+        s3.head_object(Bucket=settings.artifact_bucket, Key=f"{settings.pipelines_prefix}{pipeline}/pipeline.json")
+    except s3.exceptions.ClientError:
+        return False
+    return True
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    raw = event.get("time")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def start_run(sfn: Any, settings: Settings, pipeline: str, run_id: str, dataset: dict[str, Any]) -> TriggerDecision:
+    """Start the flow with the run id as execution name: a second delivery of the same trigger collides."""
+    run_input = {"pipeline": pipeline, "run_id": run_id, "dataset": dataset}
+    try:
+        response = sfn.start_execution(
+            stateMachineArn=settings.training_flow_arn, name=run_id, input=json.dumps(run_input)
+        )
+    except sfn.exceptions.ExecutionAlreadyExists:
+        return TriggerDecision(started=False, duplicate=True, reason="already started", pipeline=pipeline,
+                               run_id=run_id)
+    return TriggerDecision(started=True, reason="started", pipeline=pipeline, run_id=run_id,
+                           execution_arn=response["executionArn"])
+
+
+def handle_s3_event(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+    detail = event.get("detail") or {}
+    bucket = (detail.get("bucket") or {}).get("name", "")
+    obj = detail.get("object") or {}
+    key = str(obj.get("key", ""))
+    pipeline = pipeline_for_key(settings, key)
+    if pipeline is None:
+        return TriggerDecision(started=False, reason=f"s3://{bucket}/{key} is not under {settings.data_prefix}<pipeline>/")
+    if not pipeline_exists(s3, settings, pipeline):
+        return TriggerDecision(started=False, pipeline=pipeline,
+                               reason=f"unknown pipeline {pipeline!r} for s3://{bucket}/{key}")
+    version = obj.get("version-id") or obj.get("etag") or ""
+    identity = f"{bucket}/{key}#{version}#{obj.get('sequencer', '')}"
+    run_id = make_run_id(pipeline, _event_time(event), identity)
+    dataset = {"bucket": bucket, "key": key, "version_id": obj.get("version-id")}
+    return start_run(sfn, settings, pipeline, run_id, dataset)
+
+
+def latest_dataset(s3: Any, settings: Settings, pipeline: str) -> dict[str, Any] | None:
+    """The newest object under the pipeline's data prefix: what a scheduled retrain trains on."""
+    newest: dict[str, Any] | None = None
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=settings.artifact_bucket, Prefix=f"{settings.data_prefix}{pipeline}/"):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith("/") and (newest is None or obj["LastModified"] > newest["LastModified"]):
+                newest = obj
+    return newest
+
+
+def handle_schedule(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+    pipeline = str(event.get("pipeline", ""))
+    if not PIPELINE_NAME_PATTERN.match(pipeline) or not pipeline_exists(s3, settings, pipeline):
+        return TriggerDecision(started=False, reason=f"unknown pipeline {pipeline!r} in scheduled retrain")
+    newest = latest_dataset(s3, settings, pipeline)
+    if newest is None:
+        return TriggerDecision(started=False, pipeline=pipeline,
+                               reason=f"no dataset under s3://{settings.artifact_bucket}/{settings.data_prefix}{pipeline}/")
+    identity = f"{settings.artifact_bucket}/{newest['Key']}#{newest.get('ETag', '')}#schedule"
+    run_id = make_run_id(pipeline, _event_time(event), identity)
+    dataset = {"bucket": settings.artifact_bucket, "key": newest["Key"], "version_id": None}
+    return start_run(sfn, settings, pipeline, run_id, dataset)
+
+
+def handle_trigger(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+    if event.get("detail-type") == "Object Created":
+        return handle_s3_event(sfn, s3, settings, event)
+    if event.get("trigger") == "schedule":
+        return handle_schedule(sfn, s3, settings, event)
+    return TriggerDecision(started=False, reason="unrecognised trigger event")

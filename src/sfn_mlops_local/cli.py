@@ -1,0 +1,190 @@
+"""``mlops``: run pipelines and inspect runs, on the embedded local runtime (default) or a deployed stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.tree import Tree
+
+from sfn_mlops_local import operations
+from sfn_mlops_local.operations import Target
+
+STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "REJECTED": "yellow", "RUNNING": "cyan",
+                "SKIPPED": "dim", "CACHED": "blue", "NOT_STARTED": "dim"}
+
+
+@contextmanager
+def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime()
+    with runtime:
+        yield Target(
+            s3=runtime.client("s3"), sfn=runtime.client("stepfunctions"), dynamodb=runtime.client("dynamodb"),
+            sagemaker=runtime.client("sagemaker"), bucket=runtime.bucket, table_name=runtime.table,
+            training_flow_arn=runtime.state_machine_arn("TrainingFlow"), description="local runtime",
+        ), runtime
+
+
+@contextmanager
+def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
+    import boto3
+
+    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    stacks = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    yield Target(
+        s3=session.client("s3"), sfn=session.client("stepfunctions"), dynamodb=session.client("dynamodb"),
+        sagemaker=session.client("sagemaker"), bucket=outputs["ArtifactBucketName"],
+        table_name=outputs["MetadataTableName"], training_flow_arn=outputs["TrainingFlowArn"],
+        description=f"stack {args.stack}",
+    ), None
+
+
+def target_for(args: argparse.Namespace) -> Any:
+    return aws_target(args) if args.stack else local_target(args)
+
+
+def _styled(status: str | None) -> str:
+    status = status or "?"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def render_tree(summary: dict[str, Any]) -> Tree:
+    tree = Tree(f"[bold]run {summary['run_id']}[/] ({summary.get('pipeline')}) {_styled(summary['status'])}"
+                f"  [dim]job flow {summary.get('flow_execution_arn') or ''}[/]")
+    for unit in summary.get("units", []):
+        duration = f" {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
+        node = tree.add(f"{unit['name']:<10} {_styled(unit['status'])} attempt {unit.get('attempt', 0)}{duration}")
+        if unit.get("executor_execution_arn"):
+            executor = node.add(f"[dim]executor[/] {unit['executor_execution_arn'].rsplit(':', 1)[-1]}")
+            if unit.get("worker_execution_arn"):
+                worker = executor.add(f"[dim]worker[/] {unit['worker_execution_arn'].rsplit(':', 1)[-1]}")
+                if unit.get("job_name"):
+                    worker.add(f"[dim]SageMaker job[/] {unit['job_name']}")
+        if unit.get("error"):
+            node.add(f"[red]{unit['error']['error']}[/]: {unit['error']['cause']}")
+    if summary.get("metrics"):
+        tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
+    if summary.get("model_package_arn"):
+        tree.add(f"model package {summary['model_package_arn']}")
+    if summary.get("error"):
+        err = summary["error"]
+        tree.add(f"[red]error in {err.get('unit')}: {err.get('error')}[/]: {err.get('cause')}")
+    return tree
+
+
+def _public(summary: dict[str, Any]) -> dict[str, Any]:
+    return {**summary, "units": [{k: v for k, v in u.items() if k != "outputs"} for u in summary.get("units", [])]}
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    with target_for(args) as (target, runtime):
+        root = runtime.root if runtime else Path.cwd()
+        folder = operations.pipeline_dir(root, args.pipeline)
+        config = operations.publish_pipeline(target, folder)
+        data_file = Path(args.data) if args.data else folder / config.data.sample_file
+        if not data_file.is_file():
+            raise SystemExit(f"dataset {data_file} does not exist")
+        started = time.monotonic()
+        key, version = operations.upload_dataset(target, args.pipeline, data_file)
+        console.print(f"[bold]{args.pipeline}[/]: uploaded {data_file.name} to s3://{target.bucket}/{key} "
+                      f"({target.description})")
+        run_id, execution_arn = operations.find_run_for_upload(target, key, version)
+        console.print(f"run {run_id} started by the upload trigger")
+        seen: dict[str, tuple[str, int]] = {}
+
+        def on_change(summary: dict[str, Any]) -> None:
+            for unit in summary["units"]:
+                state = (unit["status"], unit["attempt"])
+                if unit["status"] != "NOT_STARTED" and seen.get(unit["name"]) != state:
+                    seen[unit["name"]] = state
+                    detail = f" job {unit['job_name']}" if unit.get("job_name") else ""
+                    took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
+                    console.print(f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow › executor › worker  "
+                                  f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}")
+
+        summary = operations.follow_run(target, run_id, execution_arn, on_change)
+        console.print(render_tree(summary))
+    if args.json:
+        print(json.dumps(_public(summary), default=str))
+    return 0 if summary["status"] in ("SUCCEEDED", "REJECTED") else 1
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    with target_for(args) as (target, _runtime):
+        if args.run_id:
+            summary = operations.run_summary(target, args.run_id)
+        else:
+            runs = target.table.list_runs(args.pipeline, limit=1)
+            if not runs:
+                raise SystemExit(f"no runs of pipeline {args.pipeline!r} yet")
+            summary = operations.run_summary(target, runs[0]["PK"].split("#", 1)[1])
+    console.print(render_tree(summary))
+    if args.json:
+        print(json.dumps(args.full and summary or _public(summary), default=str))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, console: Console) -> int:
+    with target_for(args) as (target, runtime):
+        root = runtime.root if runtime else Path.cwd()
+        config = operations.publish_pipeline(target, operations.pipeline_dir(root, args.pipeline))
+    console.print(f"published pipeline {config.name} to s3://{target.bucket}/pipelines/{config.name}/")
+    return 0
+
+
+def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime()
+    runtime.reset()
+    console.print(f"local state removed ({runtime.state_dir})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", help="deployed stack name (default: the embedded local runtime)")
+    common.add_argument("--region", help="AWS region of the stack")
+    common.add_argument("--profile", help="AWS profile")
+    common.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common], help="upload a dataset and follow the run it starts")
+    run.add_argument("pipeline")
+    run.add_argument("--data", help="dataset file (default: the pipeline's bundled data)")
+    run.set_defaults(handler=cmd_run)
+    status = sub.add_parser("status", parents=[common], help="show a run as a tree (default: the latest)")
+    status.add_argument("run_id", nargs="?")
+    status.add_argument("--pipeline", default="abalone", help="pipeline whose latest run to show")
+    status.add_argument("--full", action="store_true", help="include each unit's outputs in --json")
+    status.set_defaults(handler=cmd_status)
+    publish = sub.add_parser("publish", parents=[common], help="upload a pipeline's config and scripts")
+    publish.add_argument("pipeline")
+    publish.set_defaults(handler=cmd_publish)
+    local = sub.add_parser("local", help="manage the embedded local runtime")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    reset = local_sub.add_parser("reset", help="forget all local state")
+    reset.set_defaults(handler=cmd_local_reset)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # With --json, human output goes to stderr so the last stdout line is the JSON object.
+    console = Console(stderr=bool(getattr(args, "json", False)))
+    code: int = args.handler(args, console)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""S3 → EventBridge → rule → target, as AWS does it: S3 emits "Object Created", rules from the template match."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from moto.events.models import EventPattern
+
+from sfn_mlops_local.local.lambda_host import LambdaHost
+from sfn_mlops_local.local.template import ACCOUNT, REGION, LocalFunction
+
+
+@dataclass
+class Rule:
+    name: str
+    pattern: dict[str, Any]
+    function: LocalFunction
+
+
+def rules_from_functions(functions: dict[str, LocalFunction]) -> list[Rule]:
+    rules = []
+    for function in functions.values():
+        for event_name, event in function.events.items():
+            if event.get("Type") == "EventBridgeRule":
+                rules.append(Rule(f"{function.logical_id}{event_name}", event["Properties"]["Pattern"], function))
+    return rules
+
+
+def object_created_event(bucket: str, key: str, head: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The event S3 sends to EventBridge for a new object (detail-type "Object Created")."""
+    detail_object: dict[str, Any] = {
+        "key": key,
+        "size": int(head.get("ContentLength", 0)),
+        "etag": str(head.get("ETag", "")).strip('"'),
+        "sequencer": uuid.uuid4().hex[:18].upper(),
+    }
+    if head.get("VersionId") and head["VersionId"] != "null":
+        detail_object["version-id"] = head["VersionId"]
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": detail_object,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": ACCOUNT,
+            "source-ip-address": "127.0.0.1",
+            "reason": reason,
+        },
+    }
+
+
+class LocalEventBus:
+    """Delivers events to matching rules' targets on a background thread, like EventBridge (async)."""
+
+    def __init__(self, rules: list[Rule], lambdas: LambdaHost, s3_client: Any, eventbridge_buckets: set[str]) -> None:
+        self._rules = rules
+        self._patterns = [(rule, EventPattern.load(__import__("json").dumps(rule.pattern))) for rule in rules]
+        self._lambdas = lambdas
+        self._s3 = s3_client
+        self._buckets = eventbridge_buckets
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.deliveries: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._work, name="local-eventbridge", daemon=True)
+        self._thread.start()
+
+    # botocore "before-parameter-build.s3.PutObject": remember which object the call writes.
+    @staticmethod
+    def on_object_request(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["mlops_object"] = (params.get("Bucket"), params.get("Key"))
+
+    # botocore "after-call.s3.PutObject" (and multipart completion, copy)
+    def on_object_created(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
+                          **_: Any) -> None:
+        if http_response is None or getattr(http_response, "status_code", 500) >= 300:
+            return
+        bucket, key = context.get("mlops_object", (None, None))
+        if bucket in self._buckets and key:
+            reason = {"CompleteMultipartUpload": "CompleteMultipartUpload", "CopyObject": "CopyObject"}.get(
+                model.name, "PutObject")
+            self._queue.put({"bucket": bucket, "key": key, "version_id": parsed.get("VersionId"), "reason": reason})
+
+    def put_event(self, event: dict[str, Any]) -> None:
+        self._queue.put({"event": event})
+
+    def wait_idle(self) -> None:
+        self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                event = item.get("event")
+                if event is None:
+                    head_kwargs = {"Bucket": item["bucket"], "Key": item["key"]}
+                    if item.get("version_id"):
+                        head_kwargs["VersionId"] = item["version_id"]
+                    head = self._s3().head_object(**head_kwargs)
+                    event = object_created_event(item["bucket"], item["key"], head, item["reason"])
+                for rule, pattern in self._patterns:
+                    if pattern.matches_event(event):
+                        result, error = self._lambdas.invoke(rule.function.arn, event)
+                        self.deliveries.append({"rule": rule.name, "event": event, "result": result, "error": error})
+            except Exception as exc:  # a failed delivery must not stop the bus
+                self.deliveries.append({"rule": None, "event": item, "result": None, "error": repr(exc)})
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,113 @@
+"""Serve ``lambda.Invoke`` in-process from the functions' own code, as the Lambda service would."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import sys
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.awsrequest import AWSResponse
+
+from sfn_mlops_local.local.template import LocalFunction
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = ""
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class LambdaHost:
+    """Loads each function's ``app.py`` once and invokes its handler for ``lambda.Invoke`` calls."""
+
+    def __init__(self, functions: dict[str, LocalFunction], log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._by_name: dict[str, LocalFunction] = {}
+        for function in functions.values():
+            self._by_name[function.name] = function
+            self._by_name[function.arn] = function
+        self._modules: dict[str, ModuleType] = {}
+        self._lock = threading.Lock()
+        self.invocations: list[dict[str, Any]] = []
+        self.fault: Any = None  # set by tests/CLI: callable(function_name, payload) -> Exception | None
+
+    def function(self, name_or_arn: str) -> LocalFunction | None:
+        # Unqualified name, ARN, or ARN with a qualifier.
+        return self._by_name.get(name_or_arn) or self._by_name.get(name_or_arn.rsplit(":", 1)[0])
+
+    def _module(self, function: LocalFunction) -> ModuleType:
+        with self._lock:
+            module = self._modules.get(function.logical_id)
+            if module is None:
+                module_file, _ = function.handler.rsplit(".", 1)
+                path = function.code_dir / f"{module_file.replace('.', '/')}.py"
+                spec = importlib.util.spec_from_file_location(f"_local_lambda_{function.logical_id}", path)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load {path}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module
+                # Powertools' Logger binds to sys.stdout when created: send each function's logs to its
+                # own file (like CloudWatch Logs) instead of the CLI's output.
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                log = open(self._log_dir / f"lambda-{function.logical_id}.log", "a", buffering=1)  # noqa: SIM115
+                with contextlib.redirect_stdout(log):
+                    spec.loader.exec_module(module)
+                self._modules[function.logical_id] = module
+            return module
+
+    def invoke(self, name_or_arn: str, payload: Any) -> tuple[Any, str | None]:
+        """Returns (result payload, function error kind or None), with Lambda's error payload shape."""
+        function = self.function(name_or_arn)
+        if function is None:
+            raise KeyError(name_or_arn)
+        handler = getattr(self._module(function), function.handler.rsplit(".", 1)[1])
+        context = FakeLambdaContext(function.name, function.arn, aws_request_id=str(uuid.uuid4()),
+                                    log_group_name=f"/aws/lambda/{function.name}")
+        self.invocations.append({"function": function.logical_id, "request_id": context.aws_request_id})
+        try:
+            injected = self.fault(function.logical_id, payload) if self.fault else None
+            if injected is not None:
+                raise injected
+            return handler(payload, context), None
+        except Exception as exc:
+            return {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "requestId": context.aws_request_id,
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }, "Unhandled"
+
+    # botocore "before-call.lambda.Invoke" handler: short-circuits the HTTP call.
+    def on_invoke(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        name = unquote(params["url_path"].split("/functions/", 1)[1].split("/", 1)[0])
+        if self.function(name) is None:
+            return None  # not ours: let moto answer (ResourceNotFound)
+        body = params.get("body") or b"{}"
+        payload = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
+        result, error = self.invoke(name, payload)
+        parsed: dict[str, Any] = {
+            "StatusCode": 200,
+            "ExecutedVersion": "$LATEST",
+            "Payload": io.BytesIO(json.dumps(result).encode()),
+        }
+        if error:
+            parsed["FunctionError"] = error
+        return AWSResponse(params.get("url", ""), 200, {}, None), parsed

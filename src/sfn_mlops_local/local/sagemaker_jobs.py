@@ -1,0 +1,332 @@
+"""SageMaker processing and training jobs as local processes that honour the container contract.
+
+A job gets a sandbox whose ``opt/ml`` tree mirrors the container's ``/opt/ml``: inputs are downloaded
+from (local) S3 into it, paths under ``/opt/ml`` in the entrypoint and arguments are mapped into it,
+and outputs are uploaded back to S3 when the process ends, exactly where SageMaker would put them.
+
+Images are matched to what this machine can run: the scikit-learn image runs the script with this
+Python; the XGBoost image requires the XGBoost library version the container version ships.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+
+from sfn_mlops.images import image_version
+from sfn_mlops.s3uri import split_s3_uri
+from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
+
+CONTAINER_ROOT = "/opt/ml"
+# Container version tag -> XGBoost library version it ships (SageMaker XGBoost container release notes).
+XGBOOST_LIBRARY_FOR_CONTAINER = {"1.7-1": "1.7."}
+
+
+class JobFailed(Exception):
+    def __init__(self, reason: str, exit_message: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_message = exit_message
+
+
+def installed_xgboost_version() -> str:
+    from importlib.metadata import version
+
+    return version("xgboost")
+
+
+def check_image(image_uri: str) -> str:
+    """Which local 'container' runs this image; raises JobFailed if this machine cannot run it faithfully."""
+    repository = image_uri.rsplit("/", 1)[-1].split(":", 1)[0]
+    tag = image_version(image_uri)
+    if repository == "sagemaker-scikit-learn":
+        return "sklearn"
+    if repository == "sagemaker-xgboost":
+        expected = XGBOOST_LIBRARY_FOR_CONTAINER.get(tag)
+        if expected is None:
+            raise JobFailed(f"ClientError: the local runtime does not know XGBoost container version {tag!r}")
+        found = installed_xgboost_version()
+        if not found.startswith(expected):
+            raise JobFailed(
+                f"ClientError: container sagemaker-xgboost:{tag} ships XGBoost {expected}x but this "
+                f"environment has {found}; a model trained with another version predicts differently"
+            )
+        return "xgboost"
+    raise JobFailed(f"ClientError: image {image_uri} is not available in the local runtime")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalJobRunner:
+    """Implements Create/Describe for processing and training jobs; jobs run on background threads."""
+
+    def __init__(self, s3_client: Callable[[], Any], work_dir: Path, log_dir: Path) -> None:
+        self._s3 = s3_client
+        self._work_dir = work_dir
+        self._log_dir = log_dir
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        # Seconds spent inside job processes: the "real work" the benchmark compares against.
+        self.job_seconds: dict[str, float] = {}
+        self.fault: Callable[[str, dict[str, Any]], str | None] | None = None
+
+    # ---------------------------------------------------------------- botocore hooks
+    def on_call(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        operation = model.name
+        body = params.get("body") or b"{}"
+        request = json.loads(body.decode() if isinstance(body, bytes) else body)
+        handlers = {
+            "CreateProcessingJob": self.create_processing_job,
+            "CreateTrainingJob": self.create_training_job,
+            "DescribeProcessingJob": lambda r: self.describe("processing", r["ProcessingJobName"]),
+            "DescribeTrainingJob": lambda r: self.describe("training", r["TrainingJobName"]),
+        }
+        handler = handlers.get(operation)
+        if handler is None:
+            return None
+        try:
+            parsed = handler(request)
+        except ClientError as exc:
+            return AWSResponse(params.get("url", ""), 400, {}, None), dict(exc.response)
+        return AWSResponse(params.get("url", ""), 200, {}, None), parsed
+
+    @staticmethod
+    def _client_error(code: str, message: str, operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message},
+                            "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+    # ---------------------------------------------------------------- API
+    def _register(self, kind: str, name: str, record: dict[str, Any], operation: str) -> None:
+        with self._lock:
+            if name in self.jobs:
+                raise self._client_error("ValidationException", f"Job name {name} must be unique within an AWS account and region, and a job with this name already exists", operation)
+            self.jobs[name] = record
+
+    def create_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["ProcessingJobName"]
+        arn = f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name.lower()}"
+        record = {"kind": "processing", "request": request, "status": "InProgress", "created": _now(), "arn": arn}
+        self._register("processing", name, record, "CreateProcessingJob")
+        self._start(name, self._run_processing)
+        return {"ProcessingJobArn": arn}
+
+    def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["TrainingJobName"]
+        arn = f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:training-job/{name.lower()}"
+        record = {"kind": "training", "request": request, "status": "InProgress", "created": _now(), "arn": arn}
+        self._register("training", name, record, "CreateTrainingJob")
+        self._start(name, self._run_training)
+        return {"TrainingJobArn": arn}
+
+    def describe(self, kind: str, name: str) -> dict[str, Any]:
+        job = self.jobs.get(name)
+        if job is None or job["kind"] != kind:
+            operation = "DescribeProcessingJob" if kind == "processing" else "DescribeTrainingJob"
+            raise self._client_error("ValidationException", f"Could not find requested job with name {name}", operation)
+        request = job["request"]
+        common = {"CreationTime": job["created"], "LastModifiedTime": job.get("ended", job["created"])}
+        if job.get("started"):
+            common["ProcessingStartTime" if kind == "processing" else "TrainingStartTime"] = job["started"]
+        if job.get("ended"):
+            common["ProcessingEndTime" if kind == "processing" else "TrainingEndTime"] = job["ended"]
+        if job.get("failure_reason"):
+            common["FailureReason"] = job["failure_reason"]
+        if kind == "processing":
+            result = {**request, **common, "ProcessingJobArn": job["arn"], "ProcessingJobStatus": job["status"]}
+            if job.get("exit_message"):
+                result["ExitMessage"] = job["exit_message"]
+            return result
+        result = {
+            **request,
+            **common,
+            "TrainingJobArn": job["arn"],
+            "TrainingJobStatus": job["status"],
+            "SecondaryStatus": {"InProgress": "Training", "Completed": "Completed", "Failed": "Failed"}[job["status"]],
+            "ModelArtifacts": {"S3ModelArtifacts": job.get("model_data", "")},
+        }
+        if job.get("billable"):
+            result["BillableTimeInSeconds"] = job["billable"]
+        return result
+
+    def wait_idle(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # ---------------------------------------------------------------- running
+    def _start(self, name: str, target: Callable[[str, Path], None]) -> None:
+        def run() -> None:
+            job = self.jobs[name]
+            sandbox = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._work_dir))
+            job["started"] = _now()
+            try:
+                injected = self.fault(name, job) if self.fault else None
+                if injected:
+                    raise JobFailed(injected)
+                target(name, sandbox)
+                job["status"] = "Completed"
+            except JobFailed as failed:
+                job["status"] = "Failed"
+                job["failure_reason"] = failed.reason[:1024]
+                if failed.exit_message:
+                    job["exit_message"] = failed.exit_message[:1024]
+            except Exception as exc:  # the runner itself broke: report it like SageMaker's InternalServerError
+                job["status"] = "Failed"
+                job["failure_reason"] = f"InternalServerError: local job runner: {type(exc).__name__}: {exc}"[:1024]
+            finally:
+                job["ended"] = _now()
+                job["billable"] = max(1, int((job["ended"] - job["started"]).total_seconds()))
+                shutil.rmtree(sandbox, ignore_errors=True)
+
+        thread = threading.Thread(target=run, name=f"sagemaker-job-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _local(self, sandbox: Path, container_path: str) -> Path:
+        if not container_path.startswith(CONTAINER_ROOT):
+            raise JobFailed(f"ClientError: local path {container_path} is outside {CONTAINER_ROOT}")
+        return sandbox / container_path.lstrip("/")
+
+    def _download(self, uri: str, target: Path) -> int:
+        bucket, prefix = split_s3_uri(uri)
+        s3 = self._s3()
+        count = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue
+                relative = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
+                destination = target / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, key, str(destination))
+                count += 1
+        if count == 0:
+            raise JobFailed(f"ClientError: no S3 objects found under the input URI {uri}")
+        return count
+
+    def _upload(self, source: Path, uri: str) -> None:
+        bucket, prefix = split_s3_uri(uri)
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        s3 = self._s3()
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
+
+    def _run_process(self, name: str, command: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        with open(self._log_dir / f"{name}.log", "wb") as log:
+            try:
+                completed = subprocess.run(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                           timeout=timeout, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
+            finally:
+                self.job_seconds[name] = time.perf_counter() - started
+        return completed.returncode
+
+    @staticmethod
+    def _base_env() -> dict[str, str]:
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+        env = {k: v for k, v in os.environ.items() if k in keep}
+        src_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = src_root
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _run_processing(self, name: str, sandbox: Path) -> None:
+        request = self.jobs[name]["request"]
+        app = request["AppSpecification"]
+        check_image(app["ImageUri"])
+        for item in request.get("ProcessingInputs", []):
+            s3_input = item["S3Input"]
+            self._download(s3_input["S3Uri"], self._local(sandbox, s3_input["LocalPath"]))
+        outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        for item in outputs:
+            self._local(sandbox, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        (sandbox / "opt/ml/output").mkdir(parents=True, exist_ok=True)
+
+        def to_local(arg: str) -> str:
+            return str(self._local(sandbox, arg)) if arg.startswith(CONTAINER_ROOT) else arg
+
+        entrypoint = [sys.executable if part in ("python", "python3") else to_local(part)
+                      for part in app.get("ContainerEntrypoint", [])]
+        if not entrypoint:
+            raise JobFailed("ClientError: the local runtime needs AppSpecification.ContainerEntrypoint")
+        # The scripts read /opt/ml paths from their arguments; the message file is the container default.
+        arguments = [to_local(a) for a in app.get("ContainerArguments", [])]
+        if "--message-file" not in arguments:
+            arguments += ["--message-file", str(sandbox / "opt/ml/output/message")]
+        env = {**self._base_env(), **request.get("Environment", {})}
+        timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
+        code = self._run_process(name, entrypoint + arguments, env, sandbox, timeout)
+        message_file = sandbox / "opt/ml/output/message"
+        exit_message = message_file.read_text(errors="replace").strip() if message_file.exists() else None
+        if code != 0:
+            raise JobFailed("AlgorithmError: See job logs for more information", exit_message)
+        for item in outputs:
+            self._upload(self._local(sandbox, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+        if exit_message:
+            self.jobs[name]["exit_message"] = exit_message
+
+    def _run_training(self, name: str, sandbox: Path) -> None:
+        request = self.jobs[name]["request"]
+        image = request["AlgorithmSpecification"]["TrainingImage"]
+        if check_image(image) != "xgboost":
+            raise JobFailed(f"ClientError: {image} is not a training algorithm image the local runtime can run")
+        root = sandbox / "opt/ml"
+        config_dir = root / "input/config"
+        config_dir.mkdir(parents=True)
+        (config_dir / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
+        channels = {}
+        for channel in request.get("InputDataConfig", []):
+            channels[channel["ChannelName"]] = {
+                "ContentType": channel.get("ContentType", ""),
+                "TrainingInputMode": channel.get("InputMode", "File"),
+                "S3DistributionType": channel["DataSource"]["S3DataSource"].get("S3DataDistributionType", ""),
+                "RecordWrapperType": "None",
+            }
+            self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], root / "input/data" / channel["ChannelName"])
+        (config_dir / "inputdataconfig.json").write_text(json.dumps(channels))
+        (config_dir / "resourceconfig.json").write_text(
+            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+        )
+        for folder in ("model", "output/data", "output"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        env = {**self._base_env(), "MLOPS_OPT_ML": str(root), "SM_MODEL_DIR": str(root / "model"),
+               "SM_CHANNELS": json.dumps(sorted(channels)), "SM_CURRENT_HOST": "algo-1"}
+        env.update({f"SM_CHANNEL_{c.upper()}": str(root / "input/data" / c) for c in channels})
+        timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
+        command = [sys.executable, "-m", "sfn_mlops_local.containers.xgboost_algorithm"]
+        code = self._run_process(name, command, env, sandbox, timeout)
+        if code != 0:
+            failure = root / "output/failure"
+            reason = failure.read_text(errors="replace").strip() if failure.exists() else "See job logs for more information"
+            raise JobFailed(f"AlgorithmError: {reason}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for path in sorted((root / "model").iterdir()):
+                archive.add(path, arcname=path.name)
+        output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        bucket, prefix = split_s3_uri(f"{output_path}/{name}/output/model.tar.gz")
+        self._s3().put_object(Bucket=bucket, Key=prefix, Body=buffer.getvalue())
+        self.jobs[name]["model_data"] = f"s3://{bucket}/{prefix}"

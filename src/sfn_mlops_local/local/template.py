@@ -1,0 +1,190 @@
+"""Read template.yaml and resolve it for the local runtime: the template is the only source of resources."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import cfn_yaml
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PARTITION = "aws"
+URL_SUFFIX = "amazonaws.com"
+_SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    events: dict[str, dict[str, Any]]
+
+
+@dataclass
+class LocalStateMachine:
+    logical_id: str
+    name: str
+    arn: str
+    definition_path: Path
+    substitutions: dict[str, str]
+
+
+@dataclass
+class ResolvedTemplate:
+    root: Path
+    stack_name: str
+    raw: dict[str, Any]
+    parameters: dict[str, str]
+    physical: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ intrinsic functions
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (fn, arg), = value.items()
+            if fn == "Ref":
+                return self._ref(arg)
+            if fn == "Fn::GetAtt":
+                logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.physical[logical][attribute]
+            if fn == "Fn::Sub":
+                return self._sub(arg)
+            if fn == "Fn::FindInMap":
+                name, key1, key2 = (self.resolve(a) for a in arg)
+                return self.raw["Mappings"][name][key1][key2]
+            if fn == "Fn::If":
+                condition, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(condition) else when_false)
+            if fn == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(self.resolve(i)) for i in items)
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def condition(self, name: str) -> bool:
+        spec = self.raw.get("Conditions", {})[name]
+        if "Fn::Equals" in spec:
+            left, right = (self.resolve(v) for v in spec["Fn::Equals"])
+            return bool(left == right)
+        raise NotImplementedError(f"condition {name}: only Fn::Equals is supported locally")
+
+    def _ref(self, name: str) -> str:
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": PARTITION,
+            "AWS::URLSuffix": URL_SUFFIX,
+            "AWS::StackName": self.stack_name,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        return self.physical[name]["Ref"]
+
+    def _sub(self, arg: Any) -> str:
+        template, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in variables:
+                return str(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                logical, attribute = name.split(".", 1)
+                return self.physical[logical][attribute]
+            return str(self._ref(name))
+
+        return _SUB_VAR.sub(replace, template)
+
+    # ------------------------------------------------------------ views
+    def resources(self, type_: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.raw["Resources"].items() if v["Type"] == type_}
+
+    def globals_env(self) -> dict[str, str]:
+        variables = self.raw.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        return {k: str(self.resolve(v)) for k, v in variables.items()}
+
+    def functions(self) -> dict[str, LocalFunction]:
+        result = {}
+        global_handler = self.raw.get("Globals", {}).get("Function", {}).get("Handler", "app.lambda_handler")
+        for logical, resource in self.resources("AWS::Serverless::Function").items():
+            props = resource["Properties"]
+            env = self.globals_env()
+            env.update({k: str(self.resolve(v)) for k, v in props.get("Environment", {}).get("Variables", {}).items()})
+            result[logical] = LocalFunction(
+                logical_id=logical,
+                name=self.physical[logical]["Ref"],
+                arn=self.physical[logical]["Arn"],
+                code_dir=self.root / props["CodeUri"],
+                handler=props.get("Handler", global_handler),
+                environment=env,
+                events={k: self.resolve(v) for k, v in props.get("Events", {}).items()},
+            )
+        return result
+
+    def state_machines(self) -> dict[str, LocalStateMachine]:
+        result = {}
+        for logical, resource in self.resources("AWS::Serverless::StateMachine").items():
+            props = resource["Properties"]
+            result[logical] = LocalStateMachine(
+                logical_id=logical,
+                name=self.physical[logical]["Name"],
+                arn=self.physical[logical]["Ref"],
+                definition_path=self.root / props["DefinitionUri"],
+                substitutions={k: str(self.resolve(v)) for k, v in props.get("DefinitionSubstitutions", {}).items()},
+            )
+        return result
+
+    def definition(self, machine: LocalStateMachine) -> str:
+        text = machine.definition_path.read_text()
+        missing = sorted(set(_SUB_VAR.findall(text)) - set(machine.substitutions))
+        if missing:
+            raise ValueError(f"{machine.definition_path.name} uses undefined substitutions: {', '.join(missing)}")
+        for name, value in machine.substitutions.items():
+            text = text.replace("${" + name + "}", value)
+        json.loads(text)
+        return text
+
+
+def _physical_ids(raw: dict[str, Any], stack: str) -> dict[str, dict[str, str]]:
+    """Names and ARNs as CloudFormation would give them, made predictable for local use."""
+    ids: dict[str, dict[str, str]] = {}
+    for logical, resource in raw["Resources"].items():
+        kind = resource["Type"]
+        name = f"{stack}-{logical}"
+        if kind == "AWS::DynamoDB::Table":
+            ids[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"}
+        elif kind == "AWS::S3::Bucket":
+            bucket = name.lower()
+            ids[logical] = {"Ref": bucket, "Arn": f"arn:{PARTITION}:s3:::{bucket}"}
+        elif kind == "AWS::Serverless::Function":
+            arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            ids[logical] = {"Ref": name, "Arn": arn}
+        elif kind == "AWS::Serverless::StateMachine":
+            arn = f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+            ids[logical] = {"Ref": arn, "Arn": arn, "Name": name}
+        elif kind == "AWS::IAM::Role":
+            ids[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{name}"}
+        elif kind == "AWS::Logs::LogGroup":
+            ids[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"}
+        else:
+            ids[logical] = {"Ref": f"arn:{PARTITION}:local:{REGION}:{ACCOUNT}:{logical}:{name}"}
+    return ids
+
+
+def load_template(root: Path, stack_name: str = "sfn-mlops-local") -> ResolvedTemplate:
+    raw = cfn_yaml.load(str(root / "template.yaml"))
+    raw = json.loads(json.dumps(raw))  # plain dicts, without cfn-lint's node classes
+    parameters = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}
+    return ResolvedTemplate(root=root, stack_name=stack_name, raw=raw, parameters=parameters,
+                            physical=_physical_ids(raw, stack_name))

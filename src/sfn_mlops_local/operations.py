@@ -1,0 +1,158 @@
+"""What the CLI does, against any target (the local runtime or a deployed stack): plain functions on clients."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops.metadata import TERMINAL_RUN_STATUSES, MetadataTable
+from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
+
+FLOW_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+@dataclass
+class Target:
+    """Where the pipeline runs: clients plus the names of the stack's resources."""
+
+    s3: Any
+    sfn: Any
+    dynamodb: Any
+    sagemaker: Any
+    bucket: str
+    table_name: str
+    training_flow_arn: str
+    description: str
+
+    @property
+    def table(self) -> MetadataTable:
+        return MetadataTable(self.dynamodb, self.table_name)
+
+
+def pipeline_dir(root: Path, pipeline: str) -> Path:
+    folder = root / "models" / pipeline
+    if not (folder / "pipeline.json").exists():
+        known = sorted(p.parent.name for p in (root / "models").glob("*/pipeline.json"))
+        raise SystemExit(f"unknown pipeline {pipeline!r}: no models/{pipeline}/pipeline.json (known: {', '.join(known)})")
+    return folder
+
+
+def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
+    """Validate the pipeline folder and upload its config and scripts to pipelines/<name>/."""
+    config = parse_pipeline_config((folder / "pipeline.json").read_bytes(), source=str(folder / "pipeline.json"))
+    if config.name != folder.name:
+        raise SystemExit(f"{folder}/pipeline.json names pipeline {config.name!r}; the folder is {folder.name!r}")
+    scripts = {config.preprocess.script, config.evaluate.script}
+    for script in sorted(scripts):
+        path = folder / script
+        if not path.is_file():
+            raise SystemExit(f"pipeline {config.name}: script {script} does not exist in {folder}")
+        target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/{script}", Body=path.read_bytes())
+    target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/pipeline.json",
+                         Body=config.model_dump_json(indent=2).encode())
+    return config
+
+
+def upload_dataset(target: Target, pipeline: str, data_file: Path) -> tuple[str, str | None]:
+    key = f"data/{pipeline}/{data_file.name}"
+    with data_file.open("rb") as body:
+        response = target.s3.put_object(Bucket=target.bucket, Key=key, Body=body)
+    return key, response.get("VersionId")
+
+
+def find_run_for_upload(target: Target, key: str, version_id: str | None, timeout: float = 60) -> tuple[str, str]:
+    """The trigger starts the flow asynchronously: find the execution whose input is this object version."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = target.sfn.list_executions(stateMachineArn=target.training_flow_arn, maxResults=50)
+        for execution in page["executions"]:
+            described = target.sfn.describe_execution(executionArn=execution["executionArn"])
+            run_input = json.loads(described.get("input") or "{}")
+            dataset = run_input.get("dataset") or {}
+            if dataset.get("key") == key and (version_id is None or dataset.get("version_id") == version_id):
+                return run_input["run_id"], execution["executionArn"]
+        time.sleep(0.05)
+    raise SystemExit(f"no run started for s3://{target.bucket}/{key} within {timeout:.0f}s: is the trigger wired?")
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return round((parse(end) - parse(start)).total_seconds(), 3)
+
+
+def run_summary(target: Target, run_id: str) -> dict[str, Any]:
+    """The JSON object scripts read: run_id, pipeline, status, units (in flow order), metrics, package, error."""
+    run = target.table.get_run(run_id)
+    if run is None:
+        raise SystemExit(f"no run {run_id!r} in {target.table_name}")
+    units = []
+    for name in run.get("unit_order") or sorted(run["units"]):
+        record = run["units"].get(name)
+        if record is None:
+            units.append({"name": name, "status": "NOT_STARTED", "attempt": 0, "duration_s": None})
+            continue
+        units.append({
+            "name": name,
+            "status": record.get("status"),
+            "attempt": record.get("attempt", 0),
+            "duration_s": _seconds_between(record.get("started_at"), record.get("finished_at")),
+            "started_at": record.get("started_at"),
+            "finished_at": record.get("finished_at"),
+            "executor_execution_arn": record.get("executor_execution_arn"),
+            "worker_execution_arn": record.get("worker_execution_arn"),
+            "job_name": (record.get("outputs") or {}).get("job_name"),
+            "outputs": record.get("outputs"),
+            "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
+        })
+    error = run.get("error") if run.get("status") == "FAILED" else None
+    return {
+        "run_id": run_id,
+        "pipeline": run.get("pipeline"),
+        "status": run.get("status"),
+        "run_attempt": run.get("run_attempt"),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "duration_s": _seconds_between(run.get("started_at"), run.get("finished_at")),
+        "dataset": run.get("dataset"),
+        "flow_execution_arn": run.get("flow_execution_arn"),
+        "units": units,
+        "metrics": run.get("metrics") or {},
+        "gate": run.get("gate"),
+        "model_package_arn": run.get("model_package_arn"),
+        "error": error,
+    }
+
+
+def follow_run(target: Target, run_id: str, execution_arn: str, on_change: Callable[[dict[str, Any]], None],
+               timeout: float = 3600, poll_s: float = 0.1) -> dict[str, Any]:
+    """Poll until the flow execution ends, reporting each change of the run's units."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        status = target.sfn.describe_execution(executionArn=execution_arn)["status"]
+        try:
+            summary = run_summary(target, run_id)
+        except SystemExit:
+            summary = None
+        if summary is not None:
+            fingerprint = [(u["name"], u["status"], u["attempt"]) for u in summary["units"]] + [summary["status"]]
+            if fingerprint != last:
+                last = fingerprint
+                on_change(summary)
+        if status in FLOW_TERMINAL and (summary is None or summary["status"] in TERMINAL_RUN_STATUSES):
+            return summary or {"run_id": run_id, "status": status}
+        if status in FLOW_TERMINAL:
+            # The flow ended without recording a terminal run status (e.g. it was aborted).
+            final = summary or {"run_id": run_id, "units": [], "metrics": {}, "model_package_arn": None}
+            return {**final, "status": "FAILED",
+                    "error": final.get("error") or {"unit": None, "error": f"States.{status}", "cause": status}}
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
+        time.sleep(poll_s)
