@@ -54,7 +54,7 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
             raise SystemExit(f"pipeline {config.name}: script {script} does not exist in {folder}")
         target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/{script}", Body=path.read_bytes())
     target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/pipeline.json",
-                         Body=config.model_dump_json(indent=2).encode())
+                         Body=config.model_dump_json(indent=2, by_alias=True).encode())
     return config
 
 

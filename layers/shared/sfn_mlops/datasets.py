@@ -73,6 +73,8 @@ def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = Non
 
 
 def read_head(s3: Any, dataset: DatasetRef) -> bytes:
+    if dataset.size == 0:
+        return b""  # a range read of an empty object is "not satisfiable"
     kwargs: dict[str, Any] = {"Bucket": dataset.bucket, "Key": dataset.key, "Range": f"bytes=0-{HEAD_BYTES - 1}"}
     if dataset.version_id:
         kwargs["VersionId"] = dataset.version_id

@@ -16,7 +16,7 @@ ImageName = Literal["sklearn", "xgboost"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class DataSpec(_Strict):
@@ -100,7 +100,8 @@ class PipelineConfig(_Strict):
     preprocess: PreprocessSpec = PreprocessSpec()
     train: TrainSpec
     evaluate: EvaluateSpec = EvaluateSpec()
-    register: RegisterSpec
+    # "register" would shadow BaseModel's ABC register(): keep the JSON name, rename the attribute.
+    registration: RegisterSpec = Field(alias="register")
     gate: GateSpec
     schedule: ScheduleSpec = ScheduleSpec()
 

@@ -101,7 +101,7 @@ def build_plan(s3: Any, settings: Settings, event: dict[str, Any]) -> dict[str, 
                 "runs_root": runs_root,
             },
             "register": {
-                **config.register.model_dump(),
+                **config.registration.model_dump(),
                 "image_uri": xgboost_image,
                 "problem_type": config.problem_type,
             },

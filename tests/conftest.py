@@ -1,0 +1,111 @@
+"""Shared fixtures: AWS mocked with moto, tables built from template.yaml itself, no network."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aws_xray_sdk.core  # noqa: F401  # opens its UDP socket at import: do it before sockets are blocked
+import boto3
+import pytest
+import urllib3.util.connection  # noqa: F401  # probes IPv6 with a socket at import, same reason
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+                   "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "sfn-mlops-test",
+                   "POWERTOOLS_METRICS_NAMESPACE": "SfnMlopsTest"})
+
+TABLE = "test-metadata"
+BUCKET = "test-artifacts"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05) -> Any:
+    """Poll with a deadline; returns the first truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto for every AWS call, with the settings the functions read from their environment."""
+    from sfn_mlops.aws import reset_clients
+    from sfn_mlops.settings import get_settings
+
+    monkeypatch.setenv("METADATA_TABLE", TABLE)
+    monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
+    monkeypatch.setenv("TRAINING_FLOW_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:test-flow")
+    monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
+    monkeypatch.setenv("SKLEARN_IMAGE_URI",
+                       "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    reset_clients()
+    get_settings.cache_clear()
+    with mock_aws():
+        yield
+    reset_clients()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def table(aws: None) -> str:
+    """The metadata table exactly as template.yaml defines it."""
+    from sfn_mlops_local.local.template import load_template
+
+    template = load_template(ROOT)
+    props = template.resolve(template.raw["Resources"]["MetadataTable"]["Properties"])
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+        BillingMode=props["BillingMode"],
+    )
+    return TABLE
+
+
+@pytest.fixture
+def bucket(aws: None) -> str:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return BUCKET
+
+
+@pytest.fixture
+def published(bucket: str) -> str:
+    """The abalone pipeline published to the bucket, as `mlops publish` does."""
+    s3 = boto3.client("s3")
+    folder = ROOT / "models" / "abalone"
+    s3.put_object(Bucket=bucket, Key="pipelines/abalone/pipeline.json", Body=(folder / "pipeline.json").read_bytes())
+    for script in ("preprocess.py", "evaluate.py"):
+        s3.put_object(Bucket=bucket, Key=f"pipelines/abalone/scripts/{script}",
+                      Body=(folder / "scripts" / script).read_bytes())
+    return bucket
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    from sfn_mlops_local.local.lambda_host import FakeLambdaContext
+
+    return FakeLambdaContext("test-function", "arn:aws:lambda:us-east-1:123456789012:function:test-function",
+                             aws_request_id="req-1")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Any]:
+    """The embedded local runtime with its own state folder, nothing persisted."""
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    local = LocalRuntime(root=ROOT, state_dir=tmp_path / "state", persist=False)
+    with local:
+        yield local

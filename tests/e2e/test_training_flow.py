@@ -1,0 +1,201 @@
+"""The whole training flow on the embedded local runtime, driven through the CLI as a user would."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    from sfn_mlops_local.cli import main
+
+    code = main(list(argv))
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    return code, json.loads(last_line)
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MLOPS_LOCAL_STATE", str(tmp_path / "state"))
+    monkeypatch.chdir(ROOT)
+    return tmp_path / "state"
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One successful abalone run shared by the assertions below (a full run takes ~15 s)."""
+    import os
+
+    from sfn_mlops_local.cli import main
+
+    state = tmp_path_factory.mktemp("e2e") / "state"
+    os.environ["MLOPS_LOCAL_STATE"] = str(state)
+    try:
+        buffer = io.StringIO()
+        from contextlib import redirect_stdout
+
+        with redirect_stdout(buffer):
+            code = main(["run", "abalone", "--json"])
+        summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
+    finally:
+        del os.environ["MLOPS_LOCAL_STATE"]
+    return {"code": code, "summary": summary, "state": state}
+
+
+def test_run_abalone_succeeds_with_all_units_and_a_model_package(first_run: dict[str, Any]) -> None:
+    # Given a fresh local runtime, When `mlops run abalone --json` runs
+    summary = first_run["summary"]
+    # Then the run and its four units succeed, in flow order, with the real test RMSE and a package
+    assert first_run["code"] == 0
+    assert summary["status"] == "SUCCEEDED"
+    assert [u["name"] for u in summary["units"]] == ["preprocess", "train", "evaluate", "register"]
+    assert all(u["status"] == "SUCCEEDED" and u["attempt"] == 1 for u in summary["units"])
+    assert all(u["duration_s"] > 0 for u in summary["units"])
+    assert 1.0 < summary["metrics"]["rmse"] < 3.1
+    assert summary["model_package_arn"].startswith("arn:aws:sagemaker:us-east-1:123456789012:model-package/abalone/")
+    assert summary["error"] is None
+
+
+def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
+    first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xgboost
+
+    from sfn_mlops.s3uri import split_s3_uri
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    monkeypatch.chdir(ROOT)
+    with LocalRuntime(root=ROOT, state_dir=first_run["state"]) as local:
+        from sfn_mlops_local.operations import Target
+
+        s3 = local.client("s3")
+        target = Target(s3, local.client("stepfunctions"), local.client("dynamodb"), local.client("sagemaker"),
+                        local.bucket, local.table, local.state_machine_arn("TrainingFlow"), "local")
+        run = target.table.get_run(first_run["summary"]["run_id"])
+        assert run is not None
+        model_data = run["units"]["train"]["outputs"]["model_data"]
+        test_prefix = run["units"]["preprocess"]["outputs"]["test_uri"]
+        package = local.client("sagemaker").describe_model_package(ModelPackageName=run["model_package_arn"])
+        bucket, key = split_s3_uri(model_data)
+        archive = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        bucket, prefix = split_s3_uri(test_prefix)
+        test_key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
+        test_rows = s3.get_object(Bucket=bucket, Key=test_key)["Body"].read()
+    # Then the artifact is a real model.tar.gz with the container's XGBoost version (1.7.x) ...
+    assert xgboost.__version__.startswith("1.7.")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extract("xgboost-model", tmp_path, filter="data")
+    booster = xgboost.Booster()
+    booster.load_model(str(tmp_path / "xgboost-model"))
+    data = np.loadtxt(io.BytesIO(test_rows), delimiter=",")
+    predictions = booster.predict(xgboost.DMatrix(data[:, 1:]))
+    rmse = float(np.sqrt(np.mean((predictions - data[:, 0]) ** 2)))
+    # ... which reproduces the recorded RMSE, and the package carries the run and dataset identity
+    assert rmse == pytest.approx(first_run["summary"]["metrics"]["rmse"], rel=1e-6)
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_data
+    assert package["InferenceSpecification"]["Containers"][0]["Image"].endswith("sagemaker-xgboost:1.7-1")
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["sfn-mlops:run-id"] == first_run["summary"]["run_id"]
+    assert metadata["sfn-mlops:dataset-version"] == first_run["summary"]["dataset"]["version_id"]
+
+
+def test_reexecuting_the_flow_with_the_same_run_id_runs_no_sagemaker_job(first_run: dict[str, Any]) -> None:
+    from sfn_mlops_local.local.runtime import LocalRuntime
+    from tests.conftest import wait_until
+
+    summary = first_run["summary"]
+    with LocalRuntime(root=ROOT, state_dir=first_run["state"]) as local:
+        jobs_before = set(local.jobs.jobs)
+        sfn = local.client("stepfunctions")
+        # When the job flow is started again with the same input (a new execution name)
+        run_input = {"pipeline": "abalone", "run_id": summary["run_id"],
+                     "dataset": {k: summary["dataset"][k] for k in ("bucket", "key", "version_id")}}
+        arn = sfn.start_execution(stateMachineArn=local.state_machine_arn("TrainingFlow"),
+                                  name=f"{summary['run_id']}-again", input=json.dumps(run_input))["executionArn"]
+        described = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
+        history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        # Then it succeeds, every unit returns its recorded outputs, and no SageMaker job was created
+        assert described["status"] == "SUCCEEDED", described
+        assert set(local.jobs.jobs) == jobs_before
+        skipped = [json.loads(e["taskSucceededEventDetails"]["output"])["Output"]["status"]
+                   for e in history if e["type"] == "TaskSucceeded"
+                   and e["taskSucceededEventDetails"]["resource"] == "startExecution.sync:2"]
+        assert skipped == ["SKIPPED"] * 4
+        assert json.loads(described["output"])["model_package_arn"] == summary["model_package_arn"]
+
+
+def test_status_shows_the_recorded_run(first_run: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_LOCAL_STATE", str(first_run["state"]))
+    code, status = run_cli(capsys, "status", first_run["summary"]["run_id"], "--json")
+    assert code == 0
+    assert status["status"] == "SUCCEEDED"
+    assert status["model_package_arn"] == first_run["summary"]["model_package_arn"]
+    assert [u["status"] for u in status["units"]] == ["SUCCEEDED"] * 4
+
+
+BAD_INPUTS = {
+    "missing_label.csv": (b"sex,length,diameter\nM,0.4,0.3\nF,0.5,0.4\n", "no label column 'rings'"),
+    "empty.csv": (b"", "is empty"),
+    "not_csv.csv": (b"PAR1\x00\x15\x04\x15\x10\x15\x14L\x15\x02\x00\x00" * 20, "is not a CSV text file"),
+    "non_numeric.csv": (
+        (ROOT / "models/abalone/data/abalone.csv").read_bytes().replace(b"M,0.44,0.365,0.125", b"M,0.44,abc,0.125", 1),
+        "non-numeric value 'abc' in column 'diameter'",
+    ),
+}
+
+
+@pytest.mark.parametrize("file_name", sorted(BAD_INPUTS))
+def test_bad_dataset_fails_the_run_with_a_readable_cause(
+    file_name: str, state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a dataset with a problem
+    content, expected = BAD_INPUTS[file_name]
+    data = tmp_path / file_name
+    data.write_bytes(content)
+    # When it is run
+    code, summary = run_cli(capsys, "run", "abalone", "--data", str(data), "--json")
+    # Then the run fails in preprocess, the cause names the problem, and nothing was registered
+    assert code == 1
+    assert summary["status"] == "FAILED"
+    assert summary["error"]["unit"] == "preprocess"
+    assert summary["error"]["error"] == "DatasetValidationError"
+    assert expected in summary["error"]["cause"]
+    assert summary["units"][0]["status"] == "FAILED"
+    assert expected in summary["units"][0]["error"]["cause"]
+    assert summary["model_package_arn"] is None
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    with LocalRuntime(root=ROOT, state_dir=state) as local:
+        groups = local.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
+        assert groups == []
+
+
+def test_upload_under_an_unknown_pipeline_starts_no_run(runtime: Any) -> None:
+    from tests.conftest import wait_until
+
+    # When a dataset lands under a prefix that names no published pipeline
+    runtime.client("s3").put_object(Bucket=runtime.bucket, Key="data/nosuchpipeline/x.csv", Body=b"a,b\n1,2\n")
+    runtime.events.wait_idle()
+    # Then the trigger rejects it, and no execution of the flow starts
+    delivery = wait_until(lambda: runtime.events.deliveries)[0]
+    assert delivery["result"]["started"] is False
+    assert "unknown pipeline 'nosuchpipeline'" in delivery["result"]["reason"]
+    flow = runtime.state_machine_arn("TrainingFlow")
+    assert runtime.client("stepfunctions").list_executions(stateMachineArn=flow)["executions"] == []
+
+
+def test_upload_outside_the_data_prefix_is_not_delivered(runtime: Any) -> None:
+    runtime.client("s3").put_object(Bucket=runtime.bucket, Key="runs/abalone/x.csv", Body=b"a,b\n1,2\n")
+    runtime.events.wait_idle()
+    assert runtime.events.deliveries == []

@@ -1,0 +1,120 @@
+"""Each worker state machine on the local runtime: real jobs on success, readable causes on failure."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, wait_until
+
+RUN_ID = "abalone-20260101t000000-0000abcd"
+
+
+def run_worker(runtime: Any, worker: str, unit: str, inputs: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
+    sfn = runtime.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=runtime.state_machine_arn(worker), name=str(uuid.uuid4()),
+        input=json.dumps({"run_id": RUN_ID, "pipeline": "abalone", "unit": unit, "attempt": attempt,
+                          "inputs": inputs}),
+    )["executionArn"]
+    return wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
+                      timeout=120)
+
+
+@pytest.fixture
+def plan(runtime: Any) -> dict[str, Any]:
+    """A planned run of the abalone pipeline (the flow's first step), without starting the flow."""
+    from sfn_mlops_local.operations import Target, publish_pipeline
+
+    s3 = runtime.client("s3")
+    target = Target(s3, runtime.client("stepfunctions"), runtime.client("dynamodb"), runtime.client("sagemaker"),
+                    runtime.bucket, runtime.table, runtime.state_machine_arn("TrainingFlow"), "local")
+    publish_pipeline(target, ROOT / "models" / "abalone")
+    # Upload outside data/ so that the trigger does not start a flow of its own.
+    s3.put_object(Bucket=runtime.bucket, Key="staging/abalone.csv",
+                  Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes())
+    result, error = runtime.lambdas.invoke(
+        runtime.physical("PlanRunFunction"),
+        {"pipeline": "abalone", "run_id": RUN_ID, "dataset": {"bucket": runtime.bucket, "key": "staging/abalone.csv"}},
+    )
+    assert error is None, result
+    plan: dict[str, Any] = result
+    return plan
+
+
+def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: dict[str, Any]) -> None:
+    # preprocess: validated, snapshotted, split by a real processing job
+    pre = run_worker(runtime, "PreprocessWorker", "preprocess", {"config": plan["units"]["preprocess"],
+                                                                 "dataset": plan["dataset"]})
+    assert pre["status"] == "SUCCEEDED", pre
+    data = json.loads(pre["output"])
+    assert data["job_name"] == f"{RUN_ID}-prep-a1"
+    assert data["train_uri"].endswith("/preprocess/a1/train/")
+    assert data["dataset_snapshot"].endswith(f"{RUN_ID}/input/abalone.csv")
+    # train: built-in XGBoost semantics, a model.tar.gz where SageMaker puts it
+    train = run_worker(runtime, "TrainWorker", "train", {"config": plan["units"]["train"], "data": data})
+    assert train["status"] == "SUCCEEDED", train
+    model = json.loads(train["output"])
+    assert model["model_data"].endswith(f"/train/a1/{RUN_ID}-train-a1/output/model.tar.gz")
+    job = runtime.client("sagemaker").describe_training_job(TrainingJobName=model["job_name"])
+    assert job["HyperParameters"]["num_round"] == "50"  # hyperparameters travel as strings
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
+    # evaluate: metrics for the gate
+    evaluate = run_worker(runtime, "EvaluateWorker", "evaluate", {"config": plan["units"]["evaluate"], "model": model,
+                                                                  "data": data, "gate": plan["gate"]})
+    assert evaluate["status"] == "SUCCEEDED", evaluate
+    evaluation = json.loads(evaluate["output"])
+    assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}
+    # register: a model package in the pipeline's group
+    register = run_worker(runtime, "RegisterWorker", "register", {"config": plan["units"]["register"], "model": model,
+                                                                  "evaluation": evaluation, "dataset": plan["dataset"]})
+    assert register["status"] == "SUCCEEDED", register
+    package = json.loads(register["output"])
+    assert package["model_package_group"] == "abalone" and package["model_package_version"] == 1
+    assert package["approval_status"] == "PendingManualApproval"
+
+
+def test_preprocess_worker_rejects_a_bad_dataset_before_any_job(runtime: Any, plan: dict[str, Any]) -> None:
+    runtime.client("s3").put_object(Bucket=runtime.bucket, Key="staging/bad.csv", Body=b"a,b\n1,2\n")
+    dataset = {**plan["dataset"], "key": "staging/bad.csv", "version_id": None, "size": 8}
+    result = run_worker(runtime, "PreprocessWorker", "preprocess", {"config": plan["units"]["preprocess"],
+                                                                    "dataset": dataset})
+    assert result["status"] == "FAILED"
+    assert result["error"] == "DatasetValidationError"
+    assert "no label column 'rings'" in result["cause"]
+    assert runtime.jobs.jobs == {}
+
+
+@pytest.mark.parametrize(("worker", "unit", "error"), [
+    ("PreprocessWorker", "preprocess", "ProcessingJobFailed"),
+    ("TrainWorker", "train", "TrainingJobFailed"),
+])
+def test_a_failed_sagemaker_job_fails_the_worker_with_its_reason(
+    runtime: Any, plan: dict[str, Any], worker: str, unit: str, error: str
+) -> None:
+    runtime.jobs.fault = lambda name, job: "AlgorithmError: injected failure (out of memory)"
+    inputs: dict[str, Any] = {"config": plan["units"][unit]}
+    if unit == "preprocess":
+        inputs["dataset"] = plan["dataset"]
+    else:
+        inputs["data"] = {"train_uri": "s3://x/train/", "validation_uri": "s3://x/validation/"}
+    result = run_worker(runtime, worker, unit, inputs)
+    assert result["status"] == "FAILED"
+    assert result["error"] == error
+    assert "injected failure (out of memory)" in result["cause"]
+    assert f"{RUN_ID}-" in result["cause"]  # the job name, so the user can find its logs
+
+
+def test_evaluate_worker_fails_readably_when_the_report_lacks_the_gate_metric(
+    runtime: Any, plan: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given an evaluation script that writes a report without the gate's metric
+    result, error = runtime.lambdas.invoke(runtime.physical("ReadMetricsFunction"), {
+        "evaluation_uri": f"s3://{runtime.bucket}/runs/none/evaluation.json", "gate": plan["gate"]})
+    assert error == "Unhandled"
+    assert result["errorType"] == "MetricsNotFound"
+    assert "wrote no report" in result["errorMessage"]

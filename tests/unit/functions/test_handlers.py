@@ -1,0 +1,189 @@
+"""Every Lambda handler, called as Lambda would with its sample event, against moto (network blocked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import BUCKET, ROOT, TABLE
+
+RUN_ID = "abalone-20261123t101500-1a2b3c4d"
+
+
+def handler_module(name: str) -> ModuleType:
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"test_fn_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_event(logical_id: str) -> dict[str, Any]:
+    """The events/ sample, pointed at the test bucket (the samples name an example deployed bucket)."""
+    text = (ROOT / "events" / f"{logical_id}.json").read_text()
+    return json.loads(text.replace("sfn-mlops-dev-artifactbucket-example", BUCKET))
+
+
+@pytest.fixture
+def dataset(published: str) -> dict[str, Any]:
+    response = boto3.client("s3").put_object(Bucket=BUCKET, Key="data/abalone/abalone.csv",
+                                             Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes())
+    return {"bucket": BUCKET, "key": "data/abalone/abalone.csv", "version_id": response["VersionId"]}
+
+
+def test_trigger_starts_the_training_flow_once_per_object_version(
+    dataset: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(name="test-flow", definition=json.dumps(
+        {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/x")["stateMachineArn"]
+    monkeypatch.setenv("TRAINING_FLOW_ARN", arn)
+    from sfn_mlops.settings import get_settings
+
+    get_settings.cache_clear()
+    event = sample_event("TriggerFunction")
+    event["detail"]["object"]["version-id"] = dataset["version_id"]
+    app = handler_module("trigger")
+    first = app.lambda_handler(event, lambda_context)
+    second = app.lambda_handler(event, lambda_context)  # EventBridge delivers at least once
+    assert first["started"] is True and first["run_id"].startswith("abalone-20261123t101500-")
+    assert second["run_id"] == first["run_id"]
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert [e["name"] for e in executions] == [first["run_id"]]
+    started = json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
+    assert started["dataset"] == dataset
+
+
+def test_trigger_rejects_an_unknown_pipeline_with_a_log_and_a_metric(
+    published: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    # A service name of its own: Powertools loggers of one service share a handler bound to the first stdout.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "trigger-rejection-test")
+    event = sample_event("TriggerFunction")
+    event["detail"]["object"]["key"] = "data/ghost/file.csv"
+    result = handler_module("trigger").lambda_handler(event, lambda_context)
+    assert result["started"] is False
+    assert "unknown pipeline 'ghost'" in result["reason"]
+    output = capsys.readouterr().out
+    assert '"trigger rejected"' in output
+    emf = [json.loads(line) for line in output.splitlines() if '"_aws"' in line]
+    assert any(m.get("RejectedTriggers") == [1.0] or m.get("RejectedTriggers") == 1.0 for m in emf)
+
+
+def test_plan_run_pins_dataset_and_code_and_records_the_run(
+    dataset: dict[str, Any], table: str, lambda_context: Any
+) -> None:
+    event = sample_event("PlanRunFunction")
+    event["dataset"] = dataset
+    plan = handler_module("plan_run").lambda_handler(event, lambda_context)
+    assert plan["dataset"]["version_id"] == dataset["version_id"] and plan["dataset"]["size"] == 191962
+    assert plan["order"] == ["preprocess", "train", "evaluate", "register"]
+    assert plan["units"]["train"]["hyperparameters"]["num_round"] == "50"
+    assert plan["units"]["train"]["image_uri"].endswith("/sagemaker-xgboost:1.7-1")
+    assert plan["units"]["preprocess"]["script"]["uri"] == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/preprocess.py"
+    assert plan["run_attempt"] == 1
+    from sfn_mlops.metadata import MetadataTable
+
+    run = MetadataTable(boto3.client("dynamodb"), TABLE).get_run(RUN_ID)
+    assert run is not None and run["status"] == "RUNNING" and run["pipeline"] == "abalone"
+    # Planning the same run again (a rerun) keeps the run and counts the attempt
+    assert handler_module("plan_run").lambda_handler(event, lambda_context)["run_attempt"] == 2
+
+
+def test_plan_run_fails_readably_for_an_unpublished_pipeline(bucket: str, table: str, lambda_context: Any) -> None:
+    from sfn_mlops.errors import PipelineNotFound
+
+    event = sample_event("PlanRunFunction") | {"pipeline": "churn", "run_id": "churn-20261123t101500-1a2b3c4d"}
+    with pytest.raises(PipelineNotFound, match="pipeline 'churn' is not published"):
+        handler_module("plan_run").lambda_handler(event, lambda_context)
+
+
+def test_validate_dataset_snapshots_the_pinned_version(dataset: dict[str, Any], lambda_context: Any) -> None:
+    event = sample_event("ValidateDatasetFunction")
+    event["inputs"]["dataset"].update(dataset)
+    # The data changes after the run was planned: the run still reads the version it pinned
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=dataset["key"], Body=b"sex,rings\nM,1\n")
+    result = handler_module("validate_dataset").lambda_handler(event, lambda_context)
+    snapshot_key = result["dataset_snapshot"].split(f"s3://{BUCKET}/", 1)[1]
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=snapshot_key)["Body"].read()
+    assert body == (ROOT / "models/abalone/data/abalone.csv").read_bytes()
+    assert "rings" in result["columns"]
+
+
+def test_prepare_job_builds_a_unique_training_job_request(lambda_context: Any) -> None:
+    result = handler_module("prepare_job").lambda_handler(sample_event("PrepareJobFunction"), lambda_context)
+    request = result["request"]
+    assert result["job_name"] == f"{RUN_ID}-train-a1" and len(result["job_name"]) <= 63
+    assert request["TrainingJobName"] == result["job_name"]
+    assert request["AlgorithmSpecification"]["TrainingImage"].endswith("sagemaker-xgboost:1.7-1")
+    assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+    assert result["outputs"]["model_data"].endswith(f"{RUN_ID}-train-a1/output/model.tar.gz")
+    event = sample_event("PrepareJobFunction") | {"attempt": 2}
+    assert handler_module("prepare_job").lambda_handler(event, lambda_context)["job_name"].endswith("-a2")
+
+
+def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any) -> None:
+    event = sample_event("ReadMetricsFunction")
+    key = event["evaluation_uri"].split(f"s3://{BUCKET}/", 1)[1]
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key,
+                                  Body=json.dumps({"metrics": {"rmse": 2.5, "mae": 1.5}}).encode())
+    result = handler_module("read_metrics").lambda_handler(event, lambda_context)
+    assert result["gate"] == {"metric": "rmse", "threshold": 3.1, "direction": "minimize", "value": 2.5}
+    assert result["metrics"] == {"rmse": 2.5, "mae": 1.5}
+
+
+def test_register_model_creates_one_package_per_artifact(bucket: str, table: str, lambda_context: Any) -> None:
+    event = sample_event("RegisterModelFunction")
+    app = handler_module("register_model")
+    first = app.lambda_handler(event, lambda_context)
+    again = app.lambda_handler(event, lambda_context)  # the same artifact, e.g. a retried unit
+    sm = boto3.client("sagemaker")
+    assert first["model_package_version"] == 1 and first["reused"] is False
+    assert again["model_package_arn"] == first["model_package_arn"] and again["reused"] is True
+    assert len(sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]) == 1
+    package = sm.describe_model_package(ModelPackageName=first["model_package_arn"])
+    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID
+    assert package["CustomerMetadataProperties"]["metric:rmse"] == "2.04"
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("evaluation.json")
+    # lineage both ways, by key
+    from sfn_mlops.metadata import dataset_pk, model_pk
+
+    ddb = boto3.client("dynamodb")
+    by_model = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :pk",
+                         ExpressionAttributeValues={":pk": {"S": model_pk(first["model_package_arn"])}})["Items"]
+    assert by_model[0]["dataset_uri"]["S"] == event["inputs"]["dataset"]["uri"]
+    by_dataset = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={
+        ":pk": {"S": dataset_pk(event["inputs"]["dataset"]["uri"], event["inputs"]["dataset"]["version"])}})["Items"]
+    assert by_dataset[0]["model_package_arn"]["S"] == first["model_package_arn"]
+
+
+def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:
+    from sfn_mlops.errors import InvalidUnitInput
+
+    with pytest.raises(InvalidUnitInput, match="register input is missing"):
+        handler_module("register_model").lambda_handler({"run_id": RUN_ID, "pipeline": "abalone", "inputs": {}},
+                                                         lambda_context)
+
+
+def test_handlers_create_no_client_at_import() -> None:
+    from sfn_mlops import aws
+
+    aws.reset_clients()
+    for name in ("trigger", "plan_run", "validate_dataset", "prepare_job", "read_metrics", "register_model"):
+        handler_module(name)
+    assert aws.client.cache_info().currsize == 0
+
+
+def test_every_function_folder_has_a_handler() -> None:
+    assert sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py")) == sorted(
+        ["trigger", "plan_run", "validate_dataset", "prepare_job", "read_metrics", "register_model"])
+    assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))

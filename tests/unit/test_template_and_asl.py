@@ -1,0 +1,108 @@
+"""The template and state machines: substitutions both ways, validators, naming rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PLACEHOLDER = re.compile(r"\$\{([^}]+)\}")
+BIN = Path(sys.executable).parent
+
+
+def machines() -> dict[str, dict]:
+    from sfn_mlops_local.local.template import load_template
+
+    template = load_template(ROOT)
+    return {
+        logical: resource["Properties"]
+        for logical, resource in template.raw["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::StateMachine"
+    }
+
+
+def test_every_asl_file_belongs_to_a_state_machine() -> None:
+    used = {Path(p["DefinitionUri"]).name for p in machines().values()}
+    assert used == {p.name for p in (ROOT / "statemachines").glob("*.asl.json")}
+
+
+@pytest.mark.parametrize("logical", sorted(machines()))
+def test_asl_placeholders_match_definition_substitutions_both_ways(logical: str) -> None:
+    props = machines()[logical]
+    text = (ROOT / props["DefinitionUri"]).read_text()
+    placeholders = set(PLACEHOLDER.findall(text))
+    substitutions = set(props.get("DefinitionSubstitutions", {}))
+    assert placeholders - substitutions == set(), "placeholders without a substitution"
+    assert substitutions - placeholders == set(), "substitutions the definition never uses"
+
+
+@pytest.mark.parametrize("logical", sorted(machines()))
+def test_state_names_follow_the_naming_rules(logical: str) -> None:
+    definition = json.loads((ROOT / machines()[logical]["DefinitionUri"]).read_text())
+    for name, state in definition["States"].items():
+        if state["Type"] == "Choice":
+            assert name.endswith("?"), f"Choice {name!r} should be a question"
+        assert state["Type"] != "Task" or name[0].isupper() and " " in name, f"Task {name!r} should be a verb phrase"
+        assert "arn:aws:" not in json.dumps(state), f"{name}: ARNs come through DefinitionSubstitutions"
+
+
+def test_every_function_has_a_sample_event_and_env_vars_entry() -> None:
+    from sfn_mlops_local.local.template import load_template
+
+    template = load_template(ROOT)
+    env_vars = json.loads((ROOT / "events" / "env.json").read_text())
+    for logical in template.resources("AWS::Serverless::Function"):
+        assert (ROOT / "events" / f"{logical}.json").exists(), f"events/{logical}.json missing"
+        assert logical in env_vars, f"events/env.json has no entry for {logical}"
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else shutil.which(name) or name
+
+
+@pytest.mark.tooling
+def test_cfn_lint_has_no_errors_or_warnings() -> None:
+    result = subprocess.run([_tool("cfn-lint"), "template.yaml", "--regions", "us-east-1"], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.tooling
+def test_sam_validate_lint_passes() -> None:
+    result = subprocess.run([_tool("sam"), "validate", "--lint", "--region", "us-east-1"], cwd=ROOT,
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.tooling
+def test_statelint_accepts_every_state_machine() -> None:
+    files = sorted(str(p) for p in (ROOT / "statemachines").glob("*.asl.json"))
+    result = subprocess.run([_tool("statelint"), *files], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.tooling
+def test_sam_build_without_a_container(tmp_path: Path) -> None:
+    build_dir = tmp_path / "build"
+    result = subprocess.run(
+        [_tool("sam"), "build", "--region", "us-east-1", "--build-dir", str(build_dir),
+         "--cache-dir", str(tmp_path / "cache")],
+        cwd=ROOT, capture_output=True, text=True, check=False, env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The layer carries the domain package and its dependencies under python/, as Lambda expects.
+    assert (build_dir / "SharedLayer" / "python" / "sfn_mlops" / "planner.py").exists()
+    assert (build_dir / "SharedLayer" / "python" / "aws_lambda_powertools").is_dir()
+    assert (build_dir / "PlanRunFunction" / "app.py").exists()
