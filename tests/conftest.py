@@ -15,10 +15,18 @@ import urllib3.util.connection  # noqa: F401  # probes IPv6 with a socket at imp
 from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                   "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "sfn-mlops-test",
-                   "POWERTOOLS_METRICS_NAMESPACE": "SfnMlopsTest"})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "sfn-mlops-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "SfnMlopsTest",
+    }
+)
 
 TABLE = "test-metadata"
 BUCKET = "test-artifacts"
@@ -46,8 +54,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
     monkeypatch.setenv("TRAINING_FLOW_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:test-flow")
     monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
-    monkeypatch.setenv("SKLEARN_IMAGE_URI",
-                       "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    monkeypatch.setenv(
+        "SKLEARN_IMAGE_URI",
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+    )
     reset_clients()
     get_settings.cache_clear()
     with mock_aws():
@@ -88,8 +98,11 @@ def published(bucket: str) -> str:
     folder = ROOT / "models" / "abalone"
     s3.put_object(Bucket=bucket, Key="pipelines/abalone/pipeline.json", Body=(folder / "pipeline.json").read_bytes())
     for script in ("preprocess.py", "evaluate.py"):
-        s3.put_object(Bucket=bucket, Key=f"pipelines/abalone/scripts/{script}",
-                      Body=(folder / "scripts" / script).read_bytes())
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"pipelines/abalone/scripts/{script}",
+            Body=(folder / "scripts" / script).read_bytes(),
+        )
     return bucket
 
 
@@ -97,8 +110,11 @@ def published(bucket: str) -> str:
 def lambda_context() -> Any:
     from sfn_mlops_local.local.lambda_host import FakeLambdaContext
 
-    return FakeLambdaContext("test-function", "arn:aws:lambda:us-east-1:123456789012:function:test-function",
-                             aws_request_id="req-1")
+    return FakeLambdaContext(
+        "test-function",
+        "arn:aws:lambda:us-east-1:123456789012:function:test-function",
+        aws_request_id="req-1",
+    )
 
 
 @pytest.fixture

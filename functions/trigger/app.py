@@ -5,7 +5,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from sfn_mlops.aws import client
 from sfn_mlops.settings import get_settings
 from sfn_mlops.trigger import handle_trigger

@@ -17,8 +17,15 @@ from rich.tree import Tree
 from sfn_mlops_local import operations
 from sfn_mlops_local.operations import Target
 
-STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "REJECTED": "yellow", "RUNNING": "cyan",
-                "SKIPPED": "dim", "CACHED": "blue", "NOT_STARTED": "dim"}
+STATUS_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "REJECTED": "yellow",
+    "RUNNING": "cyan",
+    "SKIPPED": "dim",
+    "CACHED": "blue",
+    "NOT_STARTED": "dim",
+}
 
 
 @contextmanager
@@ -27,11 +34,19 @@ def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
 
     runtime = LocalRuntime()
     with runtime:
-        yield Target(
-            s3=runtime.client("s3"), sfn=runtime.client("stepfunctions"), dynamodb=runtime.client("dynamodb"),
-            sagemaker=runtime.client("sagemaker"), bucket=runtime.bucket, table_name=runtime.table,
-            training_flow_arn=runtime.state_machine_arn("TrainingFlow"), description="local runtime",
-        ), runtime
+        yield (
+            Target(
+                s3=runtime.client("s3"),
+                sfn=runtime.client("stepfunctions"),
+                dynamodb=runtime.client("dynamodb"),
+                sagemaker=runtime.client("sagemaker"),
+                bucket=runtime.bucket,
+                table_name=runtime.table,
+                training_flow_arn=runtime.state_machine_arn("TrainingFlow"),
+                description="local runtime",
+            ),
+            runtime,
+        )
 
 
 @contextmanager
@@ -41,12 +56,19 @@ def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     stacks = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    yield Target(
-        s3=session.client("s3"), sfn=session.client("stepfunctions"), dynamodb=session.client("dynamodb"),
-        sagemaker=session.client("sagemaker"), bucket=outputs["ArtifactBucketName"],
-        table_name=outputs["MetadataTableName"], training_flow_arn=outputs["TrainingFlowArn"],
-        description=f"stack {args.stack}",
-    ), None
+    yield (
+        Target(
+            s3=session.client("s3"),
+            sfn=session.client("stepfunctions"),
+            dynamodb=session.client("dynamodb"),
+            sagemaker=session.client("sagemaker"),
+            bucket=outputs["ArtifactBucketName"],
+            table_name=outputs["MetadataTableName"],
+            training_flow_arn=outputs["TrainingFlowArn"],
+            description=f"stack {args.stack}",
+        ),
+        None,
+    )
 
 
 def target_for(args: argparse.Namespace) -> Any:
@@ -59,8 +81,10 @@ def _styled(status: str | None) -> str:
 
 
 def render_tree(summary: dict[str, Any]) -> Tree:
-    tree = Tree(f"[bold]run {summary['run_id']}[/] ({summary.get('pipeline')}) {_styled(summary['status'])}"
-                f"  [dim]job flow {summary.get('flow_execution_arn') or ''}[/]")
+    tree = Tree(
+        f"[bold]run {summary['run_id']}[/] ({summary.get('pipeline')}) {_styled(summary['status'])}"
+        f"  [dim]job flow {summary.get('flow_execution_arn') or ''}[/]"
+    )
     for unit in summary.get("units", []):
         duration = f" {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
         node = tree.add(f"{unit['name']:<10} {_styled(unit['status'])} attempt {unit.get('attempt', 0)}{duration}")
@@ -83,7 +107,10 @@ def render_tree(summary: dict[str, Any]) -> Tree:
 
 
 def _public(summary: dict[str, Any]) -> dict[str, Any]:
-    return {**summary, "units": [{k: v for k, v in u.items() if k != "outputs"} for u in summary.get("units", [])]}
+    return {
+        **summary,
+        "units": [{k: v for k, v in u.items() if k != "outputs"} for u in summary.get("units", [])],
+    }
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -96,8 +123,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             raise SystemExit(f"dataset {data_file} does not exist")
         started = time.monotonic()
         key, version = operations.upload_dataset(target, args.pipeline, data_file)
-        console.print(f"[bold]{args.pipeline}[/]: uploaded {data_file.name} to s3://{target.bucket}/{key} "
-                      f"({target.description})")
+        console.print(
+            f"[bold]{args.pipeline}[/]: uploaded {data_file.name} to s3://{target.bucket}/{key} ({target.description})"
+        )
         run_id, execution_arn = operations.find_run_for_upload(target, key, version)
         console.print(f"run {run_id} started by the upload trigger")
         seen: dict[str, tuple[str, int]] = {}
@@ -109,8 +137,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                     seen[unit["name"]] = state
                     detail = f" job {unit['job_name']}" if unit.get("job_name") else ""
                     took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
-                    console.print(f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow › executor › worker  "
-                                  f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}")
+                    console.print(
+                        f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow > executor > worker  "
+                        f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}"
+                    )
 
         summary = operations.follow_run(target, run_id, execution_arn, on_change)
         console.print(render_tree(summary))
@@ -130,7 +160,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             summary = operations.run_summary(target, runs[0]["PK"].split("#", 1)[1])
     console.print(render_tree(summary))
     if args.json:
-        print(json.dumps(args.full and summary or _public(summary), default=str))
+        print(json.dumps((args.full and summary) or _public(summary), default=str))
     return 0
 
 

@@ -38,7 +38,9 @@ def pipeline_dir(root: Path, pipeline: str) -> Path:
     folder = root / "models" / pipeline
     if not (folder / "pipeline.json").exists():
         known = sorted(p.parent.name for p in (root / "models").glob("*/pipeline.json"))
-        raise SystemExit(f"unknown pipeline {pipeline!r}: no models/{pipeline}/pipeline.json (known: {', '.join(known)})")
+        raise SystemExit(
+            f"unknown pipeline {pipeline!r}: no models/{pipeline}/pipeline.json (known: {', '.join(known)})"
+        )
     return folder
 
 
@@ -53,8 +55,11 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
         if not path.is_file():
             raise SystemExit(f"pipeline {config.name}: script {script} does not exist in {folder}")
         target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/{script}", Body=path.read_bytes())
-    target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/pipeline.json",
-                         Body=config.model_dump_json(indent=2, by_alias=True).encode())
+    target.s3.put_object(
+        Bucket=target.bucket,
+        Key=f"pipelines/{config.name}/pipeline.json",
+        Body=config.model_dump_json(indent=2, by_alias=True).encode(),
+    )
     return config
 
 
@@ -98,19 +103,21 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         if record is None:
             units.append({"name": name, "status": "NOT_STARTED", "attempt": 0, "duration_s": None})
             continue
-        units.append({
-            "name": name,
-            "status": record.get("status"),
-            "attempt": record.get("attempt", 0),
-            "duration_s": _seconds_between(record.get("started_at"), record.get("finished_at")),
-            "started_at": record.get("started_at"),
-            "finished_at": record.get("finished_at"),
-            "executor_execution_arn": record.get("executor_execution_arn"),
-            "worker_execution_arn": record.get("worker_execution_arn"),
-            "job_name": (record.get("outputs") or {}).get("job_name"),
-            "outputs": record.get("outputs"),
-            "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
-        })
+        units.append(
+            {
+                "name": name,
+                "status": record.get("status"),
+                "attempt": record.get("attempt", 0),
+                "duration_s": _seconds_between(record.get("started_at"), record.get("finished_at")),
+                "started_at": record.get("started_at"),
+                "finished_at": record.get("finished_at"),
+                "executor_execution_arn": record.get("executor_execution_arn"),
+                "worker_execution_arn": record.get("worker_execution_arn"),
+                "job_name": (record.get("outputs") or {}).get("job_name"),
+                "outputs": record.get("outputs"),
+                "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
+            }
+        )
     error = run.get("error") if run.get("status") == "FAILED" else None
     return {
         "run_id": run_id,
@@ -130,8 +137,14 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
     }
 
 
-def follow_run(target: Target, run_id: str, execution_arn: str, on_change: Callable[[dict[str, Any]], None],
-               timeout: float = 3600, poll_s: float = 0.1) -> dict[str, Any]:
+def follow_run(
+    target: Target,
+    run_id: str,
+    execution_arn: str,
+    on_change: Callable[[dict[str, Any]], None],
+    timeout: float = 3600,
+    poll_s: float = 0.1,
+) -> dict[str, Any]:
     """Poll until the flow execution ends, reporting each change of the run's units."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -151,8 +164,11 @@ def follow_run(target: Target, run_id: str, execution_arn: str, on_change: Calla
         if status in FLOW_TERMINAL:
             # The flow ended without recording a terminal run status (e.g. it was aborted).
             final = summary or {"run_id": run_id, "units": [], "metrics": {}, "model_package_arn": None}
-            return {**final, "status": "FAILED",
-                    "error": final.get("error") or {"unit": None, "error": f"States.{status}", "cause": status}}
+            return {
+                **final,
+                "status": "FAILED",
+                "error": final.get("error") or {"unit": None, "error": f"States.{status}", "cause": status},
+            }
         if time.monotonic() > deadline:
             raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
         time.sleep(poll_s)

@@ -70,8 +70,8 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
     first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import xgboost
-
     from sfn_mlops.s3uri import split_s3_uri
+
     from sfn_mlops_local.local.runtime import LocalRuntime
 
     monkeypatch.chdir(ROOT)
@@ -79,8 +79,16 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
         from sfn_mlops_local.operations import Target
 
         s3 = local.client("s3")
-        target = Target(s3, local.client("stepfunctions"), local.client("dynamodb"), local.client("sagemaker"),
-                        local.bucket, local.table, local.state_machine_arn("TrainingFlow"), "local")
+        target = Target(
+            s3,
+            local.client("stepfunctions"),
+            local.client("dynamodb"),
+            local.client("sagemaker"),
+            local.bucket,
+            local.table,
+            local.state_machine_arn("TrainingFlow"),
+            "local",
+        )
         run = target.table.get_run(first_run["summary"]["run_id"])
         assert run is not None
         model_data = run["units"]["train"]["outputs"]["model_data"]
@@ -118,24 +126,33 @@ def test_reexecuting_the_flow_with_the_same_run_id_runs_no_sagemaker_job(first_r
         jobs_before = set(local.jobs.jobs)
         sfn = local.client("stepfunctions")
         # When the job flow is started again with the same input (a new execution name)
-        run_input = {"pipeline": "abalone", "run_id": summary["run_id"],
-                     "dataset": {k: summary["dataset"][k] for k in ("bucket", "key", "version_id")}}
-        arn = sfn.start_execution(stateMachineArn=local.state_machine_arn("TrainingFlow"),
-                                  name=f"{summary['run_id']}-again", input=json.dumps(run_input))["executionArn"]
+        run_input = {
+            "pipeline": "abalone",
+            "run_id": summary["run_id"],
+            "dataset": {k: summary["dataset"][k] for k in ("bucket", "key", "version_id")},
+        }
+        arn = sfn.start_execution(
+            stateMachineArn=local.state_machine_arn("TrainingFlow"),
+            name=f"{summary['run_id']}-again",
+            input=json.dumps(run_input),
+        )["executionArn"]
         described = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
         history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         # Then it succeeds, every unit returns its recorded outputs, and no SageMaker job was created
         assert described["status"] == "SUCCEEDED", described
         assert set(local.jobs.jobs) == jobs_before
-        skipped = [json.loads(e["taskSucceededEventDetails"]["output"])["Output"]["status"]
-                   for e in history if e["type"] == "TaskSucceeded"
-                   and e["taskSucceededEventDetails"]["resource"] == "startExecution.sync:2"]
+        skipped = [
+            json.loads(e["taskSucceededEventDetails"]["output"])["Output"]["status"]
+            for e in history
+            if e["type"] == "TaskSucceeded" and e["taskSucceededEventDetails"]["resource"] == "startExecution.sync:2"
+        ]
         assert skipped == ["SKIPPED"] * 4
         assert json.loads(described["output"])["model_package_arn"] == summary["model_package_arn"]
 
 
-def test_status_shows_the_recorded_run(first_run: dict[str, Any], capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_shows_the_recorded_run(
+    first_run: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_LOCAL_STATE", str(first_run["state"]))
     code, status = run_cli(capsys, "status", first_run["summary"]["run_id"], "--json")
     assert code == 0

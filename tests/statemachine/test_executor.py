@@ -9,9 +9,13 @@ from typing import Any
 from tests.conftest import wait_until
 
 REGISTER_INPUT = {
-    "config": {"model_package_group": "exec-test", "approval_status": "PendingManualApproval",
-               "inference_instance_types": ["ml.m5.large"], "transform_instance_types": ["ml.m5.large"],
-               "image_uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"},
+    "config": {
+        "model_package_group": "exec-test",
+        "approval_status": "PendingManualApproval",
+        "inference_instance_types": ["ml.m5.large"],
+        "transform_instance_types": ["ml.m5.large"],
+        "image_uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+    },
     "model": {"model_data": "s3://bucket/runs/x/model.tar.gz"},
     "evaluation": {"metrics": {"rmse": 2.0}, "evaluation_uri": "s3://bucket/runs/x/evaluation.json"},
     "dataset": {"uri": "s3://bucket/data/x/a.csv", "version": "v1", "etag": "e"},
@@ -21,9 +25,17 @@ REGISTER_INPUT = {
 def start_executor(runtime: Any, unit: str, run_id: str, inputs: dict[str, Any], worker: str) -> dict[str, Any]:
     sfn = runtime.client("stepfunctions")
     arn = sfn.start_execution(
-        stateMachineArn=runtime.state_machine_arn("Executor"), name=str(uuid.uuid4()),
-        input=json.dumps({"run_id": run_id, "pipeline": "exec", "unit": unit,
-                          "worker_arn": runtime.state_machine_arn(worker), "inputs": inputs}),
+        stateMachineArn=runtime.state_machine_arn("Executor"),
+        name=str(uuid.uuid4()),
+        input=json.dumps(
+            {
+                "run_id": run_id,
+                "pipeline": "exec",
+                "unit": unit,
+                "worker_arn": runtime.state_machine_arn(worker),
+                "inputs": inputs,
+            }
+        ),
     )["executionArn"]
     return wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
 
@@ -32,7 +44,7 @@ def unit_record(runtime: Any, run_id: str, unit: str) -> dict[str, Any]:
     item = runtime.client("dynamodb").get_item(
         TableName=runtime.table, Key={"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"UNIT#{unit}"}}
     )["Item"]
-    return {k: list(v.values())[0] for k, v in item.items()}
+    return {k: next(iter(v.values())) for k, v in item.items()}
 
 
 def test_executor_runs_the_worker_and_records_success(runtime: Any) -> None:
@@ -67,7 +79,9 @@ def test_executor_records_a_worker_failure_and_a_rerun_is_attempt_two(runtime: A
     run_id = "exec-20260101t000000-00000003"
     # Given the worker's function fails once with a named error
     failures = iter([RuntimeError("disk on fire")])
-    runtime.lambdas.fault = lambda function, payload: next(failures, None) if function == "RegisterModelFunction" else None
+    runtime.lambdas.fault = lambda function, payload: (
+        next(failures, None) if function == "RegisterModelFunction" else None
+    )
     failed = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
     # Then the executor fails with the worker's error, recorded on the unit
     assert failed["status"] == "FAILED"
@@ -91,7 +105,9 @@ def test_executor_retries_a_throttled_lambda_and_succeeds(runtime: Any) -> None:
     # Lambda's throttling surfaces to Step Functions as Lambda.TooManyRequestsException.
     TooManyRequestsException.__name__ = "Lambda.TooManyRequestsException"
     failures = iter([TooManyRequestsException("Rate exceeded")])
-    runtime.lambdas.fault = lambda function, payload: next(failures, None) if function == "RegisterModelFunction" else None
+    runtime.lambdas.fault = lambda function, payload: (
+        next(failures, None) if function == "RegisterModelFunction" else None
+    )
     result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
     assert result["status"] == "SUCCEEDED"
     assert json.loads(result["output"])["attempt"] == 1
@@ -101,9 +117,15 @@ def test_executor_retries_a_throttled_lambda_and_succeeds(runtime: Any) -> None:
 def test_a_unit_that_is_running_cannot_be_started_twice(runtime: Any) -> None:
     run_id = "exec-20260101t000000-00000005"
     # Given the unit's record says another execution is running it
-    runtime.client("dynamodb").put_item(TableName=runtime.table, Item={
-        "PK": {"S": f"RUN#{run_id}"}, "SK": {"S": "UNIT#register"}, "status": {"S": "RUNNING"},
-        "attempt": {"N": "1"}})
+    runtime.client("dynamodb").put_item(
+        TableName=runtime.table,
+        Item={
+            "PK": {"S": f"RUN#{run_id}"},
+            "SK": {"S": "UNIT#register"},
+            "status": {"S": "RUNNING"},
+            "attempt": {"N": "1"},
+        },
+    )
     result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
     # Then the second execution fails fast with a named error and a readable cause
     assert result["status"] == "FAILED"

@@ -17,12 +17,11 @@ RUN_ID = "abalone-20260101t000000-0000abcd"
 def run_worker(runtime: Any, worker: str, unit: str, inputs: dict[str, Any], attempt: int = 1) -> dict[str, Any]:
     sfn = runtime.client("stepfunctions")
     arn = sfn.start_execution(
-        stateMachineArn=runtime.state_machine_arn(worker), name=str(uuid.uuid4()),
-        input=json.dumps({"run_id": RUN_ID, "pipeline": "abalone", "unit": unit, "attempt": attempt,
-                          "inputs": inputs}),
+        stateMachineArn=runtime.state_machine_arn(worker),
+        name=str(uuid.uuid4()),
+        input=json.dumps({"run_id": RUN_ID, "pipeline": "abalone", "unit": unit, "attempt": attempt, "inputs": inputs}),
     )["executionArn"]
-    return wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
-                      timeout=120)
+    return wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d, timeout=120)
 
 
 @pytest.fixture
@@ -31,15 +30,30 @@ def plan(runtime: Any) -> dict[str, Any]:
     from sfn_mlops_local.operations import Target, publish_pipeline
 
     s3 = runtime.client("s3")
-    target = Target(s3, runtime.client("stepfunctions"), runtime.client("dynamodb"), runtime.client("sagemaker"),
-                    runtime.bucket, runtime.table, runtime.state_machine_arn("TrainingFlow"), "local")
+    target = Target(
+        s3,
+        runtime.client("stepfunctions"),
+        runtime.client("dynamodb"),
+        runtime.client("sagemaker"),
+        runtime.bucket,
+        runtime.table,
+        runtime.state_machine_arn("TrainingFlow"),
+        "local",
+    )
     publish_pipeline(target, ROOT / "models" / "abalone")
     # Upload outside data/ so that the trigger does not start a flow of its own.
-    s3.put_object(Bucket=runtime.bucket, Key="staging/abalone.csv",
-                  Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes())
+    s3.put_object(
+        Bucket=runtime.bucket,
+        Key="staging/abalone.csv",
+        Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes(),
+    )
     result, error = runtime.lambdas.invoke(
         runtime.physical("PlanRunFunction"),
-        {"pipeline": "abalone", "run_id": RUN_ID, "dataset": {"bucket": runtime.bucket, "key": "staging/abalone.csv"}},
+        {
+            "pipeline": "abalone",
+            "run_id": RUN_ID,
+            "dataset": {"bucket": runtime.bucket, "key": "staging/abalone.csv"},
+        },
     )
     assert error is None, result
     plan: dict[str, Any] = result
@@ -48,8 +62,12 @@ def plan(runtime: Any) -> dict[str, Any]:
 
 def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: dict[str, Any]) -> None:
     # preprocess: validated, snapshotted, split by a real processing job
-    pre = run_worker(runtime, "PreprocessWorker", "preprocess", {"config": plan["units"]["preprocess"],
-                                                                 "dataset": plan["dataset"]})
+    pre = run_worker(
+        runtime,
+        "PreprocessWorker",
+        "preprocess",
+        {"config": plan["units"]["preprocess"], "dataset": plan["dataset"]},
+    )
     assert pre["status"] == "SUCCEEDED", pre
     data = json.loads(pre["output"])
     assert data["job_name"] == f"{RUN_ID}-prep-a1"
@@ -64,14 +82,27 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
     assert job["HyperParameters"]["num_round"] == "50"  # hyperparameters travel as strings
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
     # evaluate: metrics for the gate
-    evaluate = run_worker(runtime, "EvaluateWorker", "evaluate", {"config": plan["units"]["evaluate"], "model": model,
-                                                                  "data": data, "gate": plan["gate"]})
+    evaluate = run_worker(
+        runtime,
+        "EvaluateWorker",
+        "evaluate",
+        {"config": plan["units"]["evaluate"], "model": model, "data": data, "gate": plan["gate"]},
+    )
     assert evaluate["status"] == "SUCCEEDED", evaluate
     evaluation = json.loads(evaluate["output"])
     assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}
     # register: a model package in the pipeline's group
-    register = run_worker(runtime, "RegisterWorker", "register", {"config": plan["units"]["register"], "model": model,
-                                                                  "evaluation": evaluation, "dataset": plan["dataset"]})
+    register = run_worker(
+        runtime,
+        "RegisterWorker",
+        "register",
+        {
+            "config": plan["units"]["register"],
+            "model": model,
+            "evaluation": evaluation,
+            "dataset": plan["dataset"],
+        },
+    )
     assert register["status"] == "SUCCEEDED", register
     package = json.loads(register["output"])
     assert package["model_package_group"] == "abalone" and package["model_package_version"] == 1
@@ -81,18 +112,22 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
 def test_preprocess_worker_rejects_a_bad_dataset_before_any_job(runtime: Any, plan: dict[str, Any]) -> None:
     runtime.client("s3").put_object(Bucket=runtime.bucket, Key="staging/bad.csv", Body=b"a,b\n1,2\n")
     dataset = {**plan["dataset"], "key": "staging/bad.csv", "version_id": None, "size": 8}
-    result = run_worker(runtime, "PreprocessWorker", "preprocess", {"config": plan["units"]["preprocess"],
-                                                                    "dataset": dataset})
+    result = run_worker(
+        runtime, "PreprocessWorker", "preprocess", {"config": plan["units"]["preprocess"], "dataset": dataset}
+    )
     assert result["status"] == "FAILED"
     assert result["error"] == "DatasetValidationError"
     assert "no label column 'rings'" in result["cause"]
     assert runtime.jobs.jobs == {}
 
 
-@pytest.mark.parametrize(("worker", "unit", "error"), [
-    ("PreprocessWorker", "preprocess", "ProcessingJobFailed"),
-    ("TrainWorker", "train", "TrainingJobFailed"),
-])
+@pytest.mark.parametrize(
+    ("worker", "unit", "error"),
+    [
+        ("PreprocessWorker", "preprocess", "ProcessingJobFailed"),
+        ("TrainWorker", "train", "TrainingJobFailed"),
+    ],
+)
 def test_a_failed_sagemaker_job_fails_the_worker_with_its_reason(
     runtime: Any, plan: dict[str, Any], worker: str, unit: str, error: str
 ) -> None:
@@ -113,8 +148,10 @@ def test_evaluate_worker_fails_readably_when_the_report_lacks_the_gate_metric(
     runtime: Any, plan: dict[str, Any], tmp_path: Path
 ) -> None:
     # Given an evaluation script that writes a report without the gate's metric
-    result, error = runtime.lambdas.invoke(runtime.physical("ReadMetricsFunction"), {
-        "evaluation_uri": f"s3://{runtime.bucket}/runs/none/evaluation.json", "gate": plan["gate"]})
+    result, error = runtime.lambdas.invoke(
+        runtime.physical("ReadMetricsFunction"),
+        {"evaluation_uri": f"s3://{runtime.bucket}/runs/none/evaluation.json", "gate": plan["gate"]},
+    )
     assert error == "Unhandled"
     assert result["errorType"] == "MetricsNotFound"
     assert "wrote no report" in result["errorMessage"]

@@ -50,7 +50,7 @@ def test_state_names_follow_the_naming_rules(logical: str) -> None:
     for name, state in definition["States"].items():
         if state["Type"] == "Choice":
             assert name.endswith("?"), f"Choice {name!r} should be a question"
-        assert state["Type"] != "Task" or name[0].isupper() and " " in name, f"Task {name!r} should be a verb phrase"
+        assert state["Type"] != "Task" or (name[0].isupper() and " " in name), f"Task {name!r} should be a verb phrase"
         assert "arn:aws:" not in json.dumps(state), f"{name}: ARNs come through DefinitionSubstitutions"
 
 
@@ -71,16 +71,26 @@ def _tool(name: str) -> str:
 
 @pytest.mark.tooling
 def test_cfn_lint_has_no_errors_or_warnings() -> None:
-    result = subprocess.run([_tool("cfn-lint"), "template.yaml", "--regions", "us-east-1"], cwd=ROOT,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [_tool("cfn-lint"), "template.yaml", "--regions", "us-east-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.tooling
 def test_sam_validate_lint_passes() -> None:
-    result = subprocess.run([_tool("sam"), "validate", "--lint", "--region", "us-east-1"], cwd=ROOT,
-                            capture_output=True, text=True, check=False,
-                            env={**os.environ, "SAM_CLI_TELEMETRY": "0"})
+    result = subprocess.run(
+        [_tool("sam"), "validate", "--lint", "--region", "us-east-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
@@ -96,9 +106,21 @@ def test_statelint_accepts_every_state_machine() -> None:
 def test_sam_build_without_a_container(tmp_path: Path) -> None:
     build_dir = tmp_path / "build"
     result = subprocess.run(
-        [_tool("sam"), "build", "--region", "us-east-1", "--build-dir", str(build_dir),
-         "--cache-dir", str(tmp_path / "cache")],
-        cwd=ROOT, capture_output=True, text=True, check=False, env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+        [
+            _tool("sam"),
+            "build",
+            "--region",
+            "us-east-1",
+            "--build-dir",
+            str(build_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -75,16 +75,18 @@ def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = Non
 def read_head(s3: Any, dataset: DatasetRef) -> bytes:
     if dataset.size == 0:
         return b""  # a range read of an empty object is "not satisfiable"
-    kwargs: dict[str, Any] = {"Bucket": dataset.bucket, "Key": dataset.key, "Range": f"bytes=0-{HEAD_BYTES - 1}"}
+    kwargs: dict[str, Any] = {
+        "Bucket": dataset.bucket,
+        "Key": dataset.key,
+        "Range": f"bytes=0-{HEAD_BYTES - 1}",
+    }
     if dataset.version_id:
         kwargs["VersionId"] = dataset.version_id
     body: bytes = s3.get_object(**kwargs)["Body"].read()
     return body
 
 
-def check_dataset_head(
-    head: bytes, complete: bool, label: str, categorical: set[str], uri: str
-) -> list[str]:
+def check_dataset_head(head: bytes, complete: bool, label: str, categorical: set[str], uri: str) -> list[str]:
     """Validate the first bytes of a CSV dataset; returns its columns. Raises DatasetValidationError."""
     if not head.strip():
         raise DatasetValidationError(f"dataset {uri} is empty")
@@ -107,9 +109,7 @@ def check_dataset_head(
             f"dataset {uri} is not a CSV file with a header row (found {len(header)} column(s))"
         )
     if label not in header:
-        raise DatasetValidationError(
-            f"dataset {uri} has no label column {label!r}; columns found: {', '.join(header)}"
-        )
+        raise DatasetValidationError(f"dataset {uri} has no label column {label!r}; columns found: {', '.join(header)}")
     data_rows = [r for r in rows[1:] if r]
     if not data_rows:
         raise DatasetValidationError(f"dataset {uri} has a header but no data rows")
@@ -125,8 +125,7 @@ def check_dataset_head(
                 float(value)
             except ValueError:
                 raise DatasetValidationError(
-                    f"dataset {uri} has a non-numeric value {value!r} in column {header[i]!r} "
-                    f"at row {row_number}"
+                    f"dataset {uri} has a non-numeric value {value!r} in column {header[i]!r} at row {row_number}"
                 ) from None
     return header
 
@@ -147,13 +146,20 @@ def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(raw, dict):
         raise DatasetValidationError("preprocess input needs 'config' and 'dataset'")
     dataset = DatasetRef(
-        bucket=raw["bucket"], key=raw["key"], version_id=raw.get("version_id"),
-        etag=raw.get("etag", ""), size=int(raw.get("size", 0)),
+        bucket=raw["bucket"],
+        key=raw["key"],
+        version_id=raw.get("version_id"),
+        etag=raw.get("etag", ""),
+        size=int(raw.get("size", 0)),
     )
     head = read_head(s3, dataset)
     categorical = {spec.split("=", 1)[0] for spec in config.get("categorical", [])}
     columns = check_dataset_head(
-        head, complete=len(head) >= dataset.size, label=config["label"], categorical=categorical, uri=dataset.uri
+        head,
+        complete=len(head) >= dataset.size,
+        label=config["label"],
+        categorical=categorical,
+        uri=dataset.uri,
     )
     target_bucket, root_key = config["runs_root"][5:].split("/", 1)
     file_name = dataset.key.rsplit("/", 1)[-1]

@@ -60,7 +60,10 @@ def _s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
 
 
 def _s3_output(name: str, uri: str, local_path: str) -> dict[str, Any]:
-    return {"OutputName": name, "S3Output": {"S3Uri": uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"}}
+    return {
+        "OutputName": name,
+        "S3Output": {"S3Uri": uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"},
+    }
 
 
 def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -69,14 +72,24 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
     prefix = _unit_prefix(config, "preprocess", attempt)
     script_name = config["script"]["uri"].rsplit("/", 1)[-1]
     out = f"{PROCESSING_ROOT}/output"
-    arguments = ["--input-dir", f"{PROCESSING_ROOT}/input/data", "--output-dir", out, "--label", config["label"]]
+    arguments = [
+        "--input-dir",
+        f"{PROCESSING_ROOT}/input/data",
+        "--output-dir",
+        out,
+        "--label",
+        config["label"],
+    ]
     # An explicit empty spec tells the script there are no categorical columns (its default is abalone's).
     for spec in config["categorical"] or [""]:
         arguments += ["--categorical", spec]
     arguments += [
-        "--train-ratio", str(config["train_ratio"]),
-        "--validation-ratio", str(config["validation_ratio"]),
-        "--seed", str(config["seed"]),
+        "--train-ratio",
+        str(config["train_ratio"]),
+        "--validation-ratio",
+        str(config["validation_ratio"]),
+        "--seed",
+        str(config["seed"]),
     ]
     splits = ["train", "validation", "test", "schema"]
     name = job_name(run_id, "preprocess", attempt)
@@ -115,7 +128,11 @@ def train_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, An
             "ContentType": "text/csv",
             "InputMode": "File",
             "DataSource": {
-                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
             },
         }
 
@@ -158,9 +175,12 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
                 "ImageUri": config["image_uri"],
                 "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{script_name}"],
                 "ContainerArguments": [
-                    "--model-dir", f"{PROCESSING_ROOT}/model",
-                    "--test-dir", f"{PROCESSING_ROOT}/test",
-                    "--output-dir", f"{PROCESSING_ROOT}/evaluation",
+                    "--model-dir",
+                    f"{PROCESSING_ROOT}/model",
+                    "--test-dir",
+                    f"{PROCESSING_ROOT}/test",
+                    "--output-dir",
+                    f"{PROCESSING_ROOT}/evaluation",
                 ],
             },
             "ProcessingInputs": [

@@ -174,19 +174,43 @@ class MetadataTable:
         return deserialize(item) if item else None
 
     def record_model_package(
-        self, model_data: str, model_package_arn: str, run_id: str, dataset: dict[str, Any], metrics: dict[str, Any]
+        self,
+        model_data: str,
+        model_package_arn: str,
+        run_id: str,
+        dataset: dict[str, Any],
+        metrics: dict[str, Any],
     ) -> None:
         """Link artifact, model package and dataset version both ways, in one transaction."""
         now = now_iso()
         common = {"run_id": run_id, "created_at": now}
-        link = {"model_package_arn": model_package_arn, "dataset_uri": dataset["uri"],
-                "dataset_version": dataset["version"], **common}
+        link = {
+            "model_package_arn": model_package_arn,
+            "dataset_uri": dataset["uri"],
+            "dataset_version": dataset["version"],
+            **common,
+        }
         items = [
-            {"PK": artifact_pk(model_data), "SK": "MODEL", "model_package_arn": model_package_arn,
-             "model_data": model_data, **common},
-            {"PK": dataset_pk(dataset["uri"], dataset["version"]), "SK": f"MODEL#{model_package_arn}", **link},
-            {"PK": model_pk(model_package_arn), "SK": f"DATASET#{dataset['uri']}#{dataset['version']}",
-             "dataset": dataset, "metrics": json.dumps(metrics), "model_data": model_data, **link},
+            {
+                "PK": artifact_pk(model_data),
+                "SK": "MODEL",
+                "model_package_arn": model_package_arn,
+                "model_data": model_data,
+                **common,
+            },
+            {
+                "PK": dataset_pk(dataset["uri"], dataset["version"]),
+                "SK": f"MODEL#{model_package_arn}",
+                **link,
+            },
+            {
+                "PK": model_pk(model_package_arn),
+                "SK": f"DATASET#{dataset['uri']}#{dataset['version']}",
+                "dataset": dataset,
+                "metrics": json.dumps(metrics),
+                "model_data": model_data,
+                **link,
+            },
         ]
         self._client.transact_write_items(
             TransactItems=[{"Put": {"TableName": self.table_name, "Item": serialize(i)}} for i in items]

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sfn_mlops.errors import InvalidPipelineConfig
-
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN as PIPELINE_NAME
+
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ImageName = Literal["sklearn", "xgboost"]
 

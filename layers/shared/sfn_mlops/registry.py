@@ -75,7 +75,10 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
                 }
             },
             CustomerMetadataProperties=customer_metadata(run_id, pipeline, dataset, metrics),
-            Tags=[{"Key": "sfn-mlops:run-id", "Value": run_id}, {"Key": "sfn-mlops:pipeline", "Value": pipeline}],
+            Tags=[
+                {"Key": "sfn-mlops:run-id", "Value": run_id},
+                {"Key": "sfn-mlops:pipeline", "Value": pipeline},
+            ],
         )
     except sm.exceptions.ClientError as exc:
         raise RegistrationError(f"could not register {model_data} in group {group}: {exc}") from exc

@@ -57,10 +57,16 @@ def start_run(sfn: Any, settings: Settings, pipeline: str, run_id: str, dataset:
             stateMachineArn=settings.training_flow_arn, name=run_id, input=json.dumps(run_input)
         )
     except sfn.exceptions.ExecutionAlreadyExists:
-        return TriggerDecision(started=False, duplicate=True, reason="already started", pipeline=pipeline,
-                               run_id=run_id)
-    return TriggerDecision(started=True, reason="started", pipeline=pipeline, run_id=run_id,
-                           execution_arn=response["executionArn"])
+        return TriggerDecision(
+            started=False, duplicate=True, reason="already started", pipeline=pipeline, run_id=run_id
+        )
+    return TriggerDecision(
+        started=True,
+        reason="started",
+        pipeline=pipeline,
+        run_id=run_id,
+        execution_arn=response["executionArn"],
+    )
 
 
 def handle_s3_event(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
@@ -70,10 +76,13 @@ def handle_s3_event(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]
     key = str(obj.get("key", ""))
     pipeline = pipeline_for_key(settings, key)
     if pipeline is None:
-        return TriggerDecision(started=False, reason=f"s3://{bucket}/{key} is not under {settings.data_prefix}<pipeline>/")
+        return TriggerDecision(
+            started=False, reason=f"s3://{bucket}/{key} is not under {settings.data_prefix}<pipeline>/"
+        )
     if not pipeline_exists(s3, settings, pipeline):
-        return TriggerDecision(started=False, pipeline=pipeline,
-                               reason=f"unknown pipeline {pipeline!r} for s3://{bucket}/{key}")
+        return TriggerDecision(
+            started=False, pipeline=pipeline, reason=f"unknown pipeline {pipeline!r} for s3://{bucket}/{key}"
+        )
     version = obj.get("version-id") or obj.get("etag") or ""
     identity = f"{bucket}/{key}#{version}#{obj.get('sequencer', '')}"
     run_id = make_run_id(pipeline, _event_time(event), identity)
@@ -98,8 +107,11 @@ def handle_schedule(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]
         return TriggerDecision(started=False, reason=f"unknown pipeline {pipeline!r} in scheduled retrain")
     newest = latest_dataset(s3, settings, pipeline)
     if newest is None:
-        return TriggerDecision(started=False, pipeline=pipeline,
-                               reason=f"no dataset under s3://{settings.artifact_bucket}/{settings.data_prefix}{pipeline}/")
+        return TriggerDecision(
+            started=False,
+            pipeline=pipeline,
+            reason=f"no dataset under s3://{settings.artifact_bucket}/{settings.data_prefix}{pipeline}/",
+        )
     identity = f"{settings.artifact_bucket}/{newest['Key']}#{newest.get('ETag', '')}#schedule"
     run_id = make_run_id(pipeline, _event_time(event), identity)
     dataset = {"bucket": settings.artifact_bucket, "key": newest["Key"], "version_id": None}

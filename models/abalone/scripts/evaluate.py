@@ -120,8 +120,7 @@ def read_test_set(path: Path) -> tuple[np.ndarray, np.ndarray]:
             rows.append(_numeric_row(path.name, len(rows) + 1, record))
             if len(rows[-1]) != len(rows[0]):
                 raise InputError(
-                    f"test set {path.name}: row {len(rows)} has {len(rows[-1])} fields, "
-                    f"row 1 has {len(rows[0])}"
+                    f"test set {path.name}: row {len(rows)} has {len(rows[-1])} fields, row 1 has {len(rows[0])}"
                 )
     except csv.Error as exc:
         raise InputError(f"test set {path.name} could not be parsed as CSV: {exc}") from None
@@ -159,14 +158,11 @@ def score(model_path: Path, features: np.ndarray) -> tuple[np.ndarray, str]:
         booster.load_model(str(model_path))
     except xgboost.core.XGBoostError as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise InputError(
-            f"could not load {MODEL_FILE} with xgboost {xgboost.__version__}: {reason}"
-        ) from None
+        raise InputError(f"could not load {MODEL_FILE} with xgboost {xgboost.__version__}: {reason}") from None
     expected = booster.num_features()
     if features.shape[1] != expected:
         raise InputError(
-            f"test set has {features.shape[1]} feature columns (after the label) "
-            f"but the model expects {expected}"
+            f"test set has {features.shape[1]} feature columns (after the label) but the model expects {expected}"
         )
     # After early stopping the saved model still holds the rounds past the best one; the
     # SageMaker XGBoost endpoint predicts with the best iteration only, so score that too.

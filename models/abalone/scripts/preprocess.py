@@ -193,16 +193,13 @@ def check_columns(table: Table, label: str, categorical: dict[str, list[str]]) -
     found = ", ".join(table.header)
     if label not in table.header:
         raise InputError(
-            f"label column {label!r} not found in {table.name}; columns found: {found} "
-            "(the first row must be a header)"
+            f"label column {label!r} not found in {table.name}; columns found: {found} (the first row must be a header)"
         )
     if label in categorical:
         raise InputError(f"label column {label!r} cannot also be --categorical")
     for column in categorical:
         if column not in table.header:
-            raise InputError(
-                f"--categorical column {column!r} not found in {table.name}; columns found: {found}"
-            )
+            raise InputError(f"--categorical column {column!r} not found in {table.name}; columns found: {found}")
 
 
 def column_cells(table: Table, column: str) -> list[str]:
@@ -242,9 +239,7 @@ def one_hot_columns(table: Table, column: str, categories: list[str]) -> list[li
     return columns
 
 
-def encode(
-    table: Table, label: str, categorical: dict[str, list[str]]
-) -> tuple[list[str], list[list[float]]]:
+def encode(table: Table, label: str, categorical: dict[str, list[str]]) -> tuple[list[str], list[list[float]]]:
     """Return output column names (label first) and the column-major numeric values."""
     # Validate in file order so the user hears about the first problem in the file.
     encoded: dict[str, tuple[list[str], list[list[float]]]] = {}
@@ -277,9 +272,7 @@ def split_sizes(rows: int, train_ratio: float, validation_ratio: float) -> dict[
     sizes = {"train": train, "validation": validation, "test": rows - train - validation}
     if min(sizes.values()) < 1:
         counts = ", ".join(f"{split}={n}" for split, n in sizes.items())
-        raise InputError(
-            f"too few rows to split: {rows} data rows give {counts}; each split needs at least one row"
-        )
+        raise InputError(f"too few rows to split: {rows} data rows give {counts}; each split needs at least one row")
     return sizes
 
 

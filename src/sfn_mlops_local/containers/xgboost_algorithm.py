@@ -95,9 +95,7 @@ def parse_hyperparameters(raw: Any) -> tuple[int, int | None, Params]:
     values = {str(name): str(value) for name, value in raw.items()}
     not_emulated = sorted(set(values) & NOT_EMULATED)
     if not_emulated:
-        raise AlgorithmError(
-            f"Hyperparameters not supported by the local emulation: {', '.join(not_emulated)}"
-        )
+        raise AlgorithmError(f"Hyperparameters not supported by the local emulation: {', '.join(not_emulated)}")
     unknown = sorted(set(values) - HYPERPARAMETERS)
     if unknown:
         raise AlgorithmError(f"Unknown hyperparameter(s): {', '.join(unknown)}")
@@ -105,9 +103,7 @@ def parse_hyperparameters(raw: Any) -> tuple[int, int | None, Params]:
         raise AlgorithmError("Missing required hyperparameter: num_round")
     num_round = _positive_int("num_round", values.pop("num_round"))
     early_stopping = values.pop("early_stopping_rounds", None)
-    early_stopping_rounds = (
-        None if early_stopping is None else _positive_int("early_stopping_rounds", early_stopping)
-    )
+    early_stopping_rounds = None if early_stopping is None else _positive_int("early_stopping_rounds", early_stopping)
     params: Params = {name: _convert(value) for name, value in values.items()}
     if "eval_metric" in values:
         # SageMaker accepts a comma-separated list; xgboost wants a Python list.
@@ -121,9 +117,7 @@ def validate_channels(config: Any) -> list[str]:
         raise AlgorithmError("inputdataconfig.json must hold a JSON object")
     unknown = sorted(set(config) - set(CHANNELS))
     if unknown:
-        raise AlgorithmError(
-            f"Unsupported channel(s): {', '.join(unknown)}; expected train and optional validation"
-        )
+        raise AlgorithmError(f"Unsupported channel(s): {', '.join(unknown)}; expected train and optional validation")
     if "train" not in config:
         raise AlgorithmError("Missing required channel: train")
     for name in config:
@@ -141,9 +135,7 @@ def load_channel(name: str, channel_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     # Like the container, read every file whatever its extension (e.g. Spark's part-00000).
-    files = sorted(
-        path for path in channel_dir.rglob("*") if path.is_file() and not path.name.startswith(".")
-    )
+    files = sorted(path for path in channel_dir.rglob("*") if path.is_file() and not path.name.startswith("."))
     parts = []
     for path in files:
         if path.stat().st_size == 0:
@@ -215,9 +207,7 @@ def train(
 
 def run(root: Path) -> Path:
     config_dir = root / "input" / "config"
-    num_round, early_stopping_rounds, params = parse_hyperparameters(
-        read_json(config_dir / "hyperparameters.json")
-    )
+    num_round, early_stopping_rounds, params = parse_hyperparameters(read_json(config_dir / "hyperparameters.json"))
     channels = validate_channels(read_json(config_dir / "inputdataconfig.json"))
     data = {name: load_channel(name, root / "input" / "data" / name) for name in channels}
     xgb = import_xgboost()

@@ -1,1 +1,1 @@
-"""The embedded local runtime: the SAM application on moto, with state machines, Lambda and SageMaker jobs in-process."""
+"""The embedded local runtime: the SAM application on moto, with state machines, Lambda and jobs in-process."""

@@ -82,14 +82,16 @@ class LocalEventBus:
         context["mlops_object"] = (params.get("Bucket"), params.get("Key"))
 
     # botocore "after-call.s3.PutObject" (and multipart completion, copy)
-    def on_object_created(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
-                          **_: Any) -> None:
+    def on_object_created(
+        self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+    ) -> None:
         if http_response is None or getattr(http_response, "status_code", 500) >= 300:
             return
         bucket, key = context.get("mlops_object", (None, None))
         if bucket in self._buckets and key:
             reason = {"CompleteMultipartUpload": "CompleteMultipartUpload", "CopyObject": "CopyObject"}.get(
-                model.name, "PutObject")
+                model.name, "PutObject"
+            )
             self._queue.put({"bucket": bucket, "key": key, "version_id": parsed.get("VersionId"), "reason": reason})
 
     def put_event(self, event: dict[str, Any]) -> None:
@@ -110,7 +112,7 @@ class LocalEventBus:
                     head = self._s3().head_object(**head_kwargs)
                     event = object_created_event(item["bucket"], item["key"], head, item["reason"])
                 for rule, pattern in self._patterns:
-                    if pattern.matches_event(event):
+                    if pattern.matches_event(event):  # type: ignore[arg-type]
                         result, error = self._lambdas.invoke(rule.function.arn, event)
                         self.deliveries.append({"rule": rule.name, "event": event, "result": result, "error": error})
             except Exception as exc:  # a failed delivery must not stop the bus

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from sfn_mlops_local.local.template import LocalFunction
 
@@ -79,8 +80,12 @@ class LambdaHost:
         if function is None:
             raise KeyError(name_or_arn)
         handler = getattr(self._module(function), function.handler.rsplit(".", 1)[1])
-        context = FakeLambdaContext(function.name, function.arn, aws_request_id=str(uuid.uuid4()),
-                                    log_group_name=f"/aws/lambda/{function.name}")
+        context = FakeLambdaContext(
+            function.name,
+            function.arn,
+            aws_request_id=str(uuid.uuid4()),
+            log_group_name=f"/aws/lambda/{function.name}",
+        )
         self.invocations.append({"function": function.logical_id, "request_id": context.aws_request_id})
         try:
             injected = self.fault(function.logical_id, payload) if self.fault else None
@@ -110,4 +115,4 @@ class LambdaHost:
         }
         if error:
             parsed["FunctionError"] = error
-        return AWSResponse(params.get("url", ""), 200, {}, None), parsed
+        return AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None), parsed

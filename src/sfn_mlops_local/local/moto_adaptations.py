@@ -1,3 +1,5 @@
+# mypy: disable-error-code="typeddict-item,attr-defined,arg-type,union-attr,unused-ignore"
+# (it subclasses moto interpreter internals, whose typed dicts and untyped clients do not line up)
 """Every change we make to moto's ASL interpreter, in one place.
 
 Pinned to moto 5.2.5: ``apply()`` refuses another version, because each adaptation replaces a piece of
@@ -55,6 +57,7 @@ PINNED_MOTO_VERSION = "5.2.5"
 SYNC_POLL_SECONDS = 0.02
 
 _original_factory = state_task_service_factory.state_task_service_for
+ORIGINAL_SYNC_POLL_SECONDS = state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK
 _applied = False
 
 
@@ -88,7 +91,12 @@ def _task_failed(env: Any, resource: str, resource_type: str, cause: str) -> Fai
 
 
 # --------------------------------------------------------------------------- 1. nested executions
-_SFN_REQUEST_KEYS = {"StateMachineArn": "stateMachineArn", "Input": "input", "Name": "name", "TraceHeader": "traceHeader"}
+_SFN_REQUEST_KEYS = {
+    "StateMachineArn": "stateMachineArn",
+    "Input": "input",
+    "Name": "name",
+    "TraceHeader": "traceHeader",
+}
 _SFN_DESCRIBE_KEYS = {
     "executionArn": "ExecutionArn",
     "stateMachineArn": "StateMachineArn",
@@ -131,9 +139,13 @@ class AwsCasedStateTaskServiceSfn(StateTaskServiceSfn):
             region=resource_runtime_part.region, service="stepfunctions", state_credentials=state_credentials
         )
         response = client.start_execution(**request)
-        env.stack.append({"ExecutionArn": response["executionArn"], "StartDate": to_epoch_millis(response["startDate"])})
+        env.stack.append(
+            {"ExecutionArn": response["executionArn"], "StartDate": to_epoch_millis(response["startDate"])}
+        )
 
-    def _resolver(self, env: Any, resource_runtime_part: Any, state_credentials: Any, parse_json: bool) -> Callable[[], Any]:
+    def _resolver(
+        self, env: Any, resource_runtime_part: Any, state_credentials: Any, parse_json: bool
+    ) -> Callable[[], Any]:
         client = boto_client_for(
             region=resource_runtime_part.region, service="stepfunctions", state_credentials=state_credentials
         )

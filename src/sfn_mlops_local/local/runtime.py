@@ -55,8 +55,15 @@ class LocalRuntime:
         self.stop()
 
     def start(self) -> None:
-        os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
         moto_adaptations.apply()
         # The interpreter logs every handled error at ERROR level: keep it out of the CLI's output.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
@@ -70,10 +77,13 @@ class LocalRuntime:
         self.lambdas = LambdaHost(functions, log_dir=self.state_dir / "logs")
         self.jobs = LocalJobRunner(lambda: self.client("s3"), self._work_dir(), self.state_dir / "logs")
         self.jobs.jobs.update(saved_jobs)
-        buckets = {b["Ref"] for logical, b in self.template.physical.items()
-                   if self.template.raw["Resources"][logical]["Type"] == "AWS::S3::Bucket"}
+        buckets = {
+            b["Ref"]
+            for logical, b in self.template.physical.items()
+            if self.template.raw["Resources"][logical]["Type"] == "AWS::S3::Bucket"
+        }
         self.events = LocalEventBus(rules_from_functions(functions), self.lambdas, lambda: self.client("s3"), buckets)
-        events = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
+        events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
         events.register("before-call.lambda.Invoke", self.lambdas.on_invoke)
         events.register("before-call.sagemaker", self.jobs.on_call)
         for operation in ("PutObject", "CompleteMultipartUpload", "CopyObject"):
@@ -103,8 +113,9 @@ class LocalRuntime:
         self.events.wait_idle()
         sfn = self.client("stepfunctions")
         for machine in self.template.state_machines().values():
-            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine.arn,
-                                                                       statusFilter="RUNNING"):
+            for page in sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=machine.arn, statusFilter="RUNNING"
+            ):
                 for execution in page["executions"]:
                     while time.monotonic() < deadline:
                         if sfn.describe_execution(executionArn=execution["executionArn"])["status"] in TERMINAL:
@@ -179,7 +190,8 @@ class LocalRuntime:
         ddb = self.client("dynamodb")
         if name in ddb.list_tables()["TableNames"]:
             return
-        kwargs = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode") if k in props}
+        wanted = ("AttributeDefinitions", "KeySchema", "BillingMode")
+        kwargs: dict[str, Any] = {k: props[k] for k in wanted if k in props}
         if props.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         if props.get("SSESpecification", {}).get("SSEEnabled"):
@@ -197,13 +209,19 @@ class LocalRuntime:
         if "VersioningConfiguration" in props:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
         if "BucketEncryption" in props:
-            # CloudFormation says ServerSideEncryptionByDefault where the S3 API says ApplyServerSideEncryptionByDefault.
-            rules = [{"ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"],
-                      **({"BucketKeyEnabled": r["BucketKeyEnabled"]} if "BucketKeyEnabled" in r else {})}
-                     for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]]
+            # CloudFormation: ServerSideEncryptionByDefault; the S3 API: ApplyServerSideEncryptionByDefault.
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": r["ServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": r["BucketKeyEnabled"]} if "BucketKeyEnabled" in r else {}),
+                }
+                for r in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in props:
-            s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
 
     def _role(self, name: str, props: dict[str, Any]) -> None:
         iam = self.client("iam")
@@ -224,7 +242,7 @@ class LocalRuntime:
             return {}
         saved = pickle.loads(path.read_bytes())
         for service, blob in saved["backends"].items():
-            backend = get_backend(service)  # type: ignore[call-overload]
+            backend: Any = get_backend(service)
             for account, regions in pickle.loads(blob).items():
                 backend[account] = regions
         jobs: dict[str, Any] = saved["jobs"]

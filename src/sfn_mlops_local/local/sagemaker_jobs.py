@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.exceptions import ClientError
-
 from sfn_mlops.images import image_version
 from sfn_mlops.s3uri import split_s3_uri
+
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
 CONTAINER_ROOT = "/opt/ml"
@@ -84,8 +85,9 @@ class LocalJobRunner:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        # Seconds spent inside job processes: the "real work" the benchmark compares against.
+        # Seconds inside job processes, and whole jobs with their S3 staging (what SageMaker bills).
         self.job_seconds: dict[str, float] = {}
+        self.job_total_seconds: dict[str, float] = {}
         self.fault: Callable[[str, dict[str, Any]], str | None] | None = None
 
     # ---------------------------------------------------------------- botocore hooks
@@ -105,25 +107,36 @@ class LocalJobRunner:
         try:
             parsed = handler(request)
         except ClientError as exc:
-            return AWSResponse(params.get("url", ""), 400, {}, None), dict(exc.response)
-        return AWSResponse(params.get("url", ""), 200, {}, None), parsed
+            return AWSResponse(params.get("url", ""), 400, HTTPHeaders(), None), dict(exc.response)
+        return AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None), parsed
 
     @staticmethod
     def _client_error(code: str, message: str, operation: str) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": message},
-                            "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return ClientError(response, operation)
 
     # ---------------------------------------------------------------- API
     def _register(self, kind: str, name: str, record: dict[str, Any], operation: str) -> None:
         with self._lock:
             if name in self.jobs:
-                raise self._client_error("ValidationException", f"Job name {name} must be unique within an AWS account and region, and a job with this name already exists", operation)
+                raise self._client_error(
+                    "ValidationException",
+                    f"Job name {name} must be unique within an AWS account and region, "
+                    "and a job with this name already exists",
+                    operation,
+                )
             self.jobs[name] = record
 
     def create_processing_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["ProcessingJobName"]
         arn = f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name.lower()}"
-        record = {"kind": "processing", "request": request, "status": "InProgress", "created": _now(), "arn": arn}
+        record = {
+            "kind": "processing",
+            "request": request,
+            "status": "InProgress",
+            "created": _now(),
+            "arn": arn,
+        }
         self._register("processing", name, record, "CreateProcessingJob")
         self._start(name, self._run_processing)
         return {"ProcessingJobArn": arn}
@@ -131,7 +144,13 @@ class LocalJobRunner:
     def create_training_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["TrainingJobName"]
         arn = f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:training-job/{name.lower()}"
-        record = {"kind": "training", "request": request, "status": "InProgress", "created": _now(), "arn": arn}
+        record = {
+            "kind": "training",
+            "request": request,
+            "status": "InProgress",
+            "created": _now(),
+            "arn": arn,
+        }
         self._register("training", name, record, "CreateTrainingJob")
         self._start(name, self._run_training)
         return {"TrainingJobArn": arn}
@@ -150,7 +169,12 @@ class LocalJobRunner:
         if job.get("failure_reason"):
             common["FailureReason"] = job["failure_reason"]
         if kind == "processing":
-            result = {**request, **common, "ProcessingJobArn": job["arn"], "ProcessingJobStatus": job["status"]}
+            result = {
+                **request,
+                **common,
+                "ProcessingJobArn": job["arn"],
+                "ProcessingJobStatus": job["status"],
+            }
             if job.get("exit_message"):
                 result["ExitMessage"] = job["exit_message"]
             return result
@@ -193,6 +217,7 @@ class LocalJobRunner:
                 job["failure_reason"] = f"InternalServerError: local job runner: {type(exc).__name__}: {exc}"[:1024]
             finally:
                 job["ended"] = _now()
+                self.job_total_seconds[name] = (job["ended"] - job["started"]).total_seconds()
                 job["billable"] = max(1, int((job["ended"] - job["started"]).total_seconds()))
                 shutil.rmtree(sandbox, ignore_errors=True)
 
@@ -214,7 +239,7 @@ class LocalJobRunner:
                 key = obj["Key"]
                 if key.endswith("/"):
                     continue
-                relative = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
+                relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
                 destination = target / relative
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, key, str(destination))
@@ -236,8 +261,15 @@ class LocalJobRunner:
         started = time.perf_counter()
         with open(self._log_dir / f"{name}.log", "wb") as log:
             try:
-                completed = subprocess.run(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                           timeout=timeout, check=False)
+                completed = subprocess.run(
+                    command,
+                    env=env,
+                    cwd=cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
             finally:
@@ -268,8 +300,10 @@ class LocalJobRunner:
         def to_local(arg: str) -> str:
             return str(self._local(sandbox, arg)) if arg.startswith(CONTAINER_ROOT) else arg
 
-        entrypoint = [sys.executable if part in ("python", "python3") else to_local(part)
-                      for part in app.get("ContainerEntrypoint", [])]
+        entrypoint = [
+            sys.executable if part in ("python", "python3") else to_local(part)
+            for part in app.get("ContainerEntrypoint", [])
+        ]
         if not entrypoint:
             raise JobFailed("ClientError: the local runtime needs AppSpecification.ContainerEntrypoint")
         # The scripts read /opt/ml paths from their arguments; the message file is the container default.
@@ -312,15 +346,22 @@ class LocalJobRunner:
         )
         for folder in ("model", "output/data", "output"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        env = {**self._base_env(), "MLOPS_OPT_ML": str(root), "SM_MODEL_DIR": str(root / "model"),
-               "SM_CHANNELS": json.dumps(sorted(channels)), "SM_CURRENT_HOST": "algo-1"}
+        env = {
+            **self._base_env(),
+            "MLOPS_OPT_ML": str(root),
+            "SM_MODEL_DIR": str(root / "model"),
+            "SM_CHANNELS": json.dumps(sorted(channels)),
+            "SM_CURRENT_HOST": "algo-1",
+        }
         env.update({f"SM_CHANNEL_{c.upper()}": str(root / "input/data" / c) for c in channels})
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         command = [sys.executable, "-m", "sfn_mlops_local.containers.xgboost_algorithm"]
         code = self._run_process(name, command, env, sandbox, timeout)
         if code != 0:
             failure = root / "output/failure"
-            reason = failure.read_text(errors="replace").strip() if failure.exists() else "See job logs for more information"
+            reason = (
+                failure.read_text(errors="replace").strip() if failure.exists() else "See job logs for more information"
+            )
             raise JobFailed(f"AlgorithmError: {reason}")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:

@@ -52,7 +52,7 @@ class ResolvedTemplate:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 return self._ref(arg)
             if fn == "Fn::GetAtt":
@@ -186,5 +186,10 @@ def load_template(root: Path, stack_name: str = "sfn-mlops-local") -> ResolvedTe
     raw = cfn_yaml.load(str(root / "template.yaml"))
     raw = json.loads(json.dumps(raw))  # plain dicts, without cfn-lint's node classes
     parameters = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}
-    return ResolvedTemplate(root=root, stack_name=stack_name, raw=raw, parameters=parameters,
-                            physical=_physical_ids(raw, stack_name))
+    return ResolvedTemplate(
+        root=root,
+        stack_name=stack_name,
+        raw=raw,
+        parameters=parameters,
+        physical=_physical_ids(raw, stack_name),
+    )

@@ -33,8 +33,11 @@ def sample_event(logical_id: str) -> dict[str, Any]:
 
 @pytest.fixture
 def dataset(published: str) -> dict[str, Any]:
-    response = boto3.client("s3").put_object(Bucket=BUCKET, Key="data/abalone/abalone.csv",
-                                             Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes())
+    response = boto3.client("s3").put_object(
+        Bucket=BUCKET,
+        Key="data/abalone/abalone.csv",
+        Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes(),
+    )
     return {"bucket": BUCKET, "key": "data/abalone/abalone.csv", "version_id": response["VersionId"]}
 
 
@@ -42,9 +45,11 @@ def test_trigger_starts_the_training_flow_once_per_object_version(
     dataset: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(name="test-flow", definition=json.dumps(
-        {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/x")["stateMachineArn"]
+    arn = sfn.create_state_machine(
+        name="test-flow",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/x",
+    )["stateMachineArn"]
     monkeypatch.setenv("TRAINING_FLOW_ARN", arn)
     from sfn_mlops.settings import get_settings
 
@@ -102,7 +107,10 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
 def test_plan_run_fails_readably_for_an_unpublished_pipeline(bucket: str, table: str, lambda_context: Any) -> None:
     from sfn_mlops.errors import PipelineNotFound
 
-    event = sample_event("PlanRunFunction") | {"pipeline": "churn", "run_id": "churn-20261123t101500-1a2b3c4d"}
+    event = sample_event("PlanRunFunction") | {
+        "pipeline": "churn",
+        "run_id": "churn-20261123t101500-1a2b3c4d",
+    }
     with pytest.raises(PipelineNotFound, match="pipeline 'churn' is not published"):
         handler_module("plan_run").lambda_handler(event, lambda_context)
 
@@ -134,8 +142,9 @@ def test_prepare_job_builds_a_unique_training_job_request(lambda_context: Any) -
 def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any) -> None:
     event = sample_event("ReadMetricsFunction")
     key = event["evaluation_uri"].split(f"s3://{BUCKET}/", 1)[1]
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key,
-                                  Body=json.dumps({"metrics": {"rmse": 2.5, "mae": 1.5}}).encode())
+    boto3.client("s3").put_object(
+        Bucket=BUCKET, Key=key, Body=json.dumps({"metrics": {"rmse": 2.5, "mae": 1.5}}).encode()
+    )
     result = handler_module("read_metrics").lambda_handler(event, lambda_context)
     assert result["gate"] == {"metric": "rmse", "threshold": 3.1, "direction": "minimize", "value": 2.5}
     assert result["metrics"] == {"rmse": 2.5, "mae": 1.5}
@@ -158,11 +167,19 @@ def test_register_model_creates_one_package_per_artifact(bucket: str, table: str
     from sfn_mlops.metadata import dataset_pk, model_pk
 
     ddb = boto3.client("dynamodb")
-    by_model = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :pk",
-                         ExpressionAttributeValues={":pk": {"S": model_pk(first["model_package_arn"])}})["Items"]
+    by_model = ddb.query(
+        TableName=TABLE,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": model_pk(first["model_package_arn"])}},
+    )["Items"]
     assert by_model[0]["dataset_uri"]["S"] == event["inputs"]["dataset"]["uri"]
-    by_dataset = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :pk", ExpressionAttributeValues={
-        ":pk": {"S": dataset_pk(event["inputs"]["dataset"]["uri"], event["inputs"]["dataset"]["version"])}})["Items"]
+    by_dataset = ddb.query(
+        TableName=TABLE,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={
+            ":pk": {"S": dataset_pk(event["inputs"]["dataset"]["uri"], event["inputs"]["dataset"]["version"])}
+        },
+    )["Items"]
     assert by_dataset[0]["model_package_arn"]["S"] == first["model_package_arn"]
 
 
@@ -170,8 +187,9 @@ def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) 
     from sfn_mlops.errors import InvalidUnitInput
 
     with pytest.raises(InvalidUnitInput, match="register input is missing"):
-        handler_module("register_model").lambda_handler({"run_id": RUN_ID, "pipeline": "abalone", "inputs": {}},
-                                                         lambda_context)
+        handler_module("register_model").lambda_handler(
+            {"run_id": RUN_ID, "pipeline": "abalone", "inputs": {}}, lambda_context
+        )
 
 
 def test_handlers_create_no_client_at_import() -> None:
@@ -185,5 +203,6 @@ def test_handlers_create_no_client_at_import() -> None:
 
 def test_every_function_folder_has_a_handler() -> None:
     assert sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py")) == sorted(
-        ["trigger", "plan_run", "validate_dataset", "prepare_job", "read_metrics", "register_model"])
+        ["trigger", "plan_run", "validate_dataset", "prepare_job", "read_metrics", "register_model"]
+    )
     assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))

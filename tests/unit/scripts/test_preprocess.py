@@ -110,9 +110,7 @@ def test_the_split_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     # Then equal seeds give byte-identical outputs and another seed a different split
     for split in ("train/train.csv", "validation/validation.csv", "test/test.csv", "schema/schema.json"):
         assert (first.output_dir / split).read_bytes() == (second.output_dir / split).read_bytes()
-    assert (first.output_dir / "train/train.csv").read_bytes() != (
-        other.output_dir / "train/train.csv"
-    ).read_bytes()
+    assert (first.output_dir / "train/train.csv").read_bytes() != (other.output_dir / "train/train.csv").read_bytes()
 
 
 def test_categorical_order_and_split_ratios_follow_the_arguments(tmp_path: Path) -> None:
