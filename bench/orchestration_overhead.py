@@ -31,16 +31,7 @@ def one_run() -> dict[str, float]:
         tempfile.TemporaryDirectory() as state,
         LocalRuntime(root=ROOT, state_dir=Path(state), persist=False) as rt,
     ):
-        target = operations.Target(
-            rt.client("s3"),
-            rt.client("stepfunctions"),
-            rt.client("dynamodb"),
-            rt.client("sagemaker"),
-            rt.bucket,
-            rt.table,
-            rt.state_machine_arn("TrainingFlow"),
-            "local",
-        )
+        target = rt.target()
         operations.publish_pipeline(target, ROOT / "models" / "abalone")
         started = time.perf_counter()
         key, version = operations.upload_dataset(target, "abalone", ROOT / "models/abalone/data/abalone.csv")

@@ -32,21 +32,8 @@ STATUS_STYLE = {
 def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
     from sfn_mlops_local.local.runtime import LocalRuntime
 
-    runtime = LocalRuntime()
-    with runtime:
-        yield (
-            Target(
-                s3=runtime.client("s3"),
-                sfn=runtime.client("stepfunctions"),
-                dynamodb=runtime.client("dynamodb"),
-                sagemaker=runtime.client("sagemaker"),
-                bucket=runtime.bucket,
-                table_name=runtime.table,
-                training_flow_arn=runtime.state_machine_arn("TrainingFlow"),
-                description="local runtime",
-            ),
-            runtime,
-        )
+    with LocalRuntime() as runtime:
+        yield runtime.target(), runtime
 
 
 @contextmanager
@@ -56,19 +43,14 @@ def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
     session = boto3.Session(profile_name=args.profile, region_name=args.region)
     stacks = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    yield (
-        Target(
-            s3=session.client("s3"),
-            sfn=session.client("stepfunctions"),
-            dynamodb=session.client("dynamodb"),
-            sagemaker=session.client("sagemaker"),
-            bucket=outputs["ArtifactBucketName"],
-            table_name=outputs["MetadataTableName"],
-            training_flow_arn=outputs["TrainingFlowArn"],
-            description=f"stack {args.stack}",
-        ),
-        None,
+    target = Target.from_clients(
+        session.client,
+        bucket=outputs["ArtifactBucketName"],
+        table_name=outputs["MetadataTableName"],
+        training_flow_arn=outputs["TrainingFlowArn"],
+        description=f"stack {args.stack}",
     )
+    yield target, None
 
 
 def target_for(args: argparse.Namespace) -> Any:
@@ -160,7 +142,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             summary = operations.run_summary(target, runs[0]["PK"].split("#", 1)[1])
     console.print(render_tree(summary))
     if args.json:
-        print(json.dumps((args.full and summary) or _public(summary), default=str))
+        print(json.dumps(summary if args.full else _public(summary), default=str))
     return 0
 
 

@@ -33,6 +33,22 @@ class Target:
     def table(self) -> MetadataTable:
         return MetadataTable(self.dynamodb, self.table_name)
 
+    @classmethod
+    def from_clients(
+        cls, client: Callable[..., Any], bucket: str, table_name: str, training_flow_arn: str, description: str
+    ) -> Target:
+        """One client factory (a boto3 session's, or the local runtime's) serves every service."""
+        return cls(
+            s3=client("s3"),
+            sfn=client("stepfunctions"),
+            dynamodb=client("dynamodb"),
+            sagemaker=client("sagemaker"),
+            bucket=bucket,
+            table_name=table_name,
+            training_flow_arn=training_flow_arn,
+            description=description,
+        )
+
 
 def pipeline_dir(root: Path, pipeline: str) -> Path:
     folder = root / "models" / pipeline

@@ -76,19 +76,8 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
 
     monkeypatch.chdir(ROOT)
     with LocalRuntime(root=ROOT, state_dir=first_run["state"]) as local:
-        from sfn_mlops_local.operations import Target
-
         s3 = local.client("s3")
-        target = Target(
-            s3,
-            local.client("stepfunctions"),
-            local.client("dynamodb"),
-            local.client("sagemaker"),
-            local.bucket,
-            local.table,
-            local.state_machine_arn("TrainingFlow"),
-            "local",
-        )
+        target = local.target()
         run = target.table.get_run(first_run["summary"]["run_id"])
         assert run is not None
         model_data = run["units"]["train"]["outputs"]["model_data"]

@@ -27,19 +27,10 @@ def run_worker(runtime: Any, worker: str, unit: str, inputs: dict[str, Any], att
 @pytest.fixture
 def plan(runtime: Any) -> dict[str, Any]:
     """A planned run of the abalone pipeline (the flow's first step), without starting the flow."""
-    from sfn_mlops_local.operations import Target, publish_pipeline
+    from sfn_mlops_local.operations import publish_pipeline
 
     s3 = runtime.client("s3")
-    target = Target(
-        s3,
-        runtime.client("stepfunctions"),
-        runtime.client("dynamodb"),
-        runtime.client("sagemaker"),
-        runtime.bucket,
-        runtime.table,
-        runtime.state_machine_arn("TrainingFlow"),
-        "local",
-    )
+    target = runtime.target()
     publish_pipeline(target, ROOT / "models" / "abalone")
     # Upload outside data/ so that the trigger does not start a flow of its own.
     s3.put_object(

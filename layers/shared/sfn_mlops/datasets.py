@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sfn_mlops.errors import DatasetValidationError
-from sfn_mlops.s3uri import s3_uri
+from sfn_mlops.s3uri import s3_uri, split_s3_uri
 
 HEAD_BYTES = 256 * 1024
 
@@ -161,7 +161,7 @@ def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
         categorical=categorical,
         uri=dataset.uri,
     )
-    target_bucket, root_key = config["runs_root"][5:].split("/", 1)
+    target_bucket, root_key = split_s3_uri(config["runs_root"])
     file_name = dataset.key.rsplit("/", 1)[-1]
     snapshot = snapshot_dataset(s3, dataset, target_bucket, f"{root_key}input/{file_name}")
     return {"dataset_snapshot": snapshot, "columns": columns, "dataset": dataset.to_dict()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import uuid
@@ -66,8 +67,7 @@ class LocalEventBus:
     """Delivers events to matching rules' targets on a background thread, like EventBridge (async)."""
 
     def __init__(self, rules: list[Rule], lambdas: LambdaHost, s3_client: Any, eventbridge_buckets: set[str]) -> None:
-        self._rules = rules
-        self._patterns = [(rule, EventPattern.load(__import__("json").dumps(rule.pattern))) for rule in rules]
+        self._patterns = [(rule, EventPattern.load(json.dumps(rule.pattern))) for rule in rules]
         self._lambdas = lambdas
         self._s3 = s3_client
         self._buckets = eventbridge_buckets

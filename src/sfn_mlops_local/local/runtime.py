@@ -21,6 +21,7 @@ from sfn_mlops_local.local.events import LocalEventBus, rules_from_functions
 from sfn_mlops_local.local.lambda_host import LambdaHost
 from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
 from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template
+from sfn_mlops_local.operations import Target
 
 PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam")
 STATE_FILE = "state.pkl"
@@ -141,6 +142,11 @@ class LocalRuntime:
     def state_machine_arn(self, logical_id: str) -> str:
         return self.physical(logical_id)
 
+    def target(self) -> Target:
+        return Target.from_clients(
+            self.client, self.bucket, self.table, self.state_machine_arn("TrainingFlow"), "local runtime"
+        )
+
     # ---------------------------------------------------------------- internals
     def _work_dir(self) -> Path:
         path = self.state_dir / "jobs"
@@ -230,7 +236,7 @@ class LocalRuntime:
 
     def _save(self) -> None:
         state = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
-        jobs = {name: {k: v for k, v in job.items()} for name, job in self.jobs.jobs.items()}
+        jobs = {name: dict(job) for name, job in self.jobs.jobs.items()}
         payload = pickle.dumps({"backends": state, "jobs": jobs})
         tmp = self.state_dir / f"{STATE_FILE}.tmp"
         tmp.write_bytes(payload)
