@@ -82,7 +82,8 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
 def upload_dataset(target: Target, pipeline: str, data_file: Path) -> tuple[str, str | None]:
     key = f"data/{pipeline}/{data_file.name}"
     with data_file.open("rb") as body:
-        response = target.s3.put_object(Bucket=target.bucket, Key=key, Body=body)
+        # A SHA-256 checksum makes the object's content part of its identity (fingerprints, cache).
+        response = target.s3.put_object(Bucket=target.bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
     return key, response.get("VersionId")
 
 

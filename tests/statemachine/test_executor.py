@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -22,7 +23,17 @@ REGISTER_INPUT = {
 }
 
 
-def start_executor(runtime: Any, unit: str, run_id: str, inputs: dict[str, Any], worker: str) -> dict[str, Any]:
+def start_executor(
+    runtime: Any,
+    unit: str,
+    run_id: str,
+    inputs: dict[str, Any],
+    worker: str,
+    fingerprint: str = "fp-1",
+    policy: str = "resume",
+    cache: dict[str, Any] | None = None,
+    wait: bool = True,
+) -> Any:
     sfn = runtime.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=runtime.state_machine_arn("Executor"),
@@ -34,9 +45,20 @@ def start_executor(runtime: Any, unit: str, run_id: str, inputs: dict[str, Any],
                 "unit": unit,
                 "worker_arn": runtime.state_machine_arn(worker),
                 "inputs": inputs,
+                "fingerprint": fingerprint,
+                "policy": policy,
+                "cache": cache or {"enabled": False, "max_age_s": 0},
+                "lease_s": 900,
             }
         ),
     )["executionArn"]
+    if not wait:
+        return arn
+    return finished(runtime, arn)
+
+
+def finished(runtime: Any, arn: str) -> dict[str, Any]:
+    sfn = runtime.client("stepfunctions")
     return wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
 
 
@@ -114,9 +136,118 @@ def test_executor_retries_a_throttled_lambda_and_succeeds(runtime: Any) -> None:
     assert sum(i["function"] == "RegisterModelFunction" for i in runtime.lambdas.invocations) == 2
 
 
-def test_a_unit_that_is_running_cannot_be_started_twice(runtime: Any) -> None:
+def test_two_simultaneous_executions_of_one_unit_run_it_once(runtime: Any) -> None:
     run_id = "exec-20260101t000000-00000005"
-    # Given the unit's record says another execution is running it
+    # Given one execution of the unit is inside its worker (held there until we let it go)
+    release = threading.Event()
+    runtime.lambdas.fault = lambda function, payload: (
+        release.wait(60) and None if function == "RegisterModelFunction" else None
+    )
+    first = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", wait=False)
+    wait_until(lambda: unit_record_or_none(runtime, run_id, "register"))
+    # When a second execution of the same unit of the same run starts
+    second = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
+    release.set()
+    # Then the second fails fast with a named error and a readable cause, and the first completes alone
+    assert second["status"] == "FAILED" and second["error"] == "UnitAlreadyRunning"
+    assert f"unit register of run {run_id} is already running in {first}" in second["cause"]
+    assert finished(runtime, first)["status"] == "SUCCEEDED"
+    record = unit_record(runtime, run_id, "register")
+    assert record["status"] == "SUCCEEDED" and record["attempt"] == "1"
+    assert sum(i["function"] == "RegisterModelFunction" for i in runtime.lambdas.invocations) == 1
+
+
+def test_a_crashed_holders_lock_is_released_and_the_unit_runs(runtime: Any) -> None:
+    run_id = "exec-20260101t000000-00000006"
+    # Given the unit is RUNNING, held by an execution that ended without recording an outcome
+    sfn = runtime.client("stepfunctions")
+    crashed = sfn.start_execution(
+        stateMachineArn=runtime.state_machine_arn("Executor"), name=str(uuid.uuid4()), input="{}"
+    )["executionArn"]
+    finished(runtime, crashed)
+    put_running_record(runtime, run_id, holder=crashed, started_at="2026-01-01T00:00:00Z", lease_s=86400 * 3650)
+    # When the unit is executed again
+    result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
+    # Then the dead lock is released, the unit runs as attempt 2 and succeeds
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    record = unit_record(runtime, run_id, "register")
+    assert record["status"] == "SUCCEEDED" and record["attempt"] == "2"
+
+
+def test_a_lock_whose_lease_expired_is_released(runtime: Any) -> None:
+    run_id = "exec-20260101t000000-00000007"
+    # Given the unit is RUNNING, held by a live execution whose lease ran out long ago
+    release = threading.Event()
+    runtime.lambdas.fault = lambda function, payload: (
+        release.wait(60) and None if payload.get("run_id") == "exec-20260101t000000-00000070" else None
+    )
+    holder = start_executor(
+        runtime, "register", "exec-20260101t000000-00000070", REGISTER_INPUT, "RegisterWorker", wait=False
+    )
+    put_running_record(runtime, run_id, holder=holder, started_at="2026-01-01T00:00:00Z", lease_s=60)
+    # When the unit is executed again
+    result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
+    release.set()
+    finished(runtime, holder)
+    # Then the expired lock is taken over
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert unit_record(runtime, run_id, "register")["attempt"] == "2"
+
+
+def test_changed_inputs_fingerprint_reruns_and_force_reruns(runtime: Any) -> None:
+    run_id = "exec-20260101t000000-00000008"
+    start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint="fp-a")
+    # When the unit's inputs fingerprint changes, it runs again (attempt 2)
+    changed = json.loads(
+        start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint="fp-b")["output"]
+    )
+    assert changed["status"] == "SUCCEEDED" and changed["attempt"] == 2
+    # When it is forced with the same fingerprint, it runs again (attempt 3)
+    forced = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", "fp-b", policy="force")
+    assert json.loads(forced["output"])["attempt"] == 3
+    # When --only's upstream policy "reuse" meets a different fingerprint, the recorded outputs are returned
+    reused = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", "fp-c", policy="reuse")
+    assert json.loads(reused["output"])["status"] == "SKIPPED"
+    assert json.loads(reused["output"])["attempt"] == 3
+
+
+def test_cache_reuses_another_runs_success_with_the_same_fingerprint(runtime: Any) -> None:
+    cache = {"enabled": True, "max_age_s": 3600}
+    first = start_executor(
+        runtime, "register", "exec-20260101t000000-00000009", REGISTER_INPUT, "RegisterWorker", "fp-z", cache=cache
+    )
+    invocations = len(runtime.lambdas.invocations)
+    # When another run executes the unit with the same fingerprint and the cache on
+    second = start_executor(
+        runtime, "register", "exec-20260101t000000-00000010", REGISTER_INPUT, "RegisterWorker", "fp-z", cache=cache
+    )
+    # Then it is CACHED from the first run, without running the worker
+    assert second["status"] == "SUCCEEDED", second.get("cause")
+    output = json.loads(second["output"])
+    assert output["status"] == "CACHED"
+    assert output["cached_from"]["run_id"] == "exec-20260101t000000-00000009"
+    assert output["outputs"] == json.loads(first["output"])["outputs"]
+    assert not any(i["function"] == "RegisterModelFunction" for i in runtime.lambdas.invocations[invocations:])
+    record = unit_record(runtime, "exec-20260101t000000-00000010", "register")
+    assert record["status"] == "CACHED"
+    assert json.loads(record["cached_from"])["run_id"] == "exec-20260101t000000-00000009"
+    # And with the cache off, or another fingerprint, it runs
+    other = start_executor(
+        runtime, "register", "exec-20260101t000000-00000011", REGISTER_INPUT, "RegisterWorker", "fp-y", cache=cache
+    )
+    assert json.loads(other["output"])["status"] == "SUCCEEDED"
+
+
+def unit_record_or_none(runtime: Any, run_id: str, unit: str) -> dict[str, Any] | None:
+    item = (
+        runtime.client("dynamodb")
+        .get_item(TableName=runtime.table, Key={"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": f"UNIT#{unit}"}})
+        .get("Item")
+    )
+    return item
+
+
+def put_running_record(runtime: Any, run_id: str, holder: str, started_at: str, lease_s: int) -> None:
     runtime.client("dynamodb").put_item(
         TableName=runtime.table,
         Item={
@@ -124,10 +255,8 @@ def test_a_unit_that_is_running_cannot_be_started_twice(runtime: Any) -> None:
             "SK": {"S": "UNIT#register"},
             "status": {"S": "RUNNING"},
             "attempt": {"N": "1"},
+            "executor_execution_arn": {"S": holder},
+            "started_at": {"S": started_at},
+            "lease_s": {"N": str(lease_s)},
         },
     )
-    result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
-    # Then the second execution fails fast with a named error and a readable cause
-    assert result["status"] == "FAILED"
-    assert result["error"] == "UnitAlreadyRunning"
-    assert f"Unit register of run {run_id} is already running" in result["cause"]

@@ -29,6 +29,8 @@ class DatasetRef(BaseModel):
     version_id: str | None = None
     etag: str = ""
     size: int = 0
+    # S3's SHA-256 checksum (base64) where the uploader asked for one (the CLI does): a content hash.
+    sha256: str | None = None
 
     @property
     def uri(self) -> str:
@@ -39,6 +41,11 @@ class DatasetRef(BaseModel):
         """Version id where the bucket is versioned, else the ETag."""
         return self.version_id or self.etag
 
+    @property
+    def content_identity(self) -> str:
+        """What the bytes are, whatever the key or version: a byte-identical re-upload has the same one."""
+        return f"sha256:{self.sha256}" if self.sha256 else f"etag:{self.etag}:{self.size}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "uri": self.uri,
@@ -48,12 +55,14 @@ class DatasetRef(BaseModel):
             "etag": self.etag,
             "size": self.size,
             "version": self.version,
+            "sha256": self.sha256,
+            "content": self.content_identity,
         }
 
 
 def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = None) -> DatasetRef:
     """Pin a dataset to the exact object version (HEAD), so later reads see the same bytes."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
     if version_id:
         kwargs["VersionId"] = version_id
     try:
@@ -69,6 +78,7 @@ def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = Non
         version_id=head.get("VersionId") or version_id,
         etag=str(head.get("ETag", "")).strip('"'),
         size=int(head.get("ContentLength", 0)),
+        sha256=head.get("ChecksumSHA256"),
     )
 
 
@@ -151,6 +161,7 @@ def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
         version_id=raw.get("version_id"),
         etag=raw.get("etag", ""),
         size=int(raw.get("size", 0)),
+        sha256=raw.get("sha256"),
     )
     head = read_head(s3, dataset)
     categorical = {spec.split("=", 1)[0] for spec in config.get("categorical", [])}

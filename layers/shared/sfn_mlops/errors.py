@@ -27,3 +27,11 @@ class RegistrationError(MlopsError):
 
 class InvalidUnitInput(MlopsError):
     """A worker was started with input it cannot use."""
+
+
+class InvalidRerun(MlopsError):
+    """A rerun asks for something the run cannot do (unknown unit, --only without its upstream...)."""
+
+
+class UnitAlreadyRunning(MlopsError):
+    """Another execution holds the unit's lock and its lease has not expired."""

@@ -89,6 +89,10 @@ class MetadataTable:
         self._client = client
         self.table_name = table_name
 
+    @property
+    def client(self) -> Any:
+        return self._client
+
     def start_run(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
         """Create the run record, or mark an existing one RUNNING again (a rerun). Returns the run attempt."""
         now = now_iso()
@@ -100,13 +104,16 @@ class MetadataTable:
                 "SET #status = :running, pipeline = :pipeline, dataset = :dataset, unit_order = :order, "
                 "gate = :gate, flow_execution_arn = :arn, updated_at = :now, "
                 "started_at = if_not_exists(started_at, :now), GSI1PK = :gsi1pk, "
-                "GSI1SK = if_not_exists(GSI1SK, :gsi1sk), run_attempt = if_not_exists(run_attempt, :zero) + :one "
-                "REMOVE finished_at, #error"
+                "GSI1SK = if_not_exists(GSI1SK, :gsi1sk), run_attempt = if_not_exists(run_attempt, :zero) + :one, "
+                "overrides = :overrides, #scope = :scope "
+                "REMOVE finished_at, #error, unit_results"
             ),
-            ExpressionAttributeNames={"#status": "status", "#error": "error"},
+            ExpressionAttributeNames={"#status": "status", "#error": "error", "#scope": "scope"},
             ExpressionAttributeValues=serialize(
                 {
                     ":running": "RUNNING",
+                    ":overrides": plan.get("overrides") or {},
+                    ":scope": plan.get("scope") or {},
                     ":pipeline": plan["pipeline"],
                     ":dataset": plan["dataset"],
                     ":order": plan["order"],
@@ -143,10 +150,10 @@ class MetadataTable:
             return None
         units = {i["SK"][len(UNIT_SK_PREFIX) :]: i for i in items if i["SK"].startswith(UNIT_SK_PREFIX)}
         for unit in units.values():
-            for field in ("inputs", "outputs"):
+            for field in ("inputs", "outputs", "executor_input", "cached_from"):
                 if isinstance(unit.get(field), str):
                     unit[field] = json.loads(unit[field])
-        for field in ("metrics", "error"):
+        for field in ("metrics", "error", "unit_results"):
             if isinstance(run.get(field), str):
                 run[field] = json.loads(run[field])
         run["units"] = units

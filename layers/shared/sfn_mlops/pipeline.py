@@ -39,8 +39,16 @@ class ComputeSpec(_Strict):
         return value
 
 
+class CacheSpec(_Strict):
+    """Opt-in reuse of an earlier run's success with the same inputs fingerprint."""
+
+    enabled: bool = False
+    max_age_hours: float = Field(default=24 * 30, gt=0, le=24 * 365)
+
+
 class PreprocessSpec(_Strict):
     script: str = "scripts/preprocess.py"
+    cache: CacheSpec = CacheSpec()
     image: ImageName = "sklearn"
     compute: ComputeSpec = ComputeSpec()
     train_ratio: float = Field(default=0.7, gt=0, lt=1)
@@ -56,6 +64,7 @@ class PreprocessSpec(_Strict):
 
 class TrainSpec(_Strict):
     image: ImageName = "xgboost"
+    cache: CacheSpec = CacheSpec()
     compute: ComputeSpec = ComputeSpec()
     # SageMaker passes hyperparameters as strings; we accept numbers in the config and convert.
     hyperparameters: dict[str, str | int | float] = Field(min_length=1)
@@ -70,6 +79,7 @@ class TrainSpec(_Strict):
 
 class EvaluateSpec(_Strict):
     script: str = "scripts/evaluate.py"
+    cache: CacheSpec = CacheSpec()
     image: ImageName = "xgboost"
     compute: ComputeSpec = ComputeSpec()
 

@@ -7,14 +7,19 @@ from typing import Any
 
 from sfn_mlops.datasets import resolve_dataset
 from sfn_mlops.errors import InvalidUnitInput, PipelineNotFound
+from sfn_mlops.fingerprint import static_fingerprints
 from sfn_mlops.images import image_uri
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import is_run_id
-from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
+from sfn_mlops.pipeline import CacheSpec, PipelineConfig, parse_pipeline_config
+from sfn_mlops.rerun import apply_overrides, parse_rerun, unit_policies
 from sfn_mlops.s3uri import s3_uri
 from sfn_mlops.settings import Settings
 
 UNIT_ORDER = ["preprocess", "train", "evaluate", "register"]
+# A lock outlives its holder's longest possible run by this much before another execution may take it.
+LEASE_MARGIN_S = 900
+REGISTER_LEASE_S = 900
 
 
 def config_key(settings: Settings, pipeline: str) -> str:
@@ -34,6 +39,19 @@ def load_pipeline_config(s3: Any, settings: Settings, pipeline: str) -> Pipeline
     if config.name != pipeline:
         raise PipelineNotFound(f"{key} names pipeline {config.name!r}, expected {pipeline!r}")
     return config
+
+
+def load_run_config(s3: Any, settings: Settings, pipeline: str, run_id: str) -> PipelineConfig:
+    """The config a run started with, pinned in the run's prefix: reruns use it, not a later publish."""
+    key = f"{settings.runs_prefix}{pipeline}/{run_id}/code/pipeline.json"
+    bucket = settings.artifact_bucket
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return parse_pipeline_config(body, source=s3_uri(bucket, key))
+    except s3.exceptions.NoSuchKey:
+        config = load_pipeline_config(s3, settings, pipeline)
+        s3.put_object(Bucket=bucket, Key=key, Body=config.model_dump_json(indent=2, by_alias=True).encode())
+        return config
 
 
 def pin_script(s3: Any, settings: Settings, pipeline: str, run_id: str, script: str) -> dict[str, str]:
@@ -57,7 +75,22 @@ def _hyperparameters(config: PipelineConfig) -> dict[str, str]:
     return {k: str(v) for k, v in config.train.hyperparameters.items()}
 
 
-def build_plan(s3: Any, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+def _control(cache: CacheSpec | None, lease_s: int, policy: str | None, fingerprint: str) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "fingerprint": fingerprint,
+        "cache": {
+            "enabled": bool(cache and cache.enabled),
+            "max_age_s": int((cache.max_age_hours if cache else 0) * 3600),
+        },
+        "lease_s": lease_s,
+    }
+
+
+def build_plan(
+    s3: Any, settings: Settings, event: dict[str, Any], recorded: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's plan: each unit's worker config, and each executor's policy, fingerprint, cache and lease."""
     pipeline = str(event.get("pipeline", ""))
     run_id = str(event.get("run_id", ""))
     raw_dataset = event.get("dataset") or {}
@@ -65,51 +98,78 @@ def build_plan(s3: Any, settings: Settings, event: dict[str, Any]) -> dict[str, 
         raise InvalidUnitInput(f"run_id {run_id!r} is not a run id of pipeline {pipeline!r}")
     if not raw_dataset.get("bucket") or not raw_dataset.get("key"):
         raise InvalidUnitInput("the run input needs dataset.bucket and dataset.key")
-    config = load_pipeline_config(s3, settings, pipeline)
+    options = parse_rerun(event.get("rerun"))
+    recorded = recorded or {}
+    # --set accumulates over a run's reruns: resuming the run keeps the parameters it last ran with.
+    overrides = {**(recorded.get("overrides") or {}), **options.overrides}
+    config = apply_overrides(load_run_config(s3, settings, pipeline, run_id), overrides, source=pipeline)
+    policies = unit_policies(UNIT_ORDER, options, recorded.get("units") or {})
     dataset = resolve_dataset(s3, raw_dataset["bucket"], raw_dataset["key"], raw_dataset.get("version_id"))
     runs_root = s3_uri(settings.artifact_bucket, f"{settings.runs_prefix}{pipeline}/{run_id}/")
     categorical = [f"{col}={','.join(values)}" for col, values in config.data.categorical.items()]
     xgboost_image = image_uri("xgboost")
+    units: dict[str, dict[str, Any]] = {
+        "preprocess": {
+            "image_uri": image_uri(config.preprocess.image),
+            "script": pin_script(s3, settings, pipeline, run_id, config.preprocess.script),
+            "compute": config.preprocess.compute.model_dump(),
+            "label": config.data.label,
+            "categorical": categorical,
+            "train_ratio": config.preprocess.train_ratio,
+            "validation_ratio": config.preprocess.validation_ratio,
+            "seed": config.preprocess.seed,
+            "runs_root": runs_root,
+        },
+        "train": {
+            "image_uri": image_uri(config.train.image),
+            "compute": config.train.compute.model_dump(),
+            "hyperparameters": _hyperparameters(config),
+            "runs_root": runs_root,
+        },
+        "evaluate": {
+            "image_uri": image_uri(config.evaluate.image),
+            "script": pin_script(s3, settings, pipeline, run_id, config.evaluate.script),
+            "compute": config.evaluate.compute.model_dump(),
+            "gate": {"metric": config.gate.metric, "direction": config.gate.direction},
+            "runs_root": runs_root,
+        },
+        "register": {
+            **config.registration.model_dump(),
+            "image_uri": xgboost_image,
+            "problem_type": config.problem_type,
+        },
+    }
+    dataset_dict = dataset.to_dict()
+    fingerprints = static_fingerprints(units, dataset_dict)
+    specs = {"preprocess": config.preprocess, "train": config.train, "evaluate": config.evaluate}
+    control = {
+        unit: _control(
+            getattr(specs.get(unit), "cache", None),
+            specs[unit].compute.max_runtime_s + LEASE_MARGIN_S if unit in specs else REGISTER_LEASE_S,
+            policies.get(unit),
+            fingerprints[unit],
+        )
+        for unit in UNIT_ORDER
+    }
     return {
         "run_id": run_id,
         "pipeline": pipeline,
-        "dataset": dataset.to_dict(),
+        "dataset": dataset_dict,
         "gate": config.gate.model_dump(),
         "order": UNIT_ORDER,
-        "units": {
-            "preprocess": {
-                "image_uri": image_uri(config.preprocess.image),
-                "script": pin_script(s3, settings, pipeline, run_id, config.preprocess.script),
-                "compute": config.preprocess.compute.model_dump(),
-                "label": config.data.label,
-                "categorical": categorical,
-                "train_ratio": config.preprocess.train_ratio,
-                "validation_ratio": config.preprocess.validation_ratio,
-                "seed": config.preprocess.seed,
-                "runs_root": runs_root,
-            },
-            "train": {
-                "image_uri": image_uri(config.train.image),
-                "compute": config.train.compute.model_dump(),
-                "hyperparameters": _hyperparameters(config),
-                "runs_root": runs_root,
-            },
-            "evaluate": {
-                "image_uri": image_uri(config.evaluate.image),
-                "script": pin_script(s3, settings, pipeline, run_id, config.evaluate.script),
-                "compute": config.evaluate.compute.model_dump(),
-                "runs_root": runs_root,
-            },
-            "register": {
-                **config.registration.model_dump(),
-                "image_uri": xgboost_image,
-                "problem_type": config.problem_type,
-            },
-        },
+        # The job flow ends after this unit ("" = run to the end): how --only stops short.
+        "scope": {"only": options.only or "", "from": options.from_unit or ""},
+        "overrides": overrides,
+        "units": units,
+        "control": control,
+        "results": {},
     }
 
 
 def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
-    plan = build_plan(s3, settings, event)
+    """``event``: ``{"run": <the job flow's input>, "execution_arn": ...}`` (or the flow input itself)."""
+    run = event.get("run") if isinstance(event.get("run"), dict) else event
+    recorded = table.get_run(str(run.get("run_id", ""))) if run.get("run_id") else None
+    plan = build_plan(s3, settings, run, recorded)
     plan["run_attempt"] = table.start_run(plan, flow_execution_arn=str(event.get("execution_arn", "")))
     return plan

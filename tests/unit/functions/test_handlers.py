@@ -37,6 +37,7 @@ def dataset(published: str) -> dict[str, Any]:
         Bucket=BUCKET,
         Key="data/abalone/abalone.csv",
         Body=(ROOT / "models/abalone/data/abalone.csv").read_bytes(),
+        ChecksumAlgorithm="SHA256",
     )
     return {"bucket": BUCKET, "key": "data/abalone/abalone.csv", "version_id": response["VersionId"]}
 
@@ -90,7 +91,7 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
     dataset: dict[str, Any], table: str, lambda_context: Any
 ) -> None:
     event = sample_event("PlanRunFunction")
-    event["dataset"] = dataset
+    event["run"]["dataset"] = dataset
     plan = handler_module("plan_run").lambda_handler(event, lambda_context)
     assert plan["dataset"]["version_id"] == dataset["version_id"] and plan["dataset"]["size"] == 191962
     assert plan["order"] == ["preprocess", "train", "evaluate", "register"]
@@ -98,6 +99,18 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
     assert plan["units"]["train"]["image_uri"].endswith("/sagemaker-xgboost:1.7-1")
     assert plan["units"]["preprocess"]["script"]["uri"] == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/preprocess.py"
     assert plan["run_attempt"] == 1
+    # The sample event is a rerun --from evaluate with the gate threshold overridden
+    assert {u: c["policy"] for u, c in plan["control"].items()} == {
+        "preprocess": "resume",
+        "train": "resume",
+        "evaluate": "force",
+        "register": "force",
+    }
+    assert plan["gate"]["threshold"] == 2.5 and plan["overrides"] == {"gate.threshold": 2.5}
+    assert plan["control"]["preprocess"]["cache"] == {"enabled": True, "max_age_s": 720 * 3600}
+    assert plan["control"]["train"]["lease_s"] == 3600 + 900
+    # The dataset's content (its SHA-256 checksum from the upload) is part of its identity
+    assert plan["dataset"]["content"].startswith("sha256:")
     from sfn_mlops.metadata import MetadataTable
 
     run = MetadataTable(boto3.client("dynamodb"), TABLE).get_run(RUN_ID)
@@ -109,10 +122,8 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
 def test_plan_run_fails_readably_for_an_unpublished_pipeline(bucket: str, table: str, lambda_context: Any) -> None:
     from sfn_mlops.errors import PipelineNotFound
 
-    event = sample_event("PlanRunFunction") | {
-        "pipeline": "churn",
-        "run_id": "churn-20261123t101500-1a2b3c4d",
-    }
+    event = sample_event("PlanRunFunction")
+    event["run"] |= {"pipeline": "churn", "run_id": "churn-20261123t101500-1a2b3c4d"}
     with pytest.raises(PipelineNotFound, match="pipeline 'churn' is not published"):
         handler_module("plan_run").lambda_handler(event, lambda_context)
 
@@ -205,6 +216,89 @@ def test_handlers_create_no_client_at_import() -> None:
 
 def test_every_function_folder_has_a_handler() -> None:
     assert sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py")) == sorted(
-        ["trigger", "plan_run", "validate_dataset", "prepare_job", "read_metrics", "register_model"]
+        [
+            "trigger",
+            "plan_run",
+            "validate_dataset",
+            "prepare_job",
+            "read_metrics",
+            "register_model",
+            "lookup_cache",
+            "release_lock",
+        ]
     )
     assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))
+
+
+def test_lookup_cache_finds_a_fresh_success_of_another_run_only(table: str, lambda_context: Any) -> None:
+    # Given a success of preprocess in another run, indexed by its fingerprint
+    event = sample_event("LookupCacheFunction")
+    fingerprint_key = f"FP#{event['pipeline']}#{event['unit']}#{event['fingerprint']}"
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "PK": {"S": "RUN#abalone-20251231t000000-00000000"},
+            "SK": {"S": "UNIT#preprocess"},
+            "run_id": {"S": "abalone-20251231t000000-00000000"},
+            "status": {"S": "SUCCEEDED"},
+            "attempt": {"N": "2"},
+            "outputs": {"S": '{"train": "s3://b/train/"}'},
+            "GSI1PK": {"S": fingerprint_key},
+            "GSI1SK": {"S": "2099-01-01T00:00:00.000000Z"},
+        },
+    )
+    # When the cache is looked up, Then it is a hit naming where the outputs came from
+    hit = handler_module("lookup_cache").lambda_handler(event, lambda_context)
+    assert hit["hit"] and hit["outputs"] == {"train": "s3://b/train/"}
+    assert hit["source"]["run_id"] == "abalone-20251231t000000-00000000" and hit["source"]["attempt"] == 2
+    # And another fingerprint is a miss
+    miss = handler_module("lookup_cache").lambda_handler(event | {"fingerprint": "other"}, lambda_context)
+    assert miss == {"hit": False}
+
+
+def test_lookup_cache_ignores_successes_older_than_the_expiry(table: str, lambda_context: Any) -> None:
+    event = sample_event("LookupCacheFunction")
+    boto3.client("dynamodb").put_item(
+        TableName=TABLE,
+        Item={
+            "PK": {"S": "RUN#abalone-20000101t000000-00000000"},
+            "SK": {"S": "UNIT#preprocess"},
+            "run_id": {"S": "abalone-20000101t000000-00000000"},
+            "status": {"S": "SUCCEEDED"},
+            "outputs": {"S": "{}"},
+            "GSI1PK": {"S": f"FP#{event['pipeline']}#{event['unit']}#{event['fingerprint']}"},
+            "GSI1SK": {"S": "2000-01-01T00:00:00.000000Z"},
+        },
+    )
+    assert handler_module("lookup_cache").lambda_handler(event, lambda_context) == {"hit": False}
+
+
+def test_release_lock_keeps_a_live_holders_lock_and_frees_a_dead_one(table: str, lambda_context: Any) -> None:
+    from datetime import UTC, datetime
+
+    event = sample_event("ReleaseLockFunction")
+    key = {"PK": {"S": f"RUN#{event['run_id']}"}, "SK": {"S": f"UNIT#{event['unit']}"}}
+    ddb = boto3.client("dynamodb")
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="holder",
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 600, "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/x",
+    )["stateMachineArn"]
+    holder = sfn.start_execution(stateMachineArn=machine, name="holder-1")["executionArn"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    item = {**key, "status": {"S": "RUNNING"}, "attempt": {"N": "1"}, "executor_execution_arn": {"S": holder}}
+    # Given a live holder within its lease, Then the lock stays and the reason names the holder
+    ddb.put_item(TableName=TABLE, Item=item | {"started_at": {"S": now}, "lease_s": {"N": "3600"}})
+    kept = handler_module("release_lock").lambda_handler(event, lambda_context)
+    assert kept["released"] is False and holder in kept["reason"]
+    # Given the same holder past its lease, Then the lock is released and the attempt marked ABANDONED
+    ddb.put_item(TableName=TABLE, Item=item | {"started_at": {"S": "2020-01-01T00:00:00Z"}, "lease_s": {"N": "60"}})
+    released = handler_module("release_lock").lambda_handler(event, lambda_context)
+    assert released["released"] is True and "lease" in released["reason"]
+    record = ddb.get_item(TableName=TABLE, Key=key)["Item"]
+    assert record["status"]["S"] == "ABANDONED" and record["error"]["S"] == "LockExpired"
+    # Given a holder Step Functions no longer knows, Then the lock is released at once
+    gone = "arn:aws:states:us-east-1:123456789012:execution:holder:gone"
+    ddb.put_item(TableName=TABLE, Item=item | {"executor_execution_arn": {"S": gone}, "started_at": {"S": now}})
+    assert handler_module("release_lock").lambda_handler(event, lambda_context)["released"] is True

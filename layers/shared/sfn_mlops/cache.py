@@ -1,0 +1,40 @@
+"""The cache across runs: an earlier success of the same unit with the same inputs fingerprint.
+
+The executor indexes every success in GSI1 under ``FP#<pipeline>#<unit>#<fingerprint>`` (sort key: when
+it finished), so a lookup is one Query, newest first, bounded by the unit's cache expiry.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sfn_mlops.metadata import MetadataTable, deserialize
+
+
+def fingerprint_key(pipeline: str, unit: str, fingerprint: str) -> str:
+    return f"FP#{pipeline}#{unit}#{fingerprint}"
+
+
+def lookup_cached_success(table: MetadataTable, event: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    pipeline, unit, run_id = str(event["pipeline"]), str(event["unit"]), str(event["run_id"])
+    fingerprint, max_age_s = str(event["fingerprint"]), int(event.get("max_age_s") or 0)
+    now = now or datetime.now(UTC)
+    oldest = (now - timedelta(seconds=max_age_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    page = table.client.query(
+        TableName=table.table_name,
+        IndexName="GSI1",
+        KeyConditionExpression="GSI1PK = :fp AND GSI1SK >= :oldest",
+        ExpressionAttributeValues={
+            ":fp": {"S": fingerprint_key(pipeline, unit, fingerprint)},
+            ":oldest": {"S": oldest},
+        },
+        ScanIndexForward=False,
+        Limit=5,
+    )
+    for item in (deserialize(i) for i in page.get("Items", [])):
+        if item.get("status") == "SUCCEEDED" and item.get("run_id") != run_id and item.get("outputs"):
+            source = {"run_id": item["run_id"], "attempt": item.get("attempt"), "finished_at": item.get("GSI1SK")}
+            return {"hit": True, "source": source, "outputs": json.loads(item["outputs"])}
+    return {"hit": False}
