@@ -76,7 +76,10 @@ def render_tree(summary: dict[str, Any]) -> Tree:
                 worker = executor.add(f"[dim]worker[/] {unit['worker_execution_arn'].rsplit(':', 1)[-1]}")
                 if unit.get("job_name"):
                     worker.add(f"[dim]SageMaker job[/] {unit['job_name']}")
-        if unit.get("error"):
+        if unit.get("cached_from"):
+            source = unit["cached_from"]
+            node.add(f"[blue]outputs reused from run {source.get('run_id')} (attempt {source.get('attempt')})[/]")
+        if unit.get("error") and unit["status"] not in ("SUCCEEDED", "SKIPPED", "CACHED"):
             node.add(f"[red]{unit['error']['error']}[/]: {unit['error']['cause']}")
     if summary.get("metrics"):
         tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
@@ -103,6 +106,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         data_file = Path(args.data) if args.data else folder / config.data.sample_file
         if not data_file.is_file():
             raise SystemExit(f"dataset {data_file} does not exist")
+        if args.fail_at:
+            if runtime is None:
+                raise SystemExit("--fail-at injects a fault into the embedded local runtime; it cannot target a stack")
+            runtime.fail_unit(args.fail_at)
         started = time.monotonic()
         key, version = operations.upload_dataset(target, args.pipeline, data_file)
         console.print(
@@ -110,25 +117,56 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
         run_id, execution_arn = operations.find_run_for_upload(target, key, version)
         console.print(f"run {run_id} started by the upload trigger")
-        seen: dict[str, tuple[str, int]] = {}
+        summary = _follow(target, console, run_id, execution_arn, started)
+    return _finish(args, summary)
 
-        def on_change(summary: dict[str, Any]) -> None:
-            for unit in summary["units"]:
-                state = (unit["status"], unit["attempt"])
-                if unit["status"] != "NOT_STARTED" and seen.get(unit["name"]) != state:
-                    seen[unit["name"]] = state
-                    detail = f" job {unit['job_name']}" if unit.get("job_name") else ""
-                    took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
-                    console.print(
-                        f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow > executor > worker  "
-                        f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}"
-                    )
 
-        summary = operations.follow_run(target, run_id, execution_arn, on_change)
-        console.print(render_tree(summary))
+def _follow(target: Target, console: Console, run_id: str, execution_arn: str, started: float) -> dict[str, Any]:
+    """Print each unit's progress through the three tiers as it changes, then the run as a tree."""
+    seen: dict[str, tuple[str, int]] = {}
+
+    def on_change(summary: dict[str, Any]) -> None:
+        for unit in summary["units"]:
+            state = (unit["status"], unit["attempt"])
+            if unit["status"] != "NOT_STARTED" and seen.get(unit["name"]) != state:
+                seen[unit["name"]] = state
+                detail = f" job {unit['job_name']}" if unit.get("job_name") and unit["status"] != "SKIPPED" else ""
+                took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
+                console.print(
+                    f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow > executor > worker  "
+                    f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}"
+                )
+
+    summary = operations.follow_run(target, run_id, execution_arn, on_change)
+    console.print(render_tree(summary))
+    return summary
+
+
+def _finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(_public(summary), default=str))
     return 0 if summary["status"] in ("SUCCEEDED", "REJECTED") else 1
+
+
+def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import parse_override, parse_rerun
+
+    try:
+        overrides = dict(parse_override(item) for item in args.set or [])
+        options = parse_rerun({"from": args.from_unit, "only": args.only, "overrides": overrides})
+    except InvalidRerun as exc:
+        raise SystemExit(f"mlops rerun: {exc}") from exc
+    with target_for(args) as (target, _runtime):
+        started = time.monotonic()
+        execution_arn = operations.start_rerun(target, args.run_id, options)
+        scope = (
+            f" --from {options.from_unit}" if options.from_unit else f" --only {options.only}" if options.only else ""
+        )
+        sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+        console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})")
+        summary = _follow(target, console, args.run_id, execution_arn, started)
+    return _finish(args, summary)
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
@@ -174,7 +212,24 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="upload a dataset and follow the run it starts")
     run.add_argument("pipeline")
     run.add_argument("--data", help="dataset file (default: the pipeline's bundled data)")
+    run.add_argument(
+        "--fail-at", metavar="UNIT", help="local runtime only: make this unit's work fail once (to try reruns)"
+    )
     run.set_defaults(handler=cmd_run)
+    rerun = sub.add_parser(
+        "rerun", parents=[common], help="rerun a run: skip what succeeded, or --from/--only a unit, with --set"
+    )
+    rerun.add_argument("run_id")
+    scope = rerun.add_mutually_exclusive_group()
+    scope.add_argument("--from", dest="from_unit", metavar="UNIT", help="rerun this unit and everything after it")
+    scope.add_argument("--only", metavar="UNIT", help="rerun just this unit, on its upstream's recorded outputs")
+    rerun.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value for this run, e.g. train.hyperparameters.max_depth=4 or gate.threshold=2.5",
+    )
+    rerun.set_defaults(handler=cmd_rerun)
     status = sub.add_parser("status", parents=[common], help="show a run as a tree (default: the latest)")
     status.add_argument("run_id", nargs="?")
     status.add_argument("--pipeline", default="abalone", help="pipeline whose latest run to show")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sfn_mlops.errors import InvalidRerun
 from sfn_mlops.metadata import TERMINAL_RUN_STATUSES, MetadataTable
 from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
+from sfn_mlops.rerun import FORCE, RerunOptions, apply_overrides, unit_policies
 
 FLOW_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -109,32 +112,48 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return round((parse(end) - parse(start)).total_seconds(), 3)
 
 
+def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] | None) -> dict[str, Any]:
+    """One unit as scripts see it. ``result`` is what the run's latest flow execution did with the unit
+    (SKIPPED, CACHED, SUCCEEDED...), which the unit's own record cannot say for a skipped unit."""
+    if record is None:
+        return {"name": name, "status": "NOT_STARTED", "attempt": 0, "duration_s": None}
+    executor_input = record.get("executor_input")
+    status = (result or {}).get("status") or record.get("status")
+    view = {
+        "name": name,
+        "status": status,
+        "attempt": record.get("attempt", 0),
+        "duration_s": None
+        if status == "SKIPPED"
+        else _seconds_between(record.get("started_at"), record.get("finished_at")),
+        "started_at": record.get("started_at"),
+        "finished_at": record.get("finished_at"),
+        "fingerprint": record.get("fingerprint"),
+        "cached_from": record.get("cached_from") if status == "CACHED" else None,
+        "executor_execution_arn": record.get("executor_execution_arn"),
+        "worker_execution_arn": record.get("worker_execution_arn"),
+        "job_name": (record.get("outputs") or {}).get("job_name"),
+        "outputs": record.get("outputs"),
+        "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
+        # What the executor was started with; started again with "policy": "force" it reruns this unit
+        # (Step Functions console: executor > New execution > paste console_rerun_input).
+        "executor_input": executor_input,
+        "console_rerun_input": {**executor_input, "policy": FORCE} if isinstance(executor_input, dict) else None,
+    }
+    return view
+
+
 def run_summary(target: Target, run_id: str) -> dict[str, Any]:
     """The JSON object scripts read: run_id, pipeline, status, units (in flow order), metrics, package, error."""
     run = target.table.get_run(run_id)
     if run is None:
         raise SystemExit(f"no run {run_id!r} in {target.table_name}")
-    units = []
-    for name in run.get("unit_order") or sorted(run["units"]):
-        record = run["units"].get(name)
-        if record is None:
-            units.append({"name": name, "status": "NOT_STARTED", "attempt": 0, "duration_s": None})
-            continue
-        units.append(
-            {
-                "name": name,
-                "status": record.get("status"),
-                "attempt": record.get("attempt", 0),
-                "duration_s": _seconds_between(record.get("started_at"), record.get("finished_at")),
-                "started_at": record.get("started_at"),
-                "finished_at": record.get("finished_at"),
-                "executor_execution_arn": record.get("executor_execution_arn"),
-                "worker_execution_arn": record.get("worker_execution_arn"),
-                "job_name": (record.get("outputs") or {}).get("job_name"),
-                "outputs": record.get("outputs"),
-                "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
-            }
-        )
+    finished = run.get("status") in TERMINAL_RUN_STATUSES
+    results = (run.get("unit_results") or {}) if finished else {}
+    units = [
+        _unit_view(name, run["units"].get(name), results.get(name))
+        for name in run.get("unit_order") or sorted(run["units"])
+    ]
     error = run.get("error") if run.get("status") == "FAILED" else None
     return {
         "run_id": run_id,
@@ -145,6 +164,8 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         "finished_at": run.get("finished_at"),
         "duration_s": _seconds_between(run.get("started_at"), run.get("finished_at")),
         "dataset": run.get("dataset"),
+        "overrides": run.get("overrides") or {},
+        "scope": run.get("scope") or {},
         "flow_execution_arn": run.get("flow_execution_arn"),
         "units": units,
         "metrics": run.get("metrics") or {},
@@ -152,6 +173,50 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         "model_package_arn": run.get("model_package_arn"),
         "error": error,
     }
+
+
+def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
+    """Start the job flow again for a recorded run; the flow skips, forces or reuses units as asked."""
+    run = target.table.get_run(run_id)
+    if run is None:
+        raise SystemExit(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")
+    flow_arn = run.get("flow_execution_arn")
+    if run.get("status") == "RUNNING" and flow_arn:
+        try:
+            running = target.sfn.describe_execution(executionArn=flow_arn)["status"] == "RUNNING"
+        except target.sfn.exceptions.ExecutionDoesNotExist:
+            running = False
+        if running:
+            raise SystemExit(f"run {run_id} is still running ({flow_arn}); wait for it or stop it first")
+    try:  # fail here, before starting anything, with the same checks the planner makes
+        unit_policies(run.get("unit_order") or [], options, run["units"])
+        if options.overrides:
+            pinned = f"runs/{run['pipeline']}/{run_id}/code/pipeline.json"
+            with contextlib.suppress(target.s3.exceptions.NoSuchKey):  # not pinned yet: the planner checks
+                body = target.s3.get_object(Bucket=target.bucket, Key=pinned)["Body"].read()
+                config = parse_pipeline_config(body, source=f"s3://{target.bucket}/{pinned}")
+                merged = {**(run.get("overrides") or {}), **options.overrides}
+                apply_overrides(config, merged, source=run["pipeline"])
+    except InvalidRerun as exc:
+        raise SystemExit(f"cannot rerun {run_id}: {exc}") from exc
+    dataset = run.get("dataset") or {}
+    flow_input: dict[str, Any] = {
+        "pipeline": run["pipeline"],
+        "run_id": run_id,
+        "dataset": {
+            "bucket": dataset.get("bucket"),
+            "key": dataset.get("key"),
+            "version_id": dataset.get("version_id"),
+        },
+    }
+    rerun = options.model_dump(by_alias=True, exclude_defaults=True)
+    if rerun:
+        flow_input["rerun"] = rerun
+    name = f"{run_id}-r{int(run.get('run_attempt') or 0) + 1}-{int(time.time())}"
+    response = target.sfn.start_execution(
+        stateMachineArn=target.training_flow_arn, name=name, input=json.dumps(flow_input)
+    )
+    return str(response["executionArn"])
 
 
 def follow_run(

@@ -9,6 +9,7 @@ holder still having it, and the executor tries to take it again.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,7 +57,8 @@ def release_expired_lock(
             ),
         }
     why = f"its holder {holder} is {status}" if status != "RUNNING" else f"its lease of {lease_s}s expired"
-    try:
+    # If someone else changed the unit meanwhile, taking the lock again decides who has it.
+    with contextlib.suppress(table.client.exceptions.ConditionalCheckFailedException):
         table.client.update_item(
             TableName=table.table_name,
             Key=key,
@@ -74,6 +76,4 @@ def release_expired_lock(
                 }
             ),
         )
-    except table.client.exceptions.ConditionalCheckFailedException:
-        pass  # someone else changed the unit meanwhile: taking the lock again decides who has it
     return {"released": True, "previous_holder": holder, "reason": why}

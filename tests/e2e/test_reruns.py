@@ -1,0 +1,206 @@
+"""Reruns, the cache and lineage through the CLI, each command a fresh process's worth of local runtime."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def units(summary: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    return {u["name"]: (u["status"], u["attempt"]) for u in summary["units"]}
+
+
+class Cli:
+    """Runs ``mlops`` as a user would: every call starts and stops its own local runtime on one state folder."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def __call__(self, *argv: str) -> tuple[int, dict[str, Any]]:
+        from sfn_mlops_local.cli import main
+
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            code = main([*argv, "--json"])
+        return code, json.loads(buffer.getvalue().strip().splitlines()[-1])
+
+    def model_packages(self, group: str) -> list[str]:
+        from sfn_mlops_local.local.runtime import LocalRuntime
+
+        with LocalRuntime(root=ROOT, state_dir=self.state) as local:
+            listed = local.client("sagemaker").list_model_packages(ModelPackageGroupName=group)
+        return [p["ModelPackageArn"] for p in listed["ModelPackageSummaryList"]]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    state = tmp_path_factory.mktemp("reruns") / "state"
+    previous_dir = Path.cwd()
+    os.environ["MLOPS_LOCAL_STATE"] = str(state)
+    os.chdir(ROOT)
+    try:
+        yield Cli(state)
+    finally:
+        del os.environ["MLOPS_LOCAL_STATE"]
+        os.chdir(previous_dir)
+
+
+@pytest.fixture(scope="module")
+def failed_run(cli: Cli) -> dict[str, Any]:
+    code, summary = cli("run", "abalone", "--fail-at", "train")
+    assert code == 1
+    return summary
+
+
+@pytest.fixture(scope="module")
+def resumed(cli: Cli, failed_run: dict[str, Any]) -> dict[str, Any]:
+    code, summary = cli("rerun", failed_run["run_id"])
+    assert code == 0, summary
+    return summary
+
+
+def test_run_with_fail_at_train_fails_in_train_after_preprocess(failed_run: dict[str, Any]) -> None:
+    # Given `mlops run abalone --fail-at train`, Then the run fails in train with the injected error
+    assert failed_run["status"] == "FAILED"
+    assert units(failed_run) == {
+        "preprocess": ("SUCCEEDED", 1),
+        "train": ("FAILED", 1),
+        "evaluate": ("NOT_STARTED", 0),
+        "register": ("NOT_STARTED", 0),
+    }
+    assert failed_run["error"]["unit"] == "train" and failed_run["error"]["error"] == "InjectedFault"
+    assert failed_run["model_package_arn"] is None
+
+
+def test_plain_rerun_skips_what_succeeded_and_runs_the_rest(resumed: dict[str, Any]) -> None:
+    # When `mlops rerun RUN_ID`, Then preprocess is skipped (attempt it succeeded in) and train is attempt 2
+    assert resumed["status"] == "SUCCEEDED"
+    assert units(resumed) == {
+        "preprocess": ("SKIPPED", 1),
+        "train": ("SUCCEEDED", 2),
+        "evaluate": ("SUCCEEDED", 1),
+        "register": ("SUCCEEDED", 1),
+    }
+    assert resumed["model_package_arn"] and 1.0 < resumed["metrics"]["rmse"] < 3.1
+    assert resumed["error"] is None
+
+
+def test_rerun_from_evaluate_runs_evaluate_and_register_and_keeps_the_package(
+    cli: Cli, resumed: dict[str, Any]
+) -> None:
+    # When `mlops rerun RUN_ID --from evaluate`
+    code, summary = cli("rerun", resumed["run_id"], "--from", "evaluate")
+    # Then only evaluate and register run, and registration returns the same model package
+    assert code == 0 and summary["status"] == "SUCCEEDED"
+    assert units(summary) == {
+        "preprocess": ("SKIPPED", 1),
+        "train": ("SKIPPED", 2),
+        "evaluate": ("SUCCEEDED", 2),
+        "register": ("SUCCEEDED", 2),
+    }
+    assert summary["model_package_arn"] == resumed["model_package_arn"]
+    assert summary["metrics"] == resumed["metrics"]
+    assert cli.model_packages("abalone") == [resumed["model_package_arn"]]
+
+
+def test_lineage_answers_both_directions_for_the_package(cli: Cli, resumed: dict[str, Any]) -> None:
+    arn = resumed["model_package_arn"]
+    # When the package's lineage is asked, Then it names the run and the exact dataset version
+    code, model = cli("lineage", "model", arn)
+    assert code == 0 and model["model_package_arn"] == arn and model["run_id"] == resumed["run_id"]
+    dataset = resumed["dataset"]
+    assert [(d["uri"], d["version"]) for d in model["datasets"]] == [(dataset["uri"], dataset["version"])]
+    # When the dataset's lineage is asked, Then the run and the package are there
+    code, lineage = cli("lineage", "dataset", dataset["uri"])
+    assert code == 0
+    assert resumed["run_id"] in [r["run_id"] for r in lineage["runs"]]
+    assert arn in [p["model_package_arn"] for p in lineage["model_packages"]]
+
+
+def test_set_reruns_only_units_whose_fingerprint_changes(cli: Cli, resumed: dict[str, Any]) -> None:
+    run_id = resumed["run_id"]
+    # When the quality gate's threshold is overridden, no unit's inputs change: nothing reruns, the gate rejects
+    code, strict = cli("rerun", run_id, "--set", "gate.threshold=0.5")
+    assert strict["status"] == "REJECTED" and code == 0
+    assert {status for status, _ in units(strict).values() if status} <= {"SKIPPED", "SUCCEEDED"}
+    assert [u["status"] for u in strict["units"][:3]] == ["SKIPPED", "SKIPPED", "SKIPPED"]
+    # When a hyperparameter is overridden (and the gate restored), train and everything after it run again
+    code, retuned = cli("rerun", run_id, "--set", "train.hyperparameters.max_depth=3", "--set", "gate.threshold=3.1")
+    assert code == 0 and retuned["status"] == "SUCCEEDED"
+    assert units(retuned)["preprocess"] == ("SKIPPED", 1)
+    assert units(retuned)["train"] == ("SUCCEEDED", 3)
+    assert units(retuned)["evaluate"][0] == "SUCCEEDED" and units(retuned)["register"][0] == "SUCCEEDED"
+    assert retuned["overrides"] == {"gate.threshold": 3.1, "train.hyperparameters.max_depth": 3}
+    assert retuned["model_package_arn"] != resumed["model_package_arn"]  # a different model, a new version
+    # When the run is resumed plainly afterwards, the overrides stay and nothing runs
+    code, again = cli("rerun", run_id)
+    assert code == 0 and all(status == "SKIPPED" for status, _ in units(again).values())
+    assert again["model_package_arn"] == retuned["model_package_arn"]
+
+
+def test_only_reruns_one_unit_on_recorded_upstream_outputs(cli: Cli, resumed: dict[str, Any]) -> None:
+    before = cli("status", resumed["run_id"])[1]
+    # When `--only train`
+    code, summary = cli("rerun", resumed["run_id"], "--only", "train")
+    # Then train alone runs again; preprocess is reused and evaluate/register are left as recorded
+    assert code == 0 and summary["status"] == "SUCCEEDED"
+    assert units(summary)["preprocess"] == ("SKIPPED", 1)
+    assert units(summary)["train"] == (units(before)["train"][0], units(before)["train"][1] + 1)
+    assert units(summary)["evaluate"] == units(before)["evaluate"]
+    assert units(summary)["register"] == units(before)["register"]
+
+
+def test_status_shows_each_units_executor_input_for_console_reruns(cli: Cli, resumed: dict[str, Any]) -> None:
+    code, status = cli("status", resumed["run_id"])
+    assert code == 0
+    for unit in status["units"]:
+        given = unit["executor_input"]
+        assert given["run_id"] == resumed["run_id"] and given["unit"] == unit["name"]
+        assert {"worker_arn", "inputs", "fingerprint", "policy", "cache", "lease_s"} <= set(given)
+        assert unit["console_rerun_input"] == {**given, "policy": "force"}
+
+
+def test_bad_rerun_requests_fail_before_anything_starts(cli: Cli, failed_run: dict[str, Any]) -> None:
+    from sfn_mlops_local.cli import main
+
+    run_id = failed_run["run_id"]
+    for argv, message in [
+        (["rerun", run_id, "--only", "deploy"], "unknown unit 'deploy'"),
+        (["rerun", run_id, "--set", "train.nonsense.depth=3"], "has no 'train.nonsense'"),
+        (["rerun", run_id, "--set", "gate.threshold=high"], "gate.threshold"),
+        (["rerun", run_id, "--set", "name=other"], "cannot be overridden"),
+        (["rerun", "abalone-20990101t000000-00000000"], "no run"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            main(argv)
+
+
+def test_cache_reuses_preprocess_for_identical_bytes_only(
+    cli: Cli, resumed: dict[str, Any], tmp_path: Path
+) -> None:
+    # When the same bytes are uploaded again (a new object version), with preprocess's cache on
+    code, second = cli("run", "abalone")
+    # Then preprocess is CACHED from an earlier run and the rest runs
+    assert code == 0 and second["status"] == "SUCCEEDED"
+    preprocess = second["units"][0]
+    assert preprocess["status"] == "CACHED" and preprocess["cached_from"]["run_id"] == resumed["run_id"]
+    assert [u["status"] for u in second["units"][1:]] == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+    # When the data is uploaded with one row changed
+    rows = (ROOT / "models/abalone/data/abalone.csv").read_text().splitlines()
+    rows[1] = rows[1].rsplit(",", 1)[0] + ",29"
+    changed = tmp_path / "abalone.csv"
+    changed.write_text("\n".join(rows) + "\n")
+    code, third = cli("run", "abalone", "--data", str(changed))
+    # Then preprocess runs
+    assert code == 0 and third["units"][0]["status"] == "SUCCEEDED" and third["units"][0]["cached_from"] is None
