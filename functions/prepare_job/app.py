@@ -1,10 +1,11 @@
-"""Build the SageMaker job request for a unit: unique job name per run, unit and attempt."""
+"""Build the SageMaker job request for a unit (unique name per run, unit and attempt), or adopt its completed job."""
 
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from sfn_mlops.jobs import build_job_request
+from sfn_mlops.aws import client
+from sfn_mlops.jobs import prepare_job
 
 logger = Logger()
 tracer = Tracer()
@@ -15,4 +16,4 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return build_job_request(event)
+    return prepare_job(client("sagemaker"), event)

@@ -146,3 +146,30 @@ def test_evaluate_worker_fails_readably_when_the_report_lacks_the_gate_metric(
     assert error == "Unhandled"
     assert result["errorType"] == "MetricsNotFound"
     assert "wrote no report" in result["errorMessage"]
+
+
+def test_the_same_attempt_executed_again_adopts_its_completed_job(runtime: Any, plan: dict[str, Any]) -> None:
+    # Given preprocess attempt 1 completed its processing job
+    inputs = {"config": plan["units"]["preprocess"], "dataset": plan["dataset"]}
+    first = run_worker(runtime, "PreprocessWorker", "preprocess", inputs)
+    assert first["status"] == "SUCCEEDED"
+    jobs = dict(runtime.jobs.jobs)
+    # When attempt 1 is executed again (a redrive, or a retry after the job was created)
+    again = run_worker(runtime, "PreprocessWorker", "preprocess", inputs)
+    # Then the completed job is adopted: same outputs, no second job, no name collision
+    assert again["status"] == "SUCCEEDED", again.get("cause")
+    assert json.loads(again["output"]) == json.loads(first["output"])
+    assert dict(runtime.jobs.jobs).keys() == jobs.keys()
+
+
+def test_the_same_attempt_cannot_adopt_a_failed_job(runtime: Any, plan: dict[str, Any]) -> None:
+    # Given train attempt 1's job failed
+    runtime.jobs.fault = lambda name, job: "AlgorithmError: injected failure"
+    data = {"train_uri": f"s3://{runtime.bucket}/x/train/", "validation_uri": f"s3://{runtime.bucket}/x/validation/"}
+    inputs = {"config": plan["units"]["train"], "data": data}
+    assert run_worker(runtime, "TrainWorker", "train", inputs)["status"] == "FAILED"
+    runtime.jobs.fault = None
+    # When attempt 1 is executed again, Then it fails readably instead of colliding on the name
+    again = run_worker(runtime, "TrainWorker", "train", inputs)
+    assert again["status"] == "FAILED" and again["error"] == "JobNameInUse"
+    assert f"{RUN_ID}-train-a1 already exists with status Failed" in again["cause"]

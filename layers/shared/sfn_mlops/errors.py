@@ -35,3 +35,7 @@ class InvalidRerun(MlopsError):
 
 class UnitAlreadyRunning(MlopsError):
     """Another execution holds the unit's lock and its lease has not expired."""
+
+
+class JobNameInUse(MlopsError):
+    """A SageMaker job already exists under this attempt's name and did not complete: it cannot be adopted."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sfn_mlops.adoption import completed_job
 from sfn_mlops.errors import InvalidUnitInput
 from sfn_mlops.naming import job_name
 
@@ -201,6 +202,16 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
 
 
 BUILDERS = {"preprocess": preprocess_request, "train": train_request, "evaluate": evaluate_request}
+
+
+JOB_KINDS = {"preprocess": "processing", "train": "training", "evaluate": "processing"}
+
+
+def prepare_job(sm: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The job request, plus ``adopted``: the result of a job that already completed under its name (or null)."""
+    prepared = build_job_request(event)
+    prepared["adopted"] = completed_job(sm, JOB_KINDS[str(event["unit"])], prepared["job_name"])
+    return prepared
 
 
 def build_job_request(event: dict[str, Any]) -> dict[str, Any]:

@@ -140,8 +140,9 @@ def test_validate_dataset_snapshots_the_pinned_version(dataset: dict[str, Any], 
     assert "rings" in result["columns"]
 
 
-def test_prepare_job_builds_a_unique_training_job_request(lambda_context: Any) -> None:
+def test_prepare_job_builds_a_unique_training_job_request(aws: None, lambda_context: Any) -> None:
     result = handler_module("prepare_job").lambda_handler(sample_event("PrepareJobFunction"), lambda_context)
+    assert result["adopted"] is None  # no job exists under the name yet
     request = result["request"]
     assert result["job_name"] == f"{RUN_ID}-train-a1" and len(result["job_name"]) <= 63
     assert request["TrainingJobName"] == result["job_name"]
