@@ -37,6 +37,7 @@ build: $(STAMP)
 ## bench: time the main job and the orchestration overhead per unit
 bench: $(STAMP)
 	$(BIN)/python bench/orchestration_overhead.py
+	$(BIN)/python bench/rerun_cost.py
 
 reset: $(STAMP)
 	$(BIN)/mlops local reset

@@ -1,0 +1,167 @@
+"""Fault matrix: a failure injected at every Task state of the executor and the workers, then a rerun.
+
+For each fault point the run must fail with that state's error recorded, and a plain rerun must end
+where a clean run ends: every unit succeeded (or cached) once, exactly one model package for the run,
+no lock left, no SageMaker job left running. Adding a Task state without a case here fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+INJECTED = "InjectedFault"
+UNITS = ["preprocess", "train", "evaluate", "register"]
+UNIT_CODES = {"preprocess": "prep", "train": "train", "evaluate": "eval", "register": "reg"}
+
+
+@dataclass(frozen=True)
+class FaultPoint:
+    machine: str
+    state: str
+    unit: str  # the unit whose failure the run must report
+    # Faults entered first so that the state under test is reached (e.g. a lock conflict, a failed worker).
+    setup: tuple[tuple[str, str, str], ...] = field(default=())
+    identical_data: bool = False  # reach the cache-hit path: the same bytes as the baseline run
+
+    @property
+    def id(self) -> str:
+        return f"{self.machine}:{self.state}"
+
+
+LOCK_CONFLICT = ("Executor", "Start unit attempt", "DynamoDB.ConditionalCheckFailedException")
+FAULT_POINTS = [
+    FaultPoint("Executor", "Get unit record", "preprocess"),
+    FaultPoint("Executor", "Look up cached success", "preprocess"),
+    FaultPoint("Executor", "Record cache hit", "preprocess", identical_data=True),
+    FaultPoint("Executor", "Start unit attempt", "preprocess"),
+    FaultPoint("Executor", "Release expired lock", "preprocess", setup=(LOCK_CONFLICT,)),
+    FaultPoint("Executor", "Run worker", "preprocess"),
+    FaultPoint("Executor", "Record unit success", "preprocess"),
+    FaultPoint(
+        "Executor", "Record unit failure", "preprocess", setup=(("PreprocessWorker", "Validate dataset", INJECTED),)
+    ),
+    FaultPoint("PreprocessWorker", "Validate dataset", "preprocess"),
+    FaultPoint("PreprocessWorker", "Build processing job request", "preprocess"),
+    FaultPoint("PreprocessWorker", "Run preprocessing job", "preprocess"),
+    FaultPoint("TrainWorker", "Build training job request", "train"),
+    FaultPoint("TrainWorker", "Train model", "train"),
+    FaultPoint("EvaluateWorker", "Build processing job request", "evaluate"),
+    FaultPoint("EvaluateWorker", "Run evaluation job", "evaluate"),
+    FaultPoint("EvaluateWorker", "Read evaluation metrics", "evaluate"),
+    FaultPoint("RegisterWorker", "Register model package", "register"),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One local runtime for the whole matrix, with a clean baseline run to compare against."""
+    from sfn_mlops_local import operations
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    state = tmp_path_factory.mktemp("faults")
+    with LocalRuntime(root=ROOT, state_dir=state / "state", persist=False) as runtime:
+        target = runtime.target()
+        operations.publish_pipeline(target, ROOT / "models" / "abalone")
+        data = (ROOT / "models/abalone/data/abalone.csv").read_bytes()
+        baseline = start_and_follow(runtime, upload(runtime, state / "baseline", data))
+        assert baseline["status"] == "SUCCEEDED", baseline.get("error")
+        yield {"runtime": runtime, "dir": state, "data": data, "baseline": baseline}
+
+
+def upload(runtime: Any, folder: Path, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "abalone.csv"
+    path.write_bytes(data)
+    return path
+
+
+def start_and_follow(runtime: Any, path: Path) -> dict[str, Any]:
+    from sfn_mlops_local import operations
+
+    target = runtime.target()
+    key, version = operations.upload_dataset(target, "abalone", path)
+    run_id, arn = operations.find_run_for_upload(target, key, version)
+    return operations.follow_run(target, run_id, arn, lambda _: None, timeout=300, poll_s=0.05)
+
+
+def rerun_and_follow(runtime: Any, run_id: str) -> dict[str, Any]:
+    from sfn_mlops.rerun import RerunOptions
+
+    from sfn_mlops_local import operations
+
+    target = runtime.target()
+    arn = operations.start_rerun(target, run_id, RerunOptions())
+    return operations.follow_run(target, run_id, arn, lambda _: None, timeout=300, poll_s=0.05)
+
+
+def packages_of_run(runtime: Any, run_id: str) -> list[str]:
+    sm = runtime.client("sagemaker")
+    arns = [p["ModelPackageArn"] for p in sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]]
+    return [
+        arn
+        for arn in arns
+        if sm.describe_model_package(ModelPackageName=arn).get("CustomerMetadataProperties", {}).get("sfn-mlops:run-id")
+        == run_id
+    ]
+
+
+def test_every_task_state_has_a_fault_case(lab: dict[str, Any]) -> None:
+    covered = {(p.machine, p.state) for p in FAULT_POINTS}
+    task_states = lab["runtime"].task_states()
+    expected = {
+        (machine, state)
+        for machine in ("Executor", "PreprocessWorker", "TrainWorker", "EvaluateWorker", "RegisterWorker")
+        for state in task_states[machine]
+    }
+    assert covered == expected, f"missing: {sorted(expected - covered)}; unknown: {sorted(covered - expected)}"
+    print(f"fault matrix covers {len(covered)} fault points across {len({m for m, _ in covered})} state machines")
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS, ids=[p.id for p in FAULT_POINTS])
+def test_fault_then_rerun_ends_like_a_clean_run(lab: dict[str, Any], point: FaultPoint) -> None:
+    runtime = lab["runtime"]
+    # Given a fault at this Task state (after whatever makes the run reach it)
+    for machine, state, error in point.setup:
+        runtime.fail_task(machine, state, error=error, cause=f"setup fault at {machine}/{state}")
+    runtime.fail_task(point.machine, point.state, error=INJECTED, cause=f"injected at {point.machine}/{point.state}")
+    # (different bytes per case, so the cache does not skip the work under test; or identical for the cache-hit path)
+    extra_row = f"M,0.5,0.4,0.1,0.5,0.2,0.1,0.15,{FAULT_POINTS.index(point) + 1}\n".encode()
+    data = lab["data"] if point.identical_data else lab["data"].rstrip(b"\n") + b"\n" + extra_row
+    folder = lab["dir"] / point.id.replace(":", "_").replace(" ", "_")
+    # When the run executes
+    failed = start_and_follow(runtime, upload(runtime, folder, data))
+    # Then it fails in the expected unit, with the injected error and cause recorded on the run
+    assert failed["status"] == "FAILED", f"{point.id}: {failed['status']}"
+    assert failed["error"]["unit"] == point.unit
+    assert failed["error"]["error"] == INJECTED, failed["error"]
+    assert f"{point.machine}/{point.state}" in failed["error"]["cause"]
+    assert runtime.pending_task_faults() == [], "every injected fault must have been reached"
+    # When the run is rerun
+    rerun = rerun_and_follow(runtime, failed["run_id"])
+    # Then it ends as a clean run ends
+    assert rerun["status"] == "SUCCEEDED", rerun.get("error")
+    statuses = {u["name"]: u["status"] for u in rerun["units"]}
+    assert all(statuses[u] in ("SUCCEEDED", "SKIPPED", "CACHED") for u in UNITS), statuses
+    failed_index = UNITS.index(point.unit)
+    for unit in UNITS[:failed_index]:  # what had succeeded before the fault was not redone
+        assert statuses[unit] in ("SKIPPED", "CACHED"), (unit, statuses)
+    assert len(packages_of_run(runtime, failed["run_id"])) == 1, "exactly one model package for the run"
+    records = runtime.target().table.get_run(failed["run_id"])["units"]
+    assert not [u for u, r in records.items() if r["status"] == "RUNNING"], "no lock left"
+    assert all(records[u]["status"] in ("SUCCEEDED", "CACHED") for u in UNITS)
+    jobs = [job for name, job in runtime.jobs.jobs.items() if name.startswith(failed["run_id"])]
+    assert not [j for j in jobs if j.get("status") == "InProgress"], "no orphaned job"
+    for unit in ("preprocess", "train", "evaluate"):
+        job_name = (records[unit].get("outputs") or {}).get("job_name")
+        if records[unit]["status"] == "SUCCEEDED" and job_name:
+            assert runtime.jobs.jobs[job_name]["status"] == "Completed"
+    assert rerun["metrics"]["rmse"] == pytest.approx(lab["baseline"]["metrics"]["rmse"], abs=0.5)
