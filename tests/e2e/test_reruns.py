@@ -186,9 +186,7 @@ def test_bad_rerun_requests_fail_before_anything_starts(cli: Cli, failed_run: di
             main(argv)
 
 
-def test_cache_reuses_preprocess_for_identical_bytes_only(
-    cli: Cli, resumed: dict[str, Any], tmp_path: Path
-) -> None:
+def test_cache_reuses_preprocess_for_identical_bytes_only(cli: Cli, resumed: dict[str, Any], tmp_path: Path) -> None:
     # When the same bytes are uploaded again (a new object version), with preprocess's cache on
     code, second = cli("run", "abalone")
     # Then preprocess is CACHED from an earlier run and the rest runs
