@@ -36,6 +36,24 @@ class FakeLambdaContext:
         return 60_000
 
 
+WARM_MODULES = (
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.utilities.typing",
+    "sfn_mlops.planner",
+    "sfn_mlops.registry",
+    "sfn_mlops.trigger",
+    "sfn_mlops.jobs",
+    "sfn_mlops.evaluation",
+    "sfn_mlops.cache",
+    "sfn_mlops.locks",
+)
+
+WARM_CLIENTS = ("s3", "dynamodb", "sagemaker", "stepfunctions")
+
+
 class LambdaHost:
     """Loads each function's ``app.py`` once and invokes its handler for ``lambda.Invoke`` calls."""
 
@@ -49,6 +67,26 @@ class LambdaHost:
         self._lock = threading.Lock()
         self.invocations: list[dict[str, Any]] = []
         self.fault: Any = None  # set by tests/CLI: callable(function_name, payload) -> Exception | None
+
+    def warm(self) -> threading.Thread:
+        """Import what the handlers import, in the background, as a warm Lambda environment would have.
+
+        Only libraries and the shared package (nothing that prints); each handler module itself is
+        still loaded on its first invocation, with its logs sent to its own file.
+        """
+
+        def load() -> None:
+            for name in WARM_MODULES:
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name)
+            from sfn_mlops.aws import client
+
+            for service in WARM_CLIENTS:
+                client(service)
+
+        thread = threading.Thread(target=load, name="lambda-warm", daemon=True)
+        thread.start()
+        return thread
 
     def function(self, name_or_arn: str) -> LocalFunction | None:
         # Unqualified name, ARN, or ARN with a qualifier.

@@ -14,14 +14,22 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    job ends and return its output, or fail with ``States.TaskFailed`` and the output as JSON cause.
 3. The poll interval of ``.sync`` integrations: 0.5 s in moto, 0.02 s here: three nested tiers would
    otherwise wait up to 1.5 s per unit doing nothing.
+4. Task fault injection (tests, ``mlops run --fail-at``): a registered fault makes a Task state fail
+   before it calls its resource, with a chosen error name and cause, exactly as a failing task does:
+   a TaskFailed event, then Retry/Catch by that name, else the execution fails with it.
+5. Parsed definitions are cached per definition text: moto parses the ASL (ANTLR, ~70 ms for the
+   executor) for every execution, nine times per run; the parsed program keeps no execution state.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
@@ -37,6 +45,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
     StatesErrorNameType,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
@@ -49,7 +58,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
@@ -119,6 +130,8 @@ def describe_execution_as_aws(described: dict[str, Any], parse_json: bool) -> di
     for key, aws_key in _SFN_DESCRIBE_KEYS.items():
         if key in described and described[key] is not None:
             result[aws_key] = described[key]
+    if result.get("Output") == "":
+        del result["Output"]  # moto gives an execution that failed on an uncaught error "" as output; AWS none
     if parse_json:
         for key in ("Input", "Output"):
             if isinstance(result.get(key), str):
@@ -246,6 +259,100 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         return resolve
 
 
+# --------------------------------------------------------------------------- 4. Task fault injection
+@dataclass
+class TaskFault:
+    state_machine_name: str
+    state_name: str
+    error: str
+    cause: str
+    remaining: int
+
+
+_faults: list[TaskFault] = []
+_faults_lock = threading.Lock()
+_original_evaluate_with_timeout = ExecutionState._evaluate_with_timeout
+
+
+def inject_task_fault(state_machine_name: str, state_name: str, error: str, cause: str, times: int = 1) -> None:
+    """Make the next ``times`` evaluations of that Task state fail (retries count) with ``error``."""
+    if error.startswith("States."):
+        raise ValueError(f"a task cannot raise {error!r}: names starting with 'States.' are Step Functions' own")
+    with _faults_lock:
+        _faults.append(TaskFault(state_machine_name, state_name, error, cause, times))
+
+
+def clear_task_faults() -> None:
+    with _faults_lock:
+        _faults.clear()
+
+
+def pending_task_faults() -> list[TaskFault]:
+    """Faults not yet reached (a test that expects each to fire checks this is empty)."""
+    with _faults_lock:
+        return [f for f in _faults if f.remaining > 0]
+
+
+def _take_fault(state_machine_name: str, state_name: str) -> TaskFault | None:
+    with _faults_lock:
+        for fault in _faults:
+            if fault.remaining > 0 and (fault.state_machine_name, fault.state_name) == (state_machine_name, state_name):
+                fault.remaining -= 1
+                return fault
+    return None
+
+
+class InjectedTaskFault(FailureEventException):
+    """Raised instead of calling a Task's resource; every task kind reports it as the failure it carries."""
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def _passing_injected_faults(original: Callable[..., FailureEvent]) -> Callable[..., FailureEvent]:
+    """Task kinds translate their own errors in ``_from_error``; an injected fault is already translated."""
+
+    @functools.wraps(original)
+    def _from_error(self: Any, env: Any, ex: Exception) -> FailureEvent:
+        if isinstance(ex, InjectedTaskFault):
+            return ex.failure_event
+        return original(self, env, ex)
+
+    return _from_error
+
+
+def _evaluate_with_faults(self: Any, env: Any) -> None:
+    if isinstance(self, StateTask):
+        machine = env.states.context_object.context_object_data["StateMachine"]["Name"]
+        fault = _take_fault(machine, self.name)
+        if fault is not None:
+            raise InjectedTaskFault(
+                FailureEvent(
+                    env=env,
+                    error_name=CustomErrorName(fault.error),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(error=fault.error, cause=fault.cause)
+                    ),
+                )
+            )
+    _original_evaluate_with_timeout(self, env)
+
+
+# --------------------------------------------------------------------------- 5. parse once per definition
+_original_parse = AmazonStateLanguageParser.parse
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(definition: str) -> Any:
+    return _original_parse(definition)
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -267,4 +374,9 @@ def apply() -> None:
         return
     state_task_factory.state_task_service_for = _service_for  # type: ignore[attr-defined]
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
+    ExecutionState._evaluate_with_timeout = _evaluate_with_faults  # type: ignore[method-assign]
+    for task_class in [StateTask, *_all_subclasses(StateTask)]:
+        if "_from_error" in task_class.__dict__:
+            task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
+    AmazonStateLanguageParser.parse = staticmethod(_parse_cached)  # type: ignore[method-assign]
     _applied = True

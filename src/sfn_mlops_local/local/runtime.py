@@ -28,6 +28,20 @@ STATE_FILE = "state.pkl"
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
+def _task_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Task states by name, including those inside Parallel branches and Map iterators."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in states.items():
+        if state.get("Type") == "Task":
+            found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(_task_states(branch["States"]))
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                found.update(_task_states(state[key]["States"]))
+    return found
+
+
 def project_root() -> Path:
     """The folder holding template.yaml: the current one or a parent, else the installed source tree."""
     for folder in [Path.cwd(), *Path.cwd().parents]:
@@ -91,11 +105,16 @@ class LocalRuntime:
             events.register(f"before-parameter-build.s3.{operation}", self.events.on_object_request)
             events.register(f"after-call.s3.{operation}", self.events.on_object_created)
         self._provision()
+        # After the service hooks are registered: clients copy the session's hooks when created.
+        self._warming = self.lambdas.warm()
 
     def stop(self) -> None:
         if self._mock is None:
             return
         self.wait_idle()
+        # A warm-up still creating clients must not leave them to the next runtime, hooked to this one.
+        self._warming.join()
+        moto_adaptations.clear_task_faults()
         if self.persist:
             self._save()
         self._mock.stop()
@@ -141,6 +160,51 @@ class LocalRuntime:
 
     def state_machine_arn(self, logical_id: str) -> str:
         return self.physical(logical_id)
+
+    # ---------------------------------------------------------------- fault injection
+    def task_states(self) -> dict[str, list[str]]:
+        """Each state machine's Task states (logical id -> state names, in file order)."""
+        found: dict[str, list[str]] = {}
+        for logical_id, machine in self.template.state_machines().items():
+            found[logical_id] = list(_task_states(json.loads(self.template.definition(machine))["States"]))
+        return found
+
+    def fail_task(
+        self, logical_id: str, state_name: str, error: str = "InjectedFault", cause: str | None = None, times: int = 1
+    ) -> None:
+        """Make a Task state of one of the template's state machines fail ``times`` times with ``error``."""
+        machines = self.template.state_machines()
+        if logical_id not in machines:
+            raise ValueError(f"no state machine {logical_id!r}; the template has {', '.join(sorted(machines))}")
+        tasks = self.task_states()[logical_id]
+        if state_name not in tasks:
+            raise ValueError(f"{logical_id} has no Task state {state_name!r}; its Task states: {', '.join(tasks)}")
+        moto_adaptations.inject_task_fault(
+            machines[logical_id].name,
+            state_name,
+            error,
+            cause or f"fault injected at {logical_id}/{state_name} by the local runtime",
+            times,
+        )
+
+    def fail_unit(self, unit: str, error: str = "InjectedFault", times: int = 1) -> None:
+        """Make a unit's real work fail once: its worker's SageMaker job task, or its only Lambda task."""
+        workers = {
+            logical.removesuffix("Worker").lower(): logical
+            for logical in self.task_states()
+            if logical.endswith("Worker")
+        }
+        if unit not in workers:
+            raise ValueError(f"unknown unit {unit!r}; the units are {', '.join(workers)}")
+        definition = json.loads(self.template.definition(self.template.state_machines()[workers[unit]]))["States"]
+        tasks = _task_states(definition)
+        work = next((name for name, state in tasks.items() if ":sagemaker:create" in state["Resource"]), None)
+        self.fail_task(
+            workers[unit], work or list(tasks)[-1], error, f"{unit} failed: fault injected by --fail-at", times
+        )
+
+    def pending_task_faults(self) -> list[Any]:
+        return moto_adaptations.pending_task_faults()
 
     def target(self) -> Target:
         return Target.from_clients(
