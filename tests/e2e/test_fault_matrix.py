@@ -105,7 +105,9 @@ def rerun_and_follow(runtime: Any, run_id: str) -> dict[str, Any]:
 
 def packages_of_run(runtime: Any, run_id: str) -> list[str]:
     sm = runtime.client("sagemaker")
-    arns = [p["ModelPackageArn"] for p in sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]]
+    arns = [
+        p["ModelPackageArn"] for p in sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]
+    ]
     return [
         arn
         for arn in arns
