@@ -184,6 +184,60 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
+    tree = Tree(f"[bold]{title}[/]")
+    for run in answer.get("runs", []):
+        status = f" {_styled(run['status'])}" if run.get("status") else ""
+        cached = " [blue](preprocess cached)[/]" if run.get("cached_from") else ""
+        tree.add(f"run {run['run_id']} on version {run['version']}{status}{cached}")
+    for derived in answer.get("derived_datasets", []):
+        tree.add(f"[dim]derived[/] {derived['uri']} (run {derived['run_id']})")
+    for package in answer.get("model_packages", []):
+        tree.add(
+            f"model package {package['model_package_arn']} (run {package['run_id']}, version {package['version']})"
+        )
+    for dataset in answer.get("datasets", []):
+        tree.add(f"dataset {dataset['uri']} version {dataset['version']}")
+    if answer.get("metrics"):
+        tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in answer["metrics"].items()))
+    return tree
+
+
+def cmd_lineage(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops.errors import LineageNotFound
+    from sfn_mlops.lineage import dataset_lineage, model_lineage
+
+    with target_for(args) as (target, _runtime):
+        try:
+            if args.kind == "model":
+                answer = model_lineage(target.table, args.ref)
+                title = f"model package {args.ref}: run {answer['run_id']}"
+            else:
+                answer = dataset_lineage(target.table, args.ref, args.version)
+                title = f"dataset {args.ref}"
+        except LineageNotFound as exc:
+            raise SystemExit(str(exc)) from exc
+    console.print(_lineage_tree(answer, title))
+    if args.json:
+        print(json.dumps(answer, default=str))
+    return 0
+
+
+def cmd_impact(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops.errors import LineageNotFound
+    from sfn_mlops.lineage import impact
+
+    with target_for(args) as (target, _runtime):
+        try:
+            answer = impact(target.table, args.uri, args.version)
+        except LineageNotFound as exc:
+            raise SystemExit(str(exc)) from exc
+    console.print(_lineage_tree(answer, f"affected if {args.uri} is bad"))
+    if args.json:
+        print(json.dumps(answer, default=str))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     with target_for(args) as (target, runtime):
         root = runtime.root if runtime else Path.cwd()
@@ -235,6 +289,15 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--pipeline", default="abalone", help="pipeline whose latest run to show")
     status.add_argument("--full", action="store_true", help="include each unit's outputs in --json")
     status.set_defaults(handler=cmd_status)
+    lineage = sub.add_parser("lineage", parents=[common], help="which data made a model, which models came from data")
+    lineage.add_argument("kind", choices=["dataset", "model"])
+    lineage.add_argument("ref", help="dataset S3 URI (s3://bucket/key) or model package ARN")
+    lineage.add_argument("--version", help="one dataset version (S3 version id or ETag)")
+    lineage.set_defaults(handler=cmd_lineage)
+    impact = sub.add_parser("impact", parents=[common], help="everything downstream of a dataset")
+    impact.add_argument("uri", help="dataset S3 URI (s3://bucket/key)")
+    impact.add_argument("--version", help="one dataset version (S3 version id or ETag)")
+    impact.set_defaults(handler=cmd_impact)
     publish = sub.add_parser("publish", parents=[common], help="upload a pipeline's config and scripts")
     publish.add_argument("pipeline")
     publish.set_defaults(handler=cmd_publish)

@@ -39,3 +39,7 @@ class UnitAlreadyRunning(MlopsError):
 
 class JobNameInUse(MlopsError):
     """A SageMaker job already exists under this attempt's name and did not complete: it cannot be adopted."""
+
+
+class LineageNotFound(MlopsError):
+    """The metadata table has no lineage for this dataset or model package."""

@@ -2,13 +2,17 @@
 
 One table, single-table design:
 
-| item            | PK                      | SK                    | GSI1PK / GSI1SK                  |
-| --------------- | ----------------------- | --------------------- | -------------------------------- |
-| run             | RUN#<run_id>            | RUN                   | PIPELINE#<name> / <started>#<id> |
-| unit of a run   | RUN#<run_id>            | UNIT#<unit>           |                                  |
-| dataset → model | DATASET#<uri>#<version> | MODEL#<package arn>   |                                  |
-| model → dataset | MODEL#<package arn>     | DATASET#<uri>#<ver>   |                                  |
-| artifact → pkg  | ARTIFACT#<model data>   | MODEL                 |                                  |
+| item              | PK                    | SK                          | GSI1PK / GSI1SK                            |
+| ----------------- | --------------------- | --------------------------- | ------------------------------------------ |
+| run               | RUN#<run_id>          | RUN                         | PIPELINE#<name> / <started>#<id>           |
+| unit of a run     | RUN#<run_id>          | UNIT#<unit>                 | FP#<pipeline>#<unit>#<fingerprint> / <end> |
+| dataset → run     | DATASET#<uri>         | VERSION#<version>#RUN#<id>  |                                            |
+| dataset → model   | DATASET#<uri>         | VERSION#<version>#MODEL#<arn> |                                          |
+| model → dataset   | MODEL#<package arn>   | DATASET#<uri>#<version>     |                                            |
+| artifact → pkg    | ARTIFACT#<model data> | MODEL                       |                                            |
+| trigger (dedup)   | TRIGGER#<object id>   | TRIGGER                     | (TTL: expires_at)                          |
+
+A unit's GSI1 keys are set only while it is SUCCEEDED: that index is the cache across runs.
 
 The executor state machine writes unit records with DynamoDB's native integration using the same keys.
 """
@@ -42,8 +46,12 @@ def unit_sk(unit: str) -> str:
     return f"{UNIT_SK_PREFIX}{unit}"
 
 
-def dataset_pk(uri: str, version: str) -> str:
-    return f"DATASET#{uri}#{version}"
+def dataset_pk(uri: str) -> str:
+    return f"DATASET#{uri}"
+
+
+def dataset_version_sk(version: str, kind: str, ident: str) -> str:
+    return f"VERSION#{version}#{kind}#{ident}"
 
 
 def model_pk(model_package_arn: str) -> str:
@@ -206,8 +214,8 @@ class MetadataTable:
                 **common,
             },
             {
-                "PK": dataset_pk(dataset["uri"], dataset["version"]),
-                "SK": f"MODEL#{model_package_arn}",
+                "PK": dataset_pk(dataset["uri"]),
+                "SK": dataset_version_sk(dataset["version"], "MODEL", model_package_arn),
                 **link,
             },
             {

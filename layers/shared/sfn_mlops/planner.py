@@ -9,6 +9,7 @@ from sfn_mlops.datasets import resolve_dataset
 from sfn_mlops.errors import InvalidUnitInput, PipelineNotFound
 from sfn_mlops.fingerprint import static_fingerprints
 from sfn_mlops.images import image_uri
+from sfn_mlops.lineage import record_dataset_use
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import is_run_id
 from sfn_mlops.pipeline import CacheSpec, PipelineConfig, parse_pipeline_config
@@ -172,4 +173,5 @@ def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str,
     recorded = table.get_run(str(run.get("run_id", ""))) if run.get("run_id") else None
     plan = build_plan(s3, settings, run, recorded)
     plan["run_attempt"] = table.start_run(plan, flow_execution_arn=str(event.get("execution_arn", "")))
+    record_dataset_use(table, plan["run_id"], plan["pipeline"], plan["dataset"])
     return plan

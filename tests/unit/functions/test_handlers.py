@@ -177,24 +177,19 @@ def test_register_model_creates_one_package_per_artifact(bucket: str, table: str
     assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID
     assert package["CustomerMetadataProperties"]["metric:rmse"] == "2.04"
     assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("evaluation.json")
-    # lineage both ways, by key
-    from sfn_mlops.metadata import dataset_pk, model_pk
+    # lineage both ways
+    from sfn_mlops.lineage import dataset_lineage, model_lineage
+    from sfn_mlops.metadata import MetadataTable
 
-    ddb = boto3.client("dynamodb")
-    by_model = ddb.query(
-        TableName=TABLE,
-        KeyConditionExpression="PK = :pk",
-        ExpressionAttributeValues={":pk": {"S": model_pk(first["model_package_arn"])}},
-    )["Items"]
-    assert by_model[0]["dataset_uri"]["S"] == event["inputs"]["dataset"]["uri"]
-    by_dataset = ddb.query(
-        TableName=TABLE,
-        KeyConditionExpression="PK = :pk",
-        ExpressionAttributeValues={
-            ":pk": {"S": dataset_pk(event["inputs"]["dataset"]["uri"], event["inputs"]["dataset"]["version"])}
-        },
-    )["Items"]
-    assert by_dataset[0]["model_package_arn"]["S"] == first["model_package_arn"]
+    table = MetadataTable(boto3.client("dynamodb"), TABLE)
+    dataset = event["inputs"]["dataset"]
+    by_model = model_lineage(table, first["model_package_arn"])
+    assert by_model["run_id"] == RUN_ID and by_model["metrics"]["rmse"] == 2.04
+    assert [(d["uri"], d["version"]) for d in by_model["datasets"]] == [(dataset["uri"], dataset["version"])]
+    by_dataset = dataset_lineage(table, dataset["uri"], version=dataset["version"])
+    assert by_dataset["model_packages"] == [
+        {"model_package_arn": first["model_package_arn"], "run_id": RUN_ID, "version": dataset["version"]}
+    ]
 
 
 def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:

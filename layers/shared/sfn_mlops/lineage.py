@@ -1,0 +1,119 @@
+"""Lineage: which runs and models came from a dataset, which data made a model, what a bad dataset affects.
+
+Every answer is one Query on a partition of the metadata table (see metadata.py for the keys): no Scan.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sfn_mlops.errors import LineageNotFound
+from sfn_mlops.metadata import MetadataTable, dataset_pk, dataset_version_sk, deserialize, model_pk, now_iso, serialize
+
+
+def record_dataset_use(table: MetadataTable, run_id: str, pipeline: str, dataset: dict[str, Any]) -> None:
+    """A run read this dataset version (written when the run is planned, idempotent)."""
+    item = {
+        "PK": dataset_pk(dataset["uri"]),
+        "SK": dataset_version_sk(dataset["version"], "RUN", run_id),
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "dataset": dataset,
+        "created_at": now_iso(),
+    }
+    table.client.put_item(TableName=table.table_name, Item=serialize(item))
+
+
+def _query(table: MetadataTable, pk: str, sk_prefix: str | None = None) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"TableName": table.table_name, "ExpressionAttributeValues": {":pk": {"S": pk}}}
+    if sk_prefix:
+        kwargs["KeyConditionExpression"] = "PK = :pk AND begins_with(SK, :sk)"
+        kwargs["ExpressionAttributeValues"][":sk"] = {"S": sk_prefix}
+    else:
+        kwargs["KeyConditionExpression"] = "PK = :pk"
+    items: list[dict[str, Any]] = []
+    while True:
+        page = table.client.query(**kwargs)
+        items.extend(deserialize(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) -> dict[str, Any]:
+    """Runs that read the dataset (every version, or one) and the model packages trained on it."""
+    items = _query(table, dataset_pk(uri), f"VERSION#{version}#" if version else None)
+    if not items:
+        which = f" version {version}" if version else ""
+        raise LineageNotFound(f"no run has read {uri}{which}")
+    runs, packages, versions = [], [], []
+    for item in items:
+        item_version = item["SK"].split("#", 2)[1]
+        if item_version not in versions:
+            versions.append(item_version)
+        if "#RUN#" in item["SK"]:
+            runs.append({"run_id": item["run_id"], "pipeline": item.get("pipeline"), "version": item_version})
+        elif "#MODEL#" in item["SK"]:
+            packages.append(
+                {"model_package_arn": item["model_package_arn"], "run_id": item["run_id"], "version": item_version}
+            )
+    return {"uri": uri, "version": version, "versions": versions, "runs": runs, "model_packages": packages}
+
+
+def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any]:
+    """The run, dataset versions, metrics and artifact behind a model package."""
+    items = _query(table, model_pk(model_package_arn))
+    if not items:
+        raise LineageNotFound(f"no lineage recorded for model package {model_package_arn}")
+    first = items[0]
+    metrics = first.get("metrics")
+    return {
+        "model_package_arn": model_package_arn,
+        "run_id": first.get("run_id"),
+        "datasets": [
+            {**(i.get("dataset") or {}), "uri": i["dataset_uri"], "version": i["dataset_version"]} for i in items
+        ],
+        "metrics": json.loads(metrics) if isinstance(metrics, str) else metrics or {},
+        "model_data": first.get("model_data"),
+        "registered_at": first.get("created_at"),
+    }
+
+
+def _s3_uris(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.startswith("s3://") else []
+    if isinstance(value, dict):
+        return [uri for v in value.values() for uri in _s3_uris(v)]
+    if isinstance(value, list):
+        return [uri for v in value for uri in _s3_uris(v)]
+    return []
+
+
+def impact(table: MetadataTable, uri: str, version: str | None = None) -> dict[str, Any]:
+    """Everything downstream of a dataset: runs, the data they derived, model packages (one Query per run)."""
+    lineage = dataset_lineage(table, uri, version)
+    runs, derived = [], []
+    for link in lineage["runs"]:
+        run = table.get_run(link["run_id"]) or {"units": {}}
+        preprocess = run["units"].get("preprocess") or {}
+        outputs = _s3_uris(preprocess.get("outputs"))
+        derived.extend({"uri": o, "run_id": link["run_id"], "version": link["version"]} for o in outputs)
+        runs.append(
+            {
+                **link,
+                "status": run.get("status"),
+                "model_package_arn": run.get("model_package_arn"),
+                "cached_from": preprocess.get("cached_from"),
+            }
+        )
+    return {
+        "uri": uri,
+        "version": version,
+        "runs": runs,
+        "derived_datasets": derived,
+        "model_packages": lineage["model_packages"],
+        # Deployment and batch inference flows record theirs here once they exist.
+        "endpoints": [],
+        "batch_outputs": [],
+    }
