@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
+from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.settings import get_settings
 from sfn_mlops.trigger import handle_trigger
 
@@ -18,7 +19,9 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    decision = handle_trigger(client("stepfunctions"), client("s3"), get_settings(), event)
+    settings = get_settings()
+    table = MetadataTable(client("dynamodb"), settings.table_name)
+    decision = handle_trigger(client("stepfunctions"), client("s3"), table, settings, event)
     if decision.started:
         metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=1)
         logger.info("run started", extra=decision.model_dump())

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from sfn_mlops.metadata import MetadataTable, deserialize, now_iso, serialize
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN, make_run_id
 from sfn_mlops.settings import Settings
+
+# Dedup records outlive EventBridge's retries (24 h at most) by far; TTL then removes them.
+DEDUP_TTL_S = 30 * 24 * 3600
 
 
 class TriggerDecision(BaseModel):
@@ -49,8 +54,56 @@ def _event_time(event: dict[str, Any]) -> datetime:
     return datetime.now(UTC)
 
 
-def start_run(sfn: Any, settings: Settings, pipeline: str, run_id: str, dataset: dict[str, Any]) -> TriggerDecision:
-    """Start the flow with the run id as execution name: a second delivery of the same trigger collides."""
+def claim_trigger(table: MetadataTable, trigger_key: str, run_id: str, pipeline: str) -> str | None:
+    """Record that this trigger was handled; returns the run id of an earlier claim if there was one."""
+    item = {
+        "PK": f"TRIGGER#{trigger_key}",
+        "SK": "TRIGGER",
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "created_at": now_iso(),
+        "expires_at": int(time.time()) + DEDUP_TTL_S,
+    }
+    try:
+        table.client.put_item(
+            TableName=table.table_name,
+            Item=serialize(item),
+            ConditionExpression="attribute_not_exists(PK)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except table.client.exceptions.ConditionalCheckFailedException as exc:
+        old = exc.response.get("Item") or table.client.get_item(
+            TableName=table.table_name, Key=serialize({"PK": item["PK"], "SK": "TRIGGER"}), ConsistentRead=True
+        ).get("Item", {})
+        return str(deserialize(old).get("run_id") or "(unknown run)")
+    return None
+
+
+def release_trigger(table: MetadataTable, trigger_key: str) -> None:
+    table.client.delete_item(
+        TableName=table.table_name, Key=serialize({"PK": f"TRIGGER#{trigger_key}", "SK": "TRIGGER"})
+    )
+
+
+def start_run(
+    sfn: Any,
+    table: MetadataTable,
+    settings: Settings,
+    trigger_key: str,
+    pipeline: str,
+    run_id: str,
+    dataset: dict[str, Any],
+) -> TriggerDecision:
+    """Start the flow once per trigger: a dedup record in the table, then the run id as execution name."""
+    earlier = claim_trigger(table, trigger_key, run_id, pipeline)
+    if earlier is not None:
+        return TriggerDecision(
+            started=False,
+            duplicate=True,
+            reason=f"duplicate delivery of {trigger_key}: run {earlier} was started for it",
+            pipeline=pipeline,
+            run_id=earlier,
+        )
     run_input = {"pipeline": pipeline, "run_id": run_id, "dataset": dataset}
     try:
         response = sfn.start_execution(
@@ -60,6 +113,9 @@ def start_run(sfn: Any, settings: Settings, pipeline: str, run_id: str, dataset:
         return TriggerDecision(
             started=False, duplicate=True, reason="already started", pipeline=pipeline, run_id=run_id
         )
+    except Exception:
+        release_trigger(table, trigger_key)  # let EventBridge's retry start it
+        raise
     return TriggerDecision(
         started=True,
         reason="started",
@@ -69,7 +125,9 @@ def start_run(sfn: Any, settings: Settings, pipeline: str, run_id: str, dataset:
     )
 
 
-def handle_s3_event(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+def handle_s3_event(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
     detail = event.get("detail") or {}
     bucket = (detail.get("bucket") or {}).get("name", "")
     obj = detail.get("object") or {}
@@ -87,7 +145,7 @@ def handle_s3_event(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]
     identity = f"{bucket}/{key}#{version}#{obj.get('sequencer', '')}"
     run_id = make_run_id(pipeline, _event_time(event), identity)
     dataset = {"bucket": bucket, "key": key, "version_id": obj.get("version-id")}
-    return start_run(sfn, settings, pipeline, run_id, dataset)
+    return start_run(sfn, table, settings, f"s3://{bucket}/{key}#{version}", pipeline, run_id, dataset)
 
 
 def latest_dataset(s3: Any, settings: Settings, pipeline: str) -> dict[str, Any] | None:
@@ -101,7 +159,9 @@ def latest_dataset(s3: Any, settings: Settings, pipeline: str) -> dict[str, Any]
     return newest
 
 
-def handle_schedule(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+def handle_schedule(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
     pipeline = str(event.get("pipeline", ""))
     if not PIPELINE_NAME_PATTERN.match(pipeline) or not pipeline_exists(s3, settings, pipeline):
         return TriggerDecision(started=False, reason=f"unknown pipeline {pipeline!r} in scheduled retrain")
@@ -115,12 +175,15 @@ def handle_schedule(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]
     identity = f"{settings.artifact_bucket}/{newest['Key']}#{newest.get('ETag', '')}#schedule"
     run_id = make_run_id(pipeline, _event_time(event), identity)
     dataset = {"bucket": settings.artifact_bucket, "key": newest["Key"], "version_id": None}
-    return start_run(sfn, settings, pipeline, run_id, dataset)
+    trigger_key = f"schedule#{pipeline}#{event.get('time') or run_id}"
+    return start_run(sfn, table, settings, trigger_key, pipeline, run_id, dataset)
 
 
-def handle_trigger(sfn: Any, s3: Any, settings: Settings, event: dict[str, Any]) -> TriggerDecision:
+def handle_trigger(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
     if event.get("detail-type") == "Object Created":
-        return handle_s3_event(sfn, s3, settings, event)
+        return handle_s3_event(sfn, s3, table, settings, event)
     if event.get("trigger") == "schedule":
-        return handle_schedule(sfn, s3, settings, event)
+        return handle_schedule(sfn, s3, table, settings, event)
     return TriggerDecision(started=False, reason="unrecognised trigger event")

@@ -43,7 +43,7 @@ def dataset(published: str) -> dict[str, Any]:
 
 
 def test_trigger_starts_the_training_flow_once_per_object_version(
-    dataset: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    dataset: dict[str, Any], table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sfn = boto3.client("stepfunctions")
     arn = sfn.create_state_machine(
@@ -61,7 +61,8 @@ def test_trigger_starts_the_training_flow_once_per_object_version(
     first = app.lambda_handler(event, lambda_context)
     second = app.lambda_handler(event, lambda_context)  # EventBridge delivers at least once
     assert first["started"] is True and first["run_id"].startswith("abalone-20261123t101500-")
-    assert second["run_id"] == first["run_id"]
+    assert second["run_id"] == first["run_id"] and second["duplicate"] is True and second["started"] is False
+    assert "duplicate delivery of s3://" in second["reason"]
     executions = sfn.list_executions(stateMachineArn=arn)["executions"]
     assert [e["name"] for e in executions] == [first["run_id"]]
     started = json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
@@ -69,7 +70,7 @@ def test_trigger_starts_the_training_flow_once_per_object_version(
 
 
 def test_trigger_rejects_an_unknown_pipeline_with_a_log_and_a_metric(
-    published: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    published: str, table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     # A service name of its own: Powertools loggers of one service share a handler bound to the first stdout.
@@ -298,3 +299,46 @@ def test_release_lock_keeps_a_live_holders_lock_and_frees_a_dead_one(table: str,
     gone = "arn:aws:states:us-east-1:123456789012:execution:holder:gone"
     ddb.put_item(TableName=TABLE, Item=item | {"executor_execution_arn": {"S": gone}, "started_at": {"S": now}})
     assert handler_module("release_lock").lambda_handler(event, lambda_context)["released"] is True
+
+
+def test_trigger_releases_its_dedup_record_when_the_flow_cannot_start(
+    dataset: dict[str, Any], table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the training flow does not exist (StartExecution fails)
+    monkeypatch.setenv("TRAINING_FLOW_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:missing")
+    from sfn_mlops.settings import get_settings
+
+    get_settings.cache_clear()
+    event = sample_event("TriggerFunction")
+    event["detail"]["object"]["version-id"] = dataset["version_id"]
+    # When the trigger handles the upload, Then it fails (so EventBridge retries) and keeps no dedup record
+    with pytest.raises(Exception, match="StateMachineDoesNotExist|does not exist"):
+        handler_module("trigger").lambda_handler(event, lambda_context)
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    assert not [i for i in items if i["PK"]["S"].startswith("TRIGGER#")]
+
+
+def test_scheduled_retrain_dedups_on_the_scheduled_time(
+    dataset: dict[str, Any], table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sfn = boto3.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="test-flow",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/x",
+    )["stateMachineArn"]
+    monkeypatch.setenv("TRAINING_FLOW_ARN", arn)
+    from sfn_mlops.settings import get_settings
+
+    get_settings.cache_clear()
+    app = handler_module("trigger")
+    # When the scheduler delivers one scheduled invocation twice, Then one run starts
+    first = app.lambda_handler(sample_event("TriggerFunctionSchedule"), lambda_context)
+    again = app.lambda_handler(sample_event("TriggerFunctionSchedule"), lambda_context)
+    assert first["started"] and again["duplicate"] and again["run_id"] == first["run_id"]
+    # And the next scheduled time is a new run
+    later = app.lambda_handler(
+        sample_event("TriggerFunctionSchedule") | {"time": "2026-11-30T10:15:00Z"}, lambda_context
+    )
+    assert later["started"] and later["run_id"] != first["run_id"]
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
