@@ -93,7 +93,8 @@ def _s3_uris(value: Any) -> list[str]:
 def impact(table: MetadataTable, uri: str, version: str | None = None) -> dict[str, Any]:
     """Everything downstream of a dataset: runs, the data they derived, model packages (one Query per run)."""
     lineage = dataset_lineage(table, uri, version)
-    runs, derived = [], []
+    runs: list[dict[str, Any]] = []
+    derived: list[dict[str, Any]] = []
     for link in lineage["runs"]:
         run = table.get_run(link["run_id"]) or {"units": {}}
         preprocess = run["units"].get("preprocess") or {}

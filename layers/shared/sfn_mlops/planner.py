@@ -12,7 +12,14 @@ from sfn_mlops.images import image_uri
 from sfn_mlops.lineage import record_dataset_use
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import is_run_id
-from sfn_mlops.pipeline import CacheSpec, PipelineConfig, parse_pipeline_config
+from sfn_mlops.pipeline import (
+    CacheSpec,
+    EvaluateSpec,
+    PipelineConfig,
+    PreprocessSpec,
+    TrainSpec,
+    parse_pipeline_config,
+)
 from sfn_mlops.rerun import apply_overrides, parse_rerun, unit_policies
 from sfn_mlops.s3uri import s3_uri
 from sfn_mlops.settings import Settings
@@ -142,10 +149,14 @@ def build_plan(
     }
     dataset_dict = dataset.to_dict()
     fingerprints = static_fingerprints(units, dataset_dict)
-    specs = {"preprocess": config.preprocess, "train": config.train, "evaluate": config.evaluate}
+    specs: dict[str, PreprocessSpec | TrainSpec | EvaluateSpec] = {
+        "preprocess": config.preprocess,
+        "train": config.train,
+        "evaluate": config.evaluate,
+    }
     control = {
         unit: _control(
-            getattr(specs.get(unit), "cache", None),
+            specs[unit].cache if unit in specs else None,
             specs[unit].compute.max_runtime_s + LEASE_MARGIN_S if unit in specs else REGISTER_LEASE_S,
             policies.get(unit),
             fingerprints[unit],
@@ -169,7 +180,7 @@ def build_plan(
 
 def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     """``event``: ``{"run": <the job flow's input>, "execution_arn": ...}`` (or the flow input itself)."""
-    run = event.get("run") if isinstance(event.get("run"), dict) else event
+    run: dict[str, Any] = event["run"] if isinstance(event.get("run"), dict) else event
     recorded = table.get_run(str(run.get("run_id", ""))) if run.get("run_id") else None
     plan = build_plan(s3, settings, run, recorded)
     plan["run_attempt"] = table.start_run(plan, flow_execution_arn=str(event.get("execution_arn", "")))

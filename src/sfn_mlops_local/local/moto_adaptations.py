@@ -307,8 +307,9 @@ class InjectedTaskFault(FailureEventException):
 
 
 def _all_subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
+    found: list[type] = []
+    subclasses: list[type] = cls.__subclasses__()
+    for sub in subclasses:
         found.append(sub)
         found.extend(_all_subclasses(sub))
     return found

@@ -312,7 +312,7 @@ def test_trigger_releases_its_dedup_record_when_the_flow_cannot_start(
     event = sample_event("TriggerFunction")
     event["detail"]["object"]["version-id"] = dataset["version_id"]
     # When the trigger handles the upload, Then it fails (so EventBridge retries) and keeps no dedup record
-    with pytest.raises(Exception, match="StateMachineDoesNotExist|does not exist"):
+    with pytest.raises(Exception, match=r"StateMachineDoesNotExist|does not exist"):
         handler_module("trigger").lambda_handler(event, lambda_context)
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
     assert not [i for i in items if i["PK"]["S"].startswith("TRIGGER#")]

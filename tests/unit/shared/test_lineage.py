@@ -98,7 +98,7 @@ def test_unknown_dataset_or_model_is_a_named_error(lineage_table: Any) -> None:
     from sfn_mlops.errors import LineageNotFound
     from sfn_mlops.lineage import dataset_lineage, model_lineage
 
-    with pytest.raises(LineageNotFound, match="no run has read s3://bucket/other.csv"):
+    with pytest.raises(LineageNotFound, match=r"no run has read s3://bucket/other\.csv"):
         dataset_lineage(lineage_table, "s3://bucket/other.csv")
     with pytest.raises(LineageNotFound, match="no lineage recorded for model package"):
         model_lineage(lineage_table, PACKAGE + "9")
