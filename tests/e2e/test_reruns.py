@@ -203,3 +203,30 @@ def test_cache_reuses_preprocess_for_identical_bytes_only(cli: Cli, resumed: dic
     code, third = cli("run", "abalone", "--data", str(changed))
     # Then preprocess runs
     assert code == 0 and third["units"][0]["status"] == "SUCCEEDED" and third["units"][0]["cached_from"] is None
+
+
+def test_a_bad_rerun_started_from_the_console_fails_readably_at_planning(cli: Cli, resumed: dict[str, Any]) -> None:
+    import json as _json
+
+    from sfn_mlops_local import operations
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    before = cli("status", resumed["run_id"])[1]
+    # When the training flow is started by hand with the run's input and an impossible --only
+    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
+        target = local.target()
+        run_input = {
+            "pipeline": "abalone",
+            "run_id": resumed["run_id"],
+            "dataset": {k: resumed["dataset"][k] for k in ("bucket", "key", "version_id")},
+            "rerun": {"only": "deploy"},
+        }
+        arn = target.sfn.start_execution(
+            stateMachineArn=target.training_flow_arn, name="console-bad-only", input=_json.dumps(run_input)
+        )["executionArn"]
+        summary = operations.follow_run(target, resumed["run_id"], arn, lambda _: None, timeout=120)
+    # Then the run fails in planning with a readable cause, and no unit ran or changed
+    assert summary["status"] == "FAILED"
+    assert summary["error"]["unit"] == "plan" and summary["error"]["error"] == "InvalidRerun"
+    assert "unknown unit 'deploy'" in summary["error"]["cause"]
+    assert [u["attempt"] for u in summary["units"]] == [u["attempt"] for u in before["units"]]

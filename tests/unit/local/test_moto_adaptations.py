@@ -23,6 +23,7 @@ def sfn() -> Iterator[Any]:
     moto_adaptations.apply()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield boto3.client("stepfunctions")
+    moto_adaptations.clear_task_faults()
 
 
 def machine(sfn: Any, name: str, states: dict[str, Any], start: str) -> str:
@@ -135,3 +136,116 @@ def test_a_failed_child_fails_the_task_with_its_error_and_cause_in_json(sfn: Any
     assert output["error"] == "States.TaskFailed"
     assert output["cause"]["Error"] == "Boom" and output["cause"]["Cause"] == "it broke"
     assert output["cause"]["Status"] == "FAILED"
+
+
+def test_a_child_failed_by_an_uncaught_task_error_has_no_output(sfn: Any) -> None:
+    # moto gives such an execution "" as output; AWS gives none, and a parsed "" would be a States.Runtime
+    child = machine(
+        sfn,
+        "child3",
+        {"Work": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "Parameters": {}, "End": True}},
+        "Work",
+    )
+    moto_adaptations.inject_task_fault("child3", "Work", "Broken", "it broke")
+    parent = machine(
+        sfn,
+        "parent3",
+        {
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": child},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "Parameters": {"cause.$": "States.StringToJson($.Cause)"}, "End": True},
+        },
+        "Call",
+    )
+    cause = json.loads(run(sfn, parent, {})["output"])["cause"]
+    assert cause["Error"] == "Broken" and cause["Cause"] == "it broke" and "Output" not in cause
+
+
+def put_item_machine(sfn: Any, name: str, extra: dict[str, Any]) -> str:
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    states = {
+        "Write": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::dynamodb:putItem",
+            "Parameters": {"TableName": name, "Item": {"PK": {"S": "written"}}},
+            "ResultPath": None,
+            **extra,
+        },
+        "Done": {"Type": "Pass", "End": True},
+        "Recovered": {"Type": "Pass", "Result": {"path": "recovered"}, "End": True},
+    }
+    return machine(sfn, name, states, "Write")
+
+
+def test_an_injected_fault_is_caught_by_name_and_calls_nothing(sfn: Any) -> None:
+    # Given a fault at a Task state that has a Catch for that error name
+    arn = put_item_machine(
+        sfn, "faulty1", {"Catch": [{"ErrorEquals": ["Injected"], "Next": "Recovered"}], "Next": "Done"}
+    )
+    moto_adaptations.inject_task_fault("faulty1", "Write", "Injected", "on purpose")
+    # When it runs, Then the Catch path is taken and the resource was never called
+    assert json.loads(run(sfn, arn, {})["output"]) == {"path": "recovered"}
+    assert boto3.client("dynamodb").scan(TableName="faulty1")["Items"] == []
+    assert moto_adaptations.pending_task_faults() == []
+
+
+def test_an_injected_fault_counts_retries_and_shows_in_the_history(sfn: Any) -> None:
+    retry = {"Retry": [{"ErrorEquals": ["Injected"], "IntervalSeconds": 1, "MaxAttempts": 2}], "Next": "Done"}
+    arn = put_item_machine(sfn, "faulty2", retry)
+    moto_adaptations.inject_task_fault("faulty2", "Write", "Injected", "once", times=1)
+    execution = sfn.start_execution(stateMachineArn=arn, name=str(uuid.uuid4()))["executionArn"]
+    wait_until(lambda: sfn.describe_execution(executionArn=execution)["status"] != "RUNNING")
+    events = [e["type"] for e in sfn.get_execution_history(executionArn=execution)["events"]]
+    assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+    assert events.count("TaskFailed") == 1 and "TaskSucceeded" in events
+    assert boto3.client("dynamodb").scan(TableName="faulty2")["Count"] == 1
+
+
+def test_an_uncaught_injected_fault_fails_the_execution_with_its_error(sfn: Any) -> None:
+    arn = put_item_machine(sfn, "faulty3", {"Next": "Done"})
+    moto_adaptations.inject_task_fault("faulty3", "Write", "DynamoDB.InternalServerErrorException", "boom")
+    result = run(sfn, arn, {})
+    assert (result["status"], result["error"], result["cause"]) == (
+        "FAILED",
+        "DynamoDB.InternalServerErrorException",
+        "boom",
+    )
+
+
+def test_faults_cannot_use_step_functions_error_names() -> None:
+    with pytest.raises(ValueError, match="Step Functions' own"):
+        moto_adaptations.inject_task_fault("m", "s", "States.Timeout", "no")
+
+
+def test_parsed_definitions_are_reused_across_executions(sfn: Any) -> None:
+    # Given one definition executed twice, Then it is parsed once and both executions run independently
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    states = {"Echo": {"Type": "Pass", "Parameters": {"value.$": "$.value"}, "End": True}}
+    arn = machine(sfn, "parsed-once", states, "Echo")
+    definition = json.dumps({"StartAt": "Echo", "States": states})
+    before = moto_adaptations._parse_cached.cache_info().hits
+    assert json.loads(run(sfn, arn, {"value": 1})["output"]) == {"value": 1}
+    assert json.loads(run(sfn, arn, {"value": 2})["output"]) == {"value": 2}
+    assert moto_adaptations._parse_cached.cache_info().hits >= before + 1
+    assert AmazonStateLanguageParser.parse(definition) is AmazonStateLanguageParser.parse(definition)
+
+
+def test_runtime_fault_api_validates_names(runtime: Any) -> None:
+    with pytest.raises(ValueError, match="no state machine 'Nope'; the template has"):
+        runtime.fail_task("Nope", "Get unit record")
+    with pytest.raises(ValueError, match="Executor has no Task state 'Unit failed'; its Task states: Get unit record"):
+        runtime.fail_task("Executor", "Unit failed")
+    with pytest.raises(ValueError, match="unknown unit 'deploy'"):
+        runtime.fail_unit("deploy")
+    assert runtime.task_states()["Executor"][:2] == ["Get unit record", "Look up cached success"]

@@ -1,0 +1,92 @@
+"""Rerun options, overrides and fingerprints: the rules that decide what a rerun runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+ORDER = ["preprocess", "train", "evaluate", "register"]
+DONE = {u: {"status": "SUCCEEDED"} for u in ORDER}
+
+
+def config() -> Any:
+    from sfn_mlops.pipeline import parse_pipeline_config
+
+    return parse_pipeline_config(Path(ROOT / "models/abalone/pipeline.json").read_bytes(), source="abalone")
+
+
+def test_policies_for_plain_from_and_only() -> None:
+    from sfn_mlops.rerun import RerunOptions, unit_policies
+
+    assert unit_policies(ORDER, RerunOptions(), {}) == dict.fromkeys(ORDER, "resume")
+    assert unit_policies(ORDER, RerunOptions(**{"from": "evaluate"}), DONE) == {
+        "preprocess": "resume",
+        "train": "resume",
+        "evaluate": "force",
+        "register": "force",
+    }
+    # --only: upstream reused whatever its fingerprint, the unit forced, downstream not run at all
+    assert unit_policies(ORDER, RerunOptions(only="train"), DONE) == {"preprocess": "reuse", "train": "force"}
+
+
+def test_only_needs_its_upstream_to_have_succeeded() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import RerunOptions, unit_policies
+
+    recorded = {"preprocess": {"status": "SUCCEEDED"}, "train": {"status": "FAILED"}}
+    with pytest.raises(InvalidRerun, match="train is FAILED in this run: rerun without --only first"):
+        unit_policies(ORDER, RerunOptions(only="evaluate"), recorded)
+    with pytest.raises(InvalidRerun, match="unknown unit 'deploy': the units are preprocess, train"):
+        unit_policies(ORDER, RerunOptions(**{"from": "deploy"}), recorded)
+
+
+def test_rerun_options_reject_from_with_only_and_unknown_fields() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import parse_rerun
+
+    with pytest.raises(InvalidRerun, match="either --from or --only"):
+        parse_rerun({"from": "train", "only": "evaluate"})
+    with pytest.raises(InvalidRerun, match="invalid rerun options"):
+        parse_rerun({"form": "train"})
+
+
+def test_overrides_parse_json_values_and_validate_like_a_published_config() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import apply_overrides, parse_override
+
+    assert parse_override("train.hyperparameters.max_depth=4") == ("train.hyperparameters.max_depth", 4)
+    assert parse_override("register.approval_status=Approved") == ("register.approval_status", "Approved")
+    changed = apply_overrides(config(), {"train.hyperparameters.max_depth": 4, "gate.threshold": 2.5}, "abalone")
+    assert changed.train.hyperparameters["max_depth"] == 4 and changed.gate.threshold == 2.5
+    with pytest.raises(InvalidRerun, match="must leave rows for the test split"):
+        apply_overrides(config(), {"preprocess.train_ratio": 0.95}, "abalone")  # leaves no test split
+    with pytest.raises(InvalidRerun, match="takes KEY=VALUE"):
+        parse_override("max_depth")
+
+
+def test_fingerprints_follow_content_code_and_parameters_but_not_the_run() -> None:
+    from sfn_mlops.fingerprint import static_fingerprints
+
+    units = {
+        "preprocess": {"image_uri": "img", "script": {"uri": "s3://b/runs/r1/code/p.py", "sha256": "s1"}, "seed": 1},
+        "train": {"image_uri": "img", "hyperparameters": {"max_depth": "5"}, "runs_root": "s3://b/runs/r1/"},
+    }
+    dataset = {"uri": "s3://b/data/a.csv", "version": "v1", "content": "sha256:abc"}
+    base = static_fingerprints(units, dataset)
+    # Another run (other prefixes), another object version with the same bytes: the same fingerprints
+    moved = {
+        "preprocess": {**units["preprocess"], "script": {"uri": "s3://b/runs/r2/code/p.py", "sha256": "s1"}},
+        "train": {**units["train"], "runs_root": "s3://b/runs/r2/"},
+    }
+    assert static_fingerprints(moved, {**dataset, "version": "v2", "uri": "s3://b/data/b.csv"}) == base
+    # Different bytes, code or parameters: that unit's fingerprint changes, the others' do not
+    assert static_fingerprints(units, {**dataset, "content": "sha256:abd"})["preprocess"] != base["preprocess"]
+    code = {**units, "preprocess": {**units["preprocess"], "script": {"uri": "x", "sha256": "s2"}}}
+    assert static_fingerprints(code, dataset)["preprocess"] != base["preprocess"]
+    params = {**units, "train": {**units["train"], "hyperparameters": {"max_depth": "4"}}}
+    changed = static_fingerprints(params, dataset)
+    assert changed["train"] != base["train"] and changed["preprocess"] == base["preprocess"]
