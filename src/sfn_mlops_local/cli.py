@@ -198,6 +198,8 @@ def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
         )
     for dataset in answer.get("datasets", []):
         tree.add(f"dataset {dataset['uri']} version {dataset['version']}")
+    for reuse in answer.get("reused", []):
+        tree.add(f"[blue]{reuse['unit']} reused from run {reuse['run_id']} (attempt {reuse.get('attempt')})[/]")
     if answer.get("metrics"):
         tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in answer["metrics"].items()))
     return tree

@@ -195,6 +195,10 @@ def test_cache_reuses_preprocess_for_identical_bytes_only(cli: Cli, resumed: dic
     preprocess = second["units"][0]
     assert preprocess["status"] == "CACHED" and preprocess["cached_from"]["run_id"] == resumed["run_id"]
     assert [u["status"] for u in second["units"][1:]] == ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED"]
+    # And the new model's lineage records the reuse
+    code, lineage = cli("lineage", "model", second["model_package_arn"])
+    assert lineage["run_id"] == second["run_id"]
+    assert [(r["unit"], r["run_id"]) for r in lineage["reused"]] == [("preprocess", resumed["run_id"])]
     # When the data is uploaded with one row changed
     rows = (ROOT / "models/abalone/data/abalone.csv").read_text().splitlines()
     rows[1] = rows[1].rsplit(",", 1)[0] + ",29"

@@ -62,15 +62,23 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
 
 
 def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any]:
-    """The run, dataset versions, metrics and artifact behind a model package."""
+    """The run, dataset versions, metrics, artifact and reused units behind a model package (two Queries)."""
     items = _query(table, model_pk(model_package_arn))
     if not items:
         raise LineageNotFound(f"no lineage recorded for model package {model_package_arn}")
     first = items[0]
     metrics = first.get("metrics")
+    run = table.get_run(str(first.get("run_id"))) or {"units": {}}
+    # Units whose outputs came from another run's success (the cache): their lineage runs through that run.
+    reused = [
+        {"unit": unit, **record["cached_from"]}
+        for unit, record in run["units"].items()
+        if record.get("status") == "CACHED" and isinstance(record.get("cached_from"), dict)
+    ]
     return {
         "model_package_arn": model_package_arn,
         "run_id": first.get("run_id"),
+        "reused": reused,
         "datasets": [
             {**(i.get("dataset") or {}), "uri": i["dataset_uri"], "version": i["dataset_version"]} for i in items
         ],

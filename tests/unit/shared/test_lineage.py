@@ -69,7 +69,8 @@ def test_model_lineage_names_the_run_and_the_dataset_version(lineage_table: Any)
     assert answer["run_id"] == RUN_A and answer["metrics"] == {"rmse": 2.1}
     assert [(d["uri"], d["version"]) for d in answer["datasets"]] == [(DATASET["uri"], "v1")]
     assert answer["model_data"] == "s3://bucket/runs/a/model.tar.gz"
-    assert lineage_table.client.calls == ["query"]  # one Query
+    assert answer["reused"] == []
+    assert lineage_table.client.calls == ["query", "query"]  # the package's partition, then its run's
 
 
 def test_dataset_lineage_lists_runs_and_packages_of_every_version_or_one(lineage_table: Any) -> None:
