@@ -234,3 +234,27 @@ def test_a_bad_rerun_started_from_the_console_fails_readably_at_planning(cli: Cl
     assert summary["error"]["unit"] == "plan" and summary["error"]["error"] == "InvalidRerun"
     assert "unknown unit 'deploy'" in summary["error"]["cause"]
     assert [u["attempt"] for u in summary["units"]] == [u["attempt"] for u in before["units"]]
+
+
+def test_starting_the_executor_with_a_units_console_input_reruns_that_unit(cli: Cli, resumed: dict[str, Any]) -> None:
+    import json as _json
+
+    from sfn_mlops_local.local.runtime import LocalRuntime
+    from tests.conftest import wait_until
+
+    before = {u["name"]: u for u in cli("status", resumed["run_id"])[1]["units"]}
+    given = before["evaluate"]["console_rerun_input"]
+    # When the executor is started by hand (console "Start execution") with evaluate's console input
+    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
+        sfn = local.client("stepfunctions")
+        arn = sfn.start_execution(
+            stateMachineArn=local.state_machine_arn("Executor"), name="console-evaluate", input=_json.dumps(given)
+        )["executionArn"]
+        done = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d, 120)
+    # Then evaluate alone runs again, as its next attempt
+    assert done["status"] == "SUCCEEDED", done.get("cause")
+    output = _json.loads(done["output"])
+    assert output["status"] == "SUCCEEDED" and output["attempt"] == before["evaluate"]["attempt"] + 1
+    after = {u["name"]: u for u in cli("status", resumed["run_id"])[1]["units"]}
+    assert after["evaluate"]["attempt"] == before["evaluate"]["attempt"] + 1
+    assert after["train"]["attempt"] == before["train"]["attempt"]
