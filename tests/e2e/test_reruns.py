@@ -132,7 +132,7 @@ def test_set_reruns_only_units_whose_fingerprint_changes(cli: Cli, resumed: dict
     run_id = resumed["run_id"]
     # When the quality gate's threshold is overridden, no unit's inputs change: nothing reruns, the gate rejects
     code, strict = cli("rerun", run_id, "--set", "gate.threshold=0.5")
-    assert strict["status"] == "REJECTED" and code == 0
+    assert strict["status"] == "REJECTED" and code == 0 and strict["model_package_arn"] is None
     assert {status for status, _ in units(strict).values() if status} <= {"SKIPPED", "SUCCEEDED"}
     assert [u["status"] for u in strict["units"][:3]] == ["SKIPPED", "SKIPPED", "SKIPPED"]
     # When a hyperparameter is overridden (and the gate restored), train and everything after it run again
