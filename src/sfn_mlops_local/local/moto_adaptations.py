@@ -354,6 +354,14 @@ def _parse_cached(definition: str) -> Any:
     return _original_parse(definition)
 
 
+def _parse(definition: str) -> Any:
+    # In moto 5.2.5 states set attributes only when parsed, except Map's iteration machinery: never share
+    # a parsed Map (or Parallel, to be safe) between executions.
+    if '"Map"' in definition or '"Parallel"' in definition:
+        return _original_parse(definition)
+    return _parse_cached(definition)
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -379,5 +387,5 @@ def apply() -> None:
     for task_class in [StateTask, *_all_subclasses(StateTask)]:
         if "_from_error" in task_class.__dict__:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
-    AmazonStateLanguageParser.parse = staticmethod(_parse_cached)  # type: ignore[method-assign]
+    AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
     _applied = True

@@ -239,6 +239,10 @@ def test_parsed_definitions_are_reused_across_executions(sfn: Any) -> None:
     assert json.loads(run(sfn, arn, {"value": 2})["output"]) == {"value": 2}
     assert moto_adaptations._parse_cached.cache_info().hits >= before + 1
     assert AmazonStateLanguageParser.parse(definition) is AmazonStateLanguageParser.parse(definition)
+    # A Map keeps iteration state on its parsed components: never shared
+    inner = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    mapped = json.dumps({"StartAt": "M", "States": {"M": {"Type": "Map", "Iterator": inner, "End": True}}})
+    assert AmazonStateLanguageParser.parse(mapped) is not AmazonStateLanguageParser.parse(mapped)
 
 
 def test_runtime_fault_api_validates_names(runtime: Any) -> None:
