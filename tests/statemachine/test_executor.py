@@ -174,24 +174,45 @@ def test_a_crashed_holders_lock_is_released_and_the_unit_runs(runtime: Any) -> N
     assert record["status"] == "SUCCEEDED" and record["attempt"] == "2"
 
 
-def test_a_lock_whose_lease_expired_is_released(runtime: Any) -> None:
+def test_a_lock_whose_lease_expired_is_taken_over_and_its_worker_stopped(runtime: Any) -> None:
     run_id = "exec-20260101t000000-00000007"
-    # Given the unit is RUNNING, held by a live execution whose lease ran out long ago
+    sfn = runtime.client("stepfunctions")
+    # Given a live execution holds the unit, stuck in its worker, and its lease ran out long ago
     release = threading.Event()
-    runtime.lambdas.fault = lambda function, payload: (
-        release.wait(60) and None if payload.get("run_id") == "exec-20260101t000000-00000070" else None
+    blocked: list[str] = []
+
+    def block_first_registration(function: str, payload: Any) -> None:
+        if function == "RegisterModelFunction" and not blocked:
+            blocked.append(function)
+            release.wait(60)
+
+    runtime.lambdas.fault = block_first_registration
+    holder = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", wait=False)
+    wait_until(lambda: blocked)
+    runtime.client("dynamodb").update_item(
+        TableName=runtime.table,
+        Key={"PK": {"S": f"RUN#{run_id}"}, "SK": {"S": "UNIT#register"}},
+        UpdateExpression="SET started_at = :long_ago, lease_s = :lease",
+        ExpressionAttributeValues={":long_ago": {"S": "2026-01-01T00:00:00Z"}, ":lease": {"N": "60"}},
     )
-    holder = start_executor(
-        runtime, "register", "exec-20260101t000000-00000070", REGISTER_INPUT, "RegisterWorker", wait=False
+    stuck_worker = (
+        f"{runtime.state_machine_arn('RegisterWorker').replace(':stateMachine:', ':execution:')}:{run_id}-register-a1"
     )
-    put_running_record(runtime, run_id, holder=holder, started_at="2026-01-01T00:00:00Z", lease_s=60)
     # When the unit is executed again
     result = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker")
-    release.set()
-    finished(runtime, holder)
-    # Then the expired lock is taken over
+    # Then the expired lock is taken over (attempt 2), the abandoned attempt's worker is stopped,
     assert result["status"] == "SUCCEEDED", result.get("cause")
     assert unit_record(runtime, run_id, "register")["attempt"] == "2"
+    # (moto applies a stop when the stopped execution next moves; AWS at once)
+    release.set()
+    assert wait_until(
+        lambda: (s := sfn.describe_execution(executionArn=stuck_worker)["status"]) != "RUNNING" and s
+    ) == ("ABORTED")
+    # and the old holder cannot overwrite the new attempt's record
+    old = finished(runtime, holder)
+    assert old["status"] == "FAILED" and old["error"] == "UnitLockLost"
+    record = unit_record(runtime, run_id, "register")
+    assert record["status"] == "SUCCEEDED" and record["attempt"] == "2"
 
 
 def test_changed_inputs_fingerprint_reruns_and_force_reruns(runtime: Any) -> None:

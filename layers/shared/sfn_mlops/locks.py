@@ -10,6 +10,7 @@ holder still having it, and the executor tries to take it again.
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,4 +77,24 @@ def release_expired_lock(
                 }
             ),
         )
-    return {"released": True, "previous_holder": holder, "reason": why}
+    stopped = stop_abandoned_worker(sfn, record, why)
+    return {"released": True, "previous_holder": holder, "reason": why, "stopped_worker": stopped}
+
+
+def stop_abandoned_worker(sfn: Any, record: dict[str, Any], why: str) -> str | None:
+    """Stop the abandoned attempt's worker (its SageMaker job stops with it), so nothing is left running."""
+    given = record.get("executor_input")
+    if isinstance(given, str):
+        given = json.loads(given)
+    worker_arn = (given or {}).get("worker_arn")
+    if not worker_arn or not record.get("attempt"):
+        return None
+    name = f"{record['run_id']}-{record['SK'].removeprefix('UNIT#')}-a{record['attempt']}"
+    execution_arn = f"{worker_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+    try:
+        if sfn.describe_execution(executionArn=execution_arn)["status"] != "RUNNING":
+            return None
+        sfn.stop_execution(executionArn=execution_arn, error="LockExpired", cause=f"attempt abandoned: {why}")
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return None
+    return execution_arn
