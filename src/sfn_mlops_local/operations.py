@@ -112,6 +112,14 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
     return round((parse(end) - parse(start)).total_seconds(), 3)
 
 
+def _console_input(executor_input: Any) -> dict[str, Any] | None:
+    """The recorded executor input, forced, and no longer tied to the job flow execution that started it."""
+    if not isinstance(executor_input, dict):
+        return None
+    given = {k: v for k, v in executor_input.items() if k != "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"}
+    return {**given, "policy": FORCE}
+
+
 def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] | None) -> dict[str, Any]:
     """One unit as scripts see it. ``result`` is what the run's latest flow execution did with the unit
     (SKIPPED, CACHED, SUCCEEDED...), which the unit's own record cannot say for a skipped unit."""
@@ -138,7 +146,7 @@ def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] 
         # What the executor was started with; started again with "policy": "force" it reruns this unit
         # (Step Functions console: executor > New execution > paste console_rerun_input).
         "executor_input": executor_input,
-        "console_rerun_input": {**executor_input, "policy": FORCE} if isinstance(executor_input, dict) else None,
+        "console_rerun_input": _console_input(executor_input),
     }
     return view
 

@@ -169,7 +169,9 @@ def test_status_shows_each_units_executor_input_for_console_reruns(cli: Cli, res
         given = unit["executor_input"]
         assert given["run_id"] == resumed["run_id"] and given["unit"] == unit["name"]
         assert {"worker_arn", "inputs", "fingerprint", "policy", "cache", "lease_s"} <= set(given)
-        assert unit["console_rerun_input"] == {**given, "policy": "force"}
+        assert given["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"].startswith("arn:aws:states:")
+        console = {k: v for k, v in given.items() if k != "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"}
+        assert unit["console_rerun_input"] == {**console, "policy": "force"}
 
 
 def test_bad_rerun_requests_fail_before_anything_starts(cli: Cli, failed_run: dict[str, Any]) -> None:
