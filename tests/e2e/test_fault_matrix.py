@@ -31,6 +31,7 @@ class FaultPoint:
     # Faults entered first so that the state under test is reached (e.g. a lock conflict, a failed worker).
     setup: tuple[tuple[str, str, str], ...] = field(default=())
     identical_data: bool = False  # reach the cache-hit path: the same bytes as the baseline run
+    on_rerun: bool = False  # the state is only reached by a rerun (after the setup fault failed the run)
 
     @property
     def id(self) -> str:
@@ -38,6 +39,7 @@ class FaultPoint:
 
 
 LOCK_CONFLICT = ("Executor", "Start unit attempt", "DynamoDB.ConditionalCheckFailedException")
+UNRECORDED_SUCCESS = ("Executor", "Record unit success", INJECTED)
 FAULT_POINTS = [
     FaultPoint("Executor", "Get unit record", "preprocess"),
     FaultPoint("Executor", "Look up cached success", "preprocess"),
@@ -46,6 +48,8 @@ FAULT_POINTS = [
     FaultPoint("Executor", "Release expired lock", "preprocess", setup=(LOCK_CONFLICT,)),
     FaultPoint("Executor", "Run worker", "preprocess"),
     FaultPoint("Executor", "Record unit success", "preprocess"),
+    FaultPoint("Executor", "Record failure to record success", "preprocess", setup=(UNRECORDED_SUCCESS,)),
+    FaultPoint("Executor", "Record recovered success", "preprocess", setup=(UNRECORDED_SUCCESS,), on_rerun=True),
     FaultPoint(
         "Executor", "Record unit failure", "preprocess", setup=(("PreprocessWorker", "Validate dataset", INJECTED),)
     ),
@@ -139,8 +143,11 @@ def test_fault_then_rerun_ends_like_a_clean_run(lab: dict[str, Any], point: Faul
     extra_row = f"M,0.5,0.4,0.1,0.5,0.2,0.1,0.15,{FAULT_POINTS.index(point) + 1}\n".encode()
     data = lab["data"] if point.identical_data else lab["data"].rstrip(b"\n") + b"\n" + extra_row
     folder = lab["dir"] / point.id.replace(":", "_").replace(" ", "_")
-    # When the run executes
+    # When the run executes (and, for a state only a rerun reaches, is rerun once)
     failed = start_and_follow(runtime, upload(runtime, folder, data))
+    if point.on_rerun:
+        assert failed["status"] == "FAILED" and failed["error"]["cause"].startswith("setup fault")
+        failed = rerun_and_follow(runtime, failed["run_id"])
     # Then it fails in the expected unit, with the injected error and cause recorded on the run
     assert failed["status"] == "FAILED", f"{point.id}: {failed['status']}"
     assert failed["error"]["unit"] == point.unit
@@ -167,3 +174,10 @@ def test_fault_then_rerun_ends_like_a_clean_run(lab: dict[str, Any], point: Faul
         if records[unit]["status"] == "SUCCEEDED" and job_name:
             assert runtime.jobs.jobs[job_name]["status"] == "Completed"
     assert rerun["metrics"]["rmse"] == pytest.approx(lab["baseline"]["metrics"]["rmse"], abs=0.5)
+    # Work that completed is not redone: a unit whose job completed but whose success could not be
+    # recorded is recorded on the rerun, with its one job, as the attempt that did the work. (Only when
+    # recording the failure fails too is nothing kept to recover from: then the unit runs again.)
+    if point.state in ("Record unit success", "Record recovered success"):
+        assert (statuses[point.unit], records[point.unit]["attempt"]) == ("SUCCEEDED", 1)
+        completed = [n for n, j in runtime.jobs.jobs.items() if n.startswith(f"{failed['run_id']}-prep-")]
+        assert completed == [f"{failed['run_id']}-prep-a1"]
