@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
 from sfn_mlops.metadata import MetadataTable
@@ -19,4 +20,6 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = get_settings()
-    return plan_run(client("s3"), MetadataTable(client("dynamodb"), settings.table_name), settings, event)
+    plan = plan_run(client("s3"), MetadataTable(client("dynamodb"), settings.table_name), settings, event)
+    metrics.add_metric(name="RunsPlanned", unit=MetricUnit.Count, value=1)
+    return plan

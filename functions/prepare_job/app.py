@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
 from sfn_mlops.jobs import prepare_job
@@ -16,4 +17,9 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return prepare_job(client("sagemaker"), event)
+    prepared = prepare_job(client("sagemaker"), event)
+    # Adoptions count redriven or re-executed attempts whose SageMaker job had already completed.
+    metrics.add_metric(
+        name="JobsAdopted" if prepared.get("adopted") else "JobsRequested", unit=MetricUnit.Count, value=1
+    )
+    return prepared

@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
 from sfn_mlops.metadata import MetadataTable
@@ -19,4 +20,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     table = MetadataTable(client("dynamodb"), get_settings().table_name)
-    return register_model(client("sagemaker"), table, event)
+    registered = register_model(client("sagemaker"), table, event)
+    name = "ModelPackagesReused" if registered["reused"] else "ModelPackagesRegistered"
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    return registered

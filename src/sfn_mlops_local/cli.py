@@ -113,7 +113,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         started = time.monotonic()
         key, version = operations.upload_dataset(target, args.pipeline, data_file)
         console.print(
-            f"[bold]{args.pipeline}[/]: uploaded {data_file.name} to s3://{target.bucket}/{key} ({target.description})"
+            f"[bold]{args.pipeline}[/]: uploaded {data_file.name} to s3://{target.bucket}/{key} ({target.description})",
+            soft_wrap=True,
         )
         run_id, execution_arn = operations.find_run_for_upload(target, key, version)
         console.print(f"run {run_id} started by the upload trigger")
@@ -121,23 +122,65 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return _finish(args, summary)
 
 
-def _follow(target: Target, console: Console, run_id: str, execution_arn: str, started: float) -> dict[str, Any]:
-    """Print each unit's progress through the three tiers as it changes, then the run as a tree."""
-    seen: dict[str, tuple[str, int]] = {}
+def _progress_line(unit: dict[str, Any]) -> str:
+    status = unit["status"]
+    if status == "SKIPPED":
+        return f"{_styled(status)} (attempt {unit['attempt']}'s outputs reused)"
+    if status == "CACHED":
+        source = unit.get("cached_from") or {}
+        return f"{_styled(status)} (outputs of run {source.get('run_id')} attempt {source.get('attempt')})"
+    took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
+    job = f" job {unit['job_name']}" if unit.get("job_name") else ""
+    return f"{_styled(status)} (attempt {unit['attempt']}){took}{job}"
+
+
+def _follow(
+    target: Target,
+    console: Console,
+    run_id: str,
+    execution_arn: str,
+    started: float,
+    before: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Print each unit's progress through the three tiers as it changes, then the run as a tree.
+
+    ``before`` is the run as recorded before a rerun started: its units' old records are not news.
+    A skipped unit writes nothing (one read is all it costs), so it is reported as skipped once a unit
+    after it moves, and confirmed by the flow's own result at the end."""
+
+    def recorded(unit: dict[str, Any]) -> tuple[str, int]:
+        return unit.get("recorded_status") or unit["status"], unit["attempt"]
+
+    baseline = {u["name"]: recorded(u) for u in (before or {}).get("units", [])}
+    reported: dict[str, tuple[str, int]] = {}
+
+    def report(unit: dict[str, Any]) -> None:
+        reported[unit["name"]] = (unit["status"], unit["attempt"])
+        console.print(
+            f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow > executor > worker  "
+            f"{unit['name']:<10} {_progress_line(unit)}",
+            soft_wrap=True,  # one line per event: the terminal wraps it, rich does not break it at 80 columns
+        )
+
+    def moved(unit: dict[str, Any]) -> bool:
+        return unit["status"] != "NOT_STARTED" and recorded(unit) != baseline.get(unit["name"])
 
     def on_change(summary: dict[str, Any]) -> None:
-        for unit in summary["units"]:
-            state = (unit["status"], unit["attempt"])
-            if unit["status"] != "NOT_STARTED" and seen.get(unit["name"]) != state:
-                seen[unit["name"]] = state
-                detail = f" job {unit['job_name']}" if unit.get("job_name") and unit["status"] != "SKIPPED" else ""
-                took = f" in {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
-                console.print(
-                    f"  [dim]{time.monotonic() - started:6.1f}s[/] job flow > executor > worker  "
-                    f"{unit['name']:<10} {_styled(unit['status'])} (attempt {unit['attempt']}){took}{detail}"
-                )
+        units = summary["units"]
+        first_moved = next((i for i, u in enumerate(units) if moved(u)), None)
+        for i, unit in enumerate(units):
+            if reported.get(unit["name"]) in ((unit["status"], unit["attempt"]), ("SKIPPED", unit["attempt"])):
+                continue
+            if moved(unit):
+                report(unit)
+            elif first_moved is not None and i < first_moved and unit["status"] in ("SUCCEEDED", "CACHED"):
+                report({**unit, "status": "SKIPPED"})  # a later unit moved: this one was not redone
 
     summary = operations.follow_run(target, run_id, execution_arn, on_change)
+    for unit in summary.get("units", []):  # the flow's own word on what it skipped, cached or failed
+        final = (unit["status"], unit["attempt"])
+        if reported.get(unit["name"]) != final and (unit["status"] in ("SKIPPED", "CACHED", "FAILED") or moved(unit)):
+            report(unit)
     console.print(render_tree(summary))
     return summary
 
@@ -159,13 +202,14 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
         raise SystemExit(f"mlops rerun: {exc}") from exc
     with target_for(args) as (target, _runtime):
         started = time.monotonic()
+        before = operations.run_summary(target, args.run_id)
         execution_arn = operations.start_rerun(target, args.run_id, options)
         scope = (
             f" --from {options.from_unit}" if options.from_unit else f" --only {options.only}" if options.only else ""
         )
         sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
-        console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})")
-        summary = _follow(target, console, args.run_id, execution_arn, started)
+        console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})", soft_wrap=True)
+        summary = _follow(target, console, args.run_id, execution_arn, started, before)
     return _finish(args, summary)
 
 

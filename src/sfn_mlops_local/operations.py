@@ -130,6 +130,7 @@ def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] 
     view = {
         "name": name,
         "status": status,
+        "recorded_status": record.get("status"),  # the unit's own record; ``status`` is what the last flow did
         "attempt": record.get("attempt", 0),
         "duration_s": None
         if status == "SKIPPED"

@@ -6,7 +6,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,15 @@ class Cli:
 
     def __init__(self, state: Path) -> None:
         self.state = state
+        self.progress: dict[tuple[str, ...], str] = {}  # what each command showed while it ran (stderr)
 
     def __call__(self, *argv: str) -> tuple[int, dict[str, Any]]:
         from sfn_mlops_local.cli import main
 
-        buffer = io.StringIO()
-        with redirect_stdout(buffer):
+        buffer, shown = io.StringIO(), io.StringIO()
+        with redirect_stdout(buffer), redirect_stderr(shown):
             code = main([*argv, "--json"])
+        self.progress[argv] = shown.getvalue()
         return code, json.loads(buffer.getvalue().strip().splitlines()[-1])
 
     def model_packages(self, group: str) -> list[str]:
@@ -94,6 +96,27 @@ def test_plain_rerun_skips_what_succeeded_and_runs_the_rest(resumed: dict[str, A
     }
     assert resumed["model_package_arn"] and 1.0 < resumed["metrics"]["rmse"] < 3.1
     assert resumed["error"] is None
+
+
+def test_rerun_progress_shows_what_this_rerun_did_once_each(cli: Cli, resumed: dict[str, Any]) -> None:
+    # Given the plain rerun of the failed run, Then its live progress reports this rerun's events only:
+    # preprocess skipped once, train's attempt 2 (not attempt 1's failure), then evaluate and register
+    progress = [line.split("job flow > executor > worker", 1)[1].split() for line in _progress(cli, resumed)]
+    assert [(words[0], words[1]) for words in progress] == [
+        ("preprocess", "SKIPPED"),
+        ("train", "RUNNING"),
+        ("train", "SUCCEEDED"),
+        ("evaluate", "RUNNING"),
+        ("evaluate", "SUCCEEDED"),
+        ("register", "RUNNING"),
+        ("register", "SUCCEEDED"),
+    ]
+    assert "(attempt 1's outputs reused)" in " ".join(progress[0])
+
+
+def _progress(cli: Cli, summary: dict[str, Any]) -> list[str]:
+    shown = cli.progress[("rerun", summary["run_id"])]
+    return [line for line in shown.splitlines() if "job flow > executor > worker" in line]
 
 
 def test_rerun_from_evaluate_runs_evaluate_and_register_and_keeps_the_package(

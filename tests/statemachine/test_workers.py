@@ -51,51 +51,51 @@ def plan(runtime: Any) -> dict[str, Any]:
     return plan
 
 
+def run_chain(runtime: Any, plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The four workers in turn, each fed the previous ones' outputs, as the executor would (each must succeed)."""
+    results: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, Any] = {}
+    units = plan["units"]
+    steps = [
+        ("PreprocessWorker", "preprocess", lambda: {"dataset": plan["dataset"]}),
+        ("TrainWorker", "train", lambda: {"data": outputs["preprocess"]}),
+        (
+            "EvaluateWorker",
+            "evaluate",
+            lambda: {"model": outputs["train"], "data": outputs["preprocess"], "gate": plan["gate"]},
+        ),
+        (
+            "RegisterWorker",
+            "register",
+            lambda: {"model": outputs["train"], "evaluation": outputs["evaluate"], "dataset": plan["dataset"]},
+        ),
+    ]
+    for worker, unit, inputs in steps:
+        results[unit] = run_worker(runtime, worker, unit, {"config": units[unit], **inputs()})
+        assert results[unit]["status"] == "SUCCEEDED", results[unit]
+        outputs[unit] = json.loads(results[unit]["output"])
+    return results
+
+
 def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: dict[str, Any]) -> None:
+    # When the four workers run in turn
+    results = run_chain(runtime, plan)
     # preprocess: validated, snapshotted, split by a real processing job
-    pre = run_worker(
-        runtime,
-        "PreprocessWorker",
-        "preprocess",
-        {"config": plan["units"]["preprocess"], "dataset": plan["dataset"]},
-    )
-    assert pre["status"] == "SUCCEEDED", pre
-    data = json.loads(pre["output"])
+    data = json.loads(results["preprocess"]["output"])
     assert data["job_name"] == f"{RUN_ID}-prep-a1"
     assert data["train_uri"].endswith("/preprocess/a1/train/")
     assert data["dataset_snapshot"].endswith(f"{RUN_ID}/input/abalone.csv")
     # train: built-in XGBoost semantics, a model.tar.gz where SageMaker puts it
-    train = run_worker(runtime, "TrainWorker", "train", {"config": plan["units"]["train"], "data": data})
-    assert train["status"] == "SUCCEEDED", train
-    model = json.loads(train["output"])
+    model = json.loads(results["train"]["output"])
     assert model["model_data"].endswith(f"/train/a1/{RUN_ID}-train-a1/output/model.tar.gz")
     job = runtime.client("sagemaker").describe_training_job(TrainingJobName=model["job_name"])
     assert job["HyperParameters"]["num_round"] == "50"  # hyperparameters travel as strings
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
     # evaluate: metrics for the gate
-    evaluate = run_worker(
-        runtime,
-        "EvaluateWorker",
-        "evaluate",
-        {"config": plan["units"]["evaluate"], "model": model, "data": data, "gate": plan["gate"]},
-    )
-    assert evaluate["status"] == "SUCCEEDED", evaluate
-    evaluation = json.loads(evaluate["output"])
+    evaluation = json.loads(results["evaluate"]["output"])
     assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}
     # register: a model package in the pipeline's group
-    register = run_worker(
-        runtime,
-        "RegisterWorker",
-        "register",
-        {
-            "config": plan["units"]["register"],
-            "model": model,
-            "evaluation": evaluation,
-            "dataset": plan["dataset"],
-        },
-    )
-    assert register["status"] == "SUCCEEDED", register
-    package = json.loads(register["output"])
+    package = json.loads(results["register"]["output"])
     assert package["model_package_group"] == "abalone" and package["model_package_version"] == 1
     assert package["approval_status"] == "PendingManualApproval"
 
@@ -173,3 +173,64 @@ def test_the_same_attempt_cannot_adopt_a_failed_job(runtime: Any, plan: dict[str
     again = run_worker(runtime, "TrainWorker", "train", inputs)
     assert again["status"] == "FAILED" and again["error"] == "JobNameInUse"
     assert f"{RUN_ID}-train-a1 already exists with status Failed" in again["cause"]
+
+
+def _transient(error_name: str) -> Exception:
+    """An exception whose type name is the error Step Functions reports for a failed Lambda invoke."""
+    return type(error_name, (Exception,), {})("Rate exceeded")
+
+
+def _task_errors(runtime: Any, execution_arn: str) -> list[str]:
+    """The errors of the execution's failed task attempts, in order (each one retried)."""
+    events = runtime.client("stepfunctions").get_execution_history(executionArn=execution_arn)["events"]
+    return [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"]
+
+
+def test_each_worker_retries_a_transient_error_and_succeeds(runtime: Any, plan: dict[str, Any]) -> None:
+    # Given every worker's first call throttled once (Lambda) or refused for capacity once (SageMaker)
+    throttled = {"ValidateDatasetFunction", "PrepareJobFunction", "ReadMetricsFunction", "RegisterModelFunction"}
+    first_calls: set[str] = set()
+
+    def throttle_first_call(function: str, payload: Any) -> Exception | None:
+        if function in throttled and function not in first_calls:
+            first_calls.add(function)
+            return _transient("Lambda.TooManyRequestsException")
+        return None
+
+    runtime.lambdas.fault = throttle_first_call
+    runtime.fail_task("TrainWorker", "Train model", "SageMaker.ResourceLimitExceededException")
+    # When the four workers run in turn
+    results = run_chain(runtime, plan)
+    # Then each retried its failed call once and succeeded, with one job per unit and one model package
+    throttling = "Lambda.TooManyRequestsException"
+    errors = {unit: _task_errors(runtime, result["executionArn"]) for unit, result in results.items()}
+    assert errors == {
+        "preprocess": [throttling, throttling],  # validate dataset, build the job request
+        "train": ["SageMaker.ResourceLimitExceededException"],
+        "evaluate": [throttling],  # read metrics (the job request function was throttled once already)
+        "register": [throttling],
+    }
+    assert first_calls == throttled and runtime.pending_task_faults() == []
+    assert sorted(runtime.jobs.jobs) == sorted(f"{RUN_ID}-{code}-a1" for code in ("prep", "train", "eval"))
+    packages = runtime.client("sagemaker").list_model_packages(ModelPackageGroupName="abalone")
+    assert len(packages["ModelPackageSummaryList"]) == 1
+
+
+def test_a_worker_fails_with_the_transient_error_once_its_retries_are_spent(runtime: Any, plan: dict[str, Any]) -> None:
+    # Given the register function throttled on every call (1 call + 3 retries)
+    runtime.lambdas.fault = lambda function, payload: (
+        _transient("Lambda.TooManyRequestsException") if function == "RegisterModelFunction" else None
+    )
+    inputs = {
+        "config": plan["units"]["register"],
+        "model": {"model_data": f"s3://{runtime.bucket}/x/model.tar.gz"},
+        "evaluation": {"metrics": {"rmse": 2.0}, "evaluation_uri": f"s3://{runtime.bucket}/x/evaluation.json"},
+        "dataset": plan["dataset"],
+    }
+    # When the register worker runs
+    result = run_worker(runtime, "RegisterWorker", "register", inputs)
+    # Then it fails with the throttling error after four calls, and registered nothing
+    assert (result["status"], result["error"]) == ("FAILED", "Lambda.TooManyRequestsException")
+    assert sum(i["function"] == "RegisterModelFunction" for i in runtime.lambdas.invocations) == 4
+    groups = runtime.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert groups == []

@@ -19,6 +19,10 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    a TaskFailed event, then Retry/Catch by that name, else the execution fails with it.
 5. Parsed definitions are cached per definition text: moto parses the ASL (ANTLR, ~70 ms for the
    executor) for every execution, nine times per run; the parsed program keeps no execution state.
+6. DynamoDB requests are served one at a time: moto updates items in place without a lock, so a Query
+   from the CLI while an execution's UpdateItem adds or removes attributes fails with "dictionary
+   changed size during iteration" (DynamoDB itself is atomic per item). Every DynamoDB write in the
+   runtime goes through a request, so serialising requests is enough.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 import botocore.session
 import moto
 from botocore.exceptions import ClientError
+from moto.core.botocore_stubber import BotocoreStubber
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -362,6 +367,23 @@ def _parse(definition: str) -> Any:
     return _parse_cached(definition)
 
 
+# --------------------------------------------------------------------------- 6. one DynamoDB request at a time
+_original_process_request = BotocoreStubber.process_request
+_dynamodb_requests = threading.RLock()
+
+
+def _is_dynamodb(request: Any) -> bool:
+    target = request.headers.get("X-Amz-Target") or b""  # DynamoDB's JSON protocol names the operation here
+    return (target.decode() if isinstance(target, bytes) else str(target)).startswith("DynamoDB_")
+
+
+def _process_request_serialising_dynamodb(self: Any, request: Any) -> Any:
+    if _is_dynamodb(request):
+        with _dynamodb_requests:
+            return _original_process_request(self, request)
+    return _original_process_request(self, request)
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -388,4 +410,5 @@ def apply() -> None:
         if "_from_error" in task_class.__dict__:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
     AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
+    BotocoreStubber.process_request = _process_request_serialising_dynamodb  # type: ignore[method-assign]
     _applied = True

@@ -82,6 +82,7 @@ class LocalRuntime:
         moto_adaptations.apply()
         # The interpreter logs every handled error at ERROR level: keep it out of the CLI's output.
         logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+        self._capture_warnings()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,7 @@ class LocalRuntime:
         if self.persist:
             self._save()
         self._mock.stop()
+        self._release_warnings()
         self._mock = None
         from sfn_mlops.aws import reset_clients
 
@@ -212,6 +214,24 @@ class LocalRuntime:
         )
 
     # ---------------------------------------------------------------- internals
+    def _capture_warnings(self) -> None:
+        """Warnings raised in-process (e.g. Powertools' "No application metrics to publish" on a function's
+        failure path) go to a log file, as they go to CloudWatch Logs on AWS, not into the CLI's output."""
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._warnings_log = logging.FileHandler(self.state_dir / "logs" / "warnings.log", delay=True)
+        self._warnings_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        captured = logging.getLogger("py.warnings")
+        captured.addHandler(self._warnings_log)
+        captured.propagate = False
+        logging.captureWarnings(True)
+
+    def _release_warnings(self) -> None:
+        logging.captureWarnings(False)
+        captured = logging.getLogger("py.warnings")
+        captured.removeHandler(self._warnings_log)
+        captured.propagate = True
+        self._warnings_log.close()
+
     def _work_dir(self) -> Path:
         path = self.state_dir / "jobs"
         path.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,14 @@ def sample_event(logical_id: str) -> dict[str, Any]:
     return json.loads(text.replace("sfn-mlops-dev-artifactbucket-example", BUCKET))
 
 
+def meter(app: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the metrics the handler module adds, in order."""
+    metered: list[str] = []
+    original = app.metrics.add_metric
+    monkeypatch.setattr(app.metrics, "add_metric", lambda **kw: metered.append(kw["name"]) or original(**kw))
+    return metered
+
+
 @pytest.fixture
 def dataset(published: str) -> dict[str, Any]:
     response = boto3.client("s3").put_object(
@@ -78,9 +86,7 @@ def test_trigger_rejects_an_unknown_pipeline_with_a_log_and_a_metric(
     event = sample_event("TriggerFunction")
     event["detail"]["object"]["key"] = "data/ghost/file.csv"
     app = handler_module("trigger")
-    metered: list[str] = []
-    original = app.metrics.add_metric
-    monkeypatch.setattr(app.metrics, "add_metric", lambda **kw: metered.append(kw["name"]) or original(**kw))
+    metered = meter(app, monkeypatch)
     result = app.lambda_handler(event, lambda_context)
     assert result["started"] is False
     assert "unknown pipeline 'ghost'" in result["reason"]
@@ -154,22 +160,29 @@ def test_prepare_job_builds_a_unique_training_job_request(aws: None, lambda_cont
     assert handler_module("prepare_job").lambda_handler(event, lambda_context)["job_name"].endswith("-a2")
 
 
-def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any) -> None:
+def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     event = sample_event("ReadMetricsFunction")
     key = event["evaluation_uri"].split(f"s3://{BUCKET}/", 1)[1]
     boto3.client("s3").put_object(
         Bucket=BUCKET, Key=key, Body=json.dumps({"metrics": {"rmse": 2.5, "mae": 1.5}}).encode()
     )
-    result = handler_module("read_metrics").lambda_handler(event, lambda_context)
+    app = handler_module("read_metrics")
+    metered = meter(app, monkeypatch)
+    result = app.lambda_handler(event, lambda_context)
     assert result["gate"] == {"metric": "rmse", "threshold": 3.1, "direction": "minimize", "value": 2.5}
     assert result["metrics"] == {"rmse": 2.5, "mae": 1.5}
+    assert metered == ["QualityGateValue"]  # model quality over time, by gate metric
 
 
-def test_register_model_creates_one_package_per_artifact(bucket: str, table: str, lambda_context: Any) -> None:
+def test_register_model_creates_one_package_per_artifact(
+    bucket: str, table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     event = sample_event("RegisterModelFunction")
     app = handler_module("register_model")
+    metered = meter(app, monkeypatch)
     first = app.lambda_handler(event, lambda_context)
     again = app.lambda_handler(event, lambda_context)  # the same artifact, e.g. a retried unit
+    assert metered == ["ModelPackagesRegistered", "ModelPackagesReused"]
     sm = boto3.client("sagemaker")
     assert first["model_package_version"] == 1 and first["reused"] is False
     assert again["model_package_arn"] == first["model_package_arn"] and again["reused"] is True
