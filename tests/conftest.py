@@ -29,6 +29,19 @@ os.environ.update(
 )
 
 TABLE = "test-metadata"
+# Lines a test wants shown at the end of the run (e.g. how many fault points the fault matrix covered).
+SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SUMMARY] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    for line in config.stash.get(SUMMARY, []):
+        terminalreporter.write_line(line)
+
+
 BUCKET = "test-artifacts"
 
 

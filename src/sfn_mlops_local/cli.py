@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.tree import Tree
 
 from sfn_mlops_local import operations
@@ -228,6 +229,34 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    with target_for(args) as (target, _runtime):
+        runs = operations.list_runs(target, args.pipeline, limit=args.limit)
+    table = Table(
+        title=f"runs of {args.pipeline}, newest first (times UTC)", title_justify="left", box=None, pad_edge=False
+    )
+    for column in ("run id", "status", "started", "tries", "metric", "package"):
+        table.add_column(column, no_wrap=column in ("run id", "status", "started"))
+    for run in runs:
+        gate = run.get("gate") or {}
+        value = run["metrics"].get(gate.get("metric"))
+        table.add_row(
+            run["run_id"],
+            _styled(run["status"]),
+            (run["started_at"] or "")[5:16].replace("T", " "),
+            str(run["run_attempt"] or ""),
+            f"{gate['metric']} {value:.4g}" if value is not None else "",
+            "v" + run["model_package_arn"].rsplit("/", 1)[-1] if run["model_package_arn"] else "",
+        )
+    if runs:
+        console.print(table)
+    else:
+        console.print(f"no runs of pipeline {args.pipeline!r} yet")
+    if args.json:
+        print(json.dumps({"pipeline": args.pipeline, "runs": runs}, default=str))
+    return 0
+
+
 def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
     tree = Tree(f"[bold]{title}[/]")
     for run in answer.get("runs", []):
@@ -335,6 +364,10 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--pipeline", default="abalone", help="pipeline whose latest run to show")
     status.add_argument("--full", action="store_true", help="include each unit's outputs in --json")
     status.set_defaults(handler=cmd_status)
+    runs = sub.add_parser("runs", parents=[common], help="a pipeline's runs, newest first")
+    runs.add_argument("pipeline", nargs="?", default="abalone")
+    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.set_defaults(handler=cmd_runs)
     lineage = sub.add_parser("lineage", parents=[common], help="which data made a model, which models came from data")
     lineage.add_argument("kind", choices=["dataset", "model"])
     lineage.add_argument("ref", help="dataset S3 URI (s3://bucket/key) or model package ARN")

@@ -184,6 +184,28 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
     }
 
 
+def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
+    """A pipeline's runs, newest first, from one Query of the pipeline index: what to pass to ``rerun``."""
+    runs = []
+    for run in target.table.list_runs(pipeline, limit=limit):
+        metrics = run.get("metrics")
+        dataset = run.get("dataset") or {}
+        runs.append(
+            {
+                "run_id": run["PK"].split("#", 1)[1],
+                "status": run.get("status"),
+                "run_attempt": run.get("run_attempt"),
+                "started_at": run.get("started_at"),
+                "finished_at": run.get("finished_at"),
+                "dataset": {"uri": dataset.get("uri"), "version": dataset.get("version")},
+                "metrics": json.loads(metrics) if isinstance(metrics, str) else metrics or {},
+                "gate": run.get("gate"),
+                "model_package_arn": run.get("model_package_arn"),
+            }
+        )
+    return runs
+
+
 def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     """Start the job flow again for a recorded run; the flow skips, forces or reuses units as asked."""
     run = target.table.get_run(run_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SUMMARY
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,7 @@ def packages_of_run(runtime: Any, run_id: str) -> list[str]:
     ]
 
 
-def test_every_task_state_has_a_fault_case(lab: dict[str, Any]) -> None:
+def test_every_task_state_has_a_fault_case(lab: dict[str, Any], request: pytest.FixtureRequest) -> None:
     covered = {(p.machine, p.state) for p in FAULT_POINTS}
     task_states = lab["runtime"].task_states()
     expected = {
@@ -129,7 +129,9 @@ def test_every_task_state_has_a_fault_case(lab: dict[str, Any]) -> None:
         for state in task_states[machine]
     }
     assert covered == expected, f"missing: {sorted(expected - covered)}; unknown: {sorted(covered - expected)}"
-    print(f"fault matrix covers {len(covered)} fault points across {len({m for m, _ in covered})} state machines")
+    request.config.stash[SUMMARY].append(
+        f"fault matrix: {len(covered)} fault points across {len({m for m, _ in covered})} state machines"
+    )
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS, ids=[p.id for p in FAULT_POINTS])

@@ -283,3 +283,21 @@ def test_starting_the_executor_with_a_units_console_input_reruns_that_unit(cli: 
     after = {u["name"]: u for u in cli("status", resumed["run_id"])[1]["units"]}
     assert after["evaluate"]["attempt"] == before["evaluate"]["attempt"] + 1
     assert after["train"]["attempt"] == before["train"]["attempt"]
+
+
+def test_runs_lists_the_pipelines_runs_newest_first_with_their_latest_state(cli: Cli, resumed: dict[str, Any]) -> None:
+    # Given a failed run that a rerun brought to success, and a newer run
+    code, newer = cli("run", "abalone")
+    assert code == 0
+    # When the pipeline's runs are listed
+    code, listed = cli("runs", "abalone")
+    # Then the newest comes first, each with the state of its latest execution and its model package
+    assert code == 0 and listed["pipeline"] == "abalone"
+    ids = [r["run_id"] for r in listed["runs"]]
+    assert ids.index(newer["run_id"]) < ids.index(resumed["run_id"])
+    by_id = {r["run_id"]: r for r in listed["runs"]}
+    _, latest = cli("status", resumed["run_id"])  # (earlier tests rerun it again, some on purpose badly)
+    assert by_id[resumed["run_id"]]["status"] == latest["status"]
+    assert by_id[resumed["run_id"]]["run_attempt"] == latest["run_attempt"] >= 2  # the failure, then reruns
+    assert by_id[newer["run_id"]]["model_package_arn"] == newer["model_package_arn"]
+    assert by_id[newer["run_id"]]["metrics"]["rmse"] == pytest.approx(newer["metrics"]["rmse"])
