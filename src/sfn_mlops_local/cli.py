@@ -70,7 +70,9 @@ def render_tree(summary: dict[str, Any]) -> Tree:
     )
     for unit in summary.get("units", []):
         duration = f" {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
-        node = tree.add(f"{unit['name']:<10} {_styled(unit['status'])} attempt {unit.get('attempt', 0)}{duration}")
+        # A cache hit is no attempt of this run: the line below it names the run whose outputs it reused.
+        attempt = "" if unit["status"] in ("CACHED", "NOT_STARTED") else f" attempt {unit.get('attempt', 0)}{duration}"
+        node = tree.add(f"{unit['name']:<10} {_styled(unit['status'])}{attempt}")
         if unit.get("executor_execution_arn"):
             executor = node.add(f"[dim]executor[/] {unit['executor_execution_arn'].rsplit(':', 1)[-1]}")
             if unit.get("worker_execution_arn"):
