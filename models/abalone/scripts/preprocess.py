@@ -326,6 +326,8 @@ def _show(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
+# The failure reporting below is repeated in each job script on purpose: a job ships and fingerprints
+# its one script, so a helper module shared by scripts would change jobs without changing their hash.
 def message_file_from(argv: Sequence[str]) -> Path:
     """Find --message-file without argparse, so even argument errors can be reported there."""
     for i, arg in enumerate(argv):

@@ -19,10 +19,11 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    a TaskFailed event, then Retry/Catch by that name, else the execution fails with it.
 5. Parsed definitions are cached per definition text: moto parses the ASL (ANTLR, ~70 ms for the
    executor) for every execution, nine times per run; the parsed program keeps no execution state.
-6. DynamoDB requests are served one at a time: moto updates items in place without a lock, so a Query
-   from the CLI while an execution's UpdateItem adds or removes attributes fails with "dictionary
-   changed size during iteration" (DynamoDB itself is atomic per item). Every DynamoDB write in the
-   runtime goes through a request, so serialising requests is enough.
+6. Requests to moto are served one at a time: moto's backends change their dicts in place without a
+   lock, so a DynamoDB Query from the CLI while an execution's UpdateItem adds or removes attributes
+   fails with "dictionary changed size during iteration" (AWS's services are atomic per item; S3 and
+   the model registry list dicts the same way). Every write in the runtime goes through a request, so
+   serialising requests is enough; each takes milliseconds and none waits on another thread.
 """
 
 from __future__ import annotations
@@ -367,21 +368,14 @@ def _parse(definition: str) -> Any:
     return _parse_cached(definition)
 
 
-# --------------------------------------------------------------------------- 6. one DynamoDB request at a time
+# --------------------------------------------------------------------------- 6. one moto request at a time
 _original_process_request = BotocoreStubber.process_request
-_dynamodb_requests = threading.RLock()
+_moto_requests = threading.RLock()  # re-entrant: a backend may call another service in the same thread
 
 
-def _is_dynamodb(request: Any) -> bool:
-    target = request.headers.get("X-Amz-Target") or b""  # DynamoDB's JSON protocol names the operation here
-    return (target.decode() if isinstance(target, bytes) else str(target)).startswith("DynamoDB_")
-
-
-def _process_request_serialising_dynamodb(self: Any, request: Any) -> Any:
-    if _is_dynamodb(request):
-        with _dynamodb_requests:
-            return _original_process_request(self, request)
-    return _original_process_request(self, request)
+def _process_request_serially(self: Any, request: Any) -> Any:
+    with _moto_requests:
+        return _original_process_request(self, request)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -410,5 +404,5 @@ def apply() -> None:
         if "_from_error" in task_class.__dict__:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
     AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
-    BotocoreStubber.process_request = _process_request_serialising_dynamodb  # type: ignore[method-assign]
+    BotocoreStubber.process_request = _process_request_serially  # type: ignore[method-assign]
     _applied = True

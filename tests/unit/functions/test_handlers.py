@@ -50,19 +50,25 @@ def dataset(published: str) -> dict[str, Any]:
     return {"bucket": BUCKET, "key": "data/abalone/abalone.csv", "version_id": response["VersionId"]}
 
 
-def test_trigger_starts_the_training_flow_once_per_object_version(
-    dataset: dict[str, Any], table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
+@pytest.fixture
+def flow(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A training flow the trigger can start (a single Pass state), named in the functions' settings."""
+    from sfn_mlops.settings import get_settings
+
+    arn: str = boto3.client("stepfunctions").create_state_machine(
         name="test-flow",
         definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/x",
     )["stateMachineArn"]
     monkeypatch.setenv("TRAINING_FLOW_ARN", arn)
-    from sfn_mlops.settings import get_settings
-
     get_settings.cache_clear()
+    return arn
+
+
+def test_trigger_starts_the_training_flow_once_per_object_version(
+    dataset: dict[str, Any], table: str, flow: str, lambda_context: Any
+) -> None:
+    sfn = boto3.client("stepfunctions")
     event = sample_event("TriggerFunction")
     event["detail"]["object"]["version-id"] = dataset["version_id"]
     app = handler_module("trigger")
@@ -71,7 +77,7 @@ def test_trigger_starts_the_training_flow_once_per_object_version(
     assert first["started"] is True and first["run_id"].startswith("abalone-20261123t101500-")
     assert second["run_id"] == first["run_id"] and second["duplicate"] is True and second["started"] is False
     assert "duplicate delivery of s3://" in second["reason"]
-    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    executions = sfn.list_executions(stateMachineArn=flow)["executions"]
     assert [e["name"] for e in executions] == [first["run_id"]]
     started = json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
     assert started["dataset"] == dataset
@@ -332,18 +338,8 @@ def test_trigger_releases_its_dedup_record_when_the_flow_cannot_start(
 
 
 def test_scheduled_retrain_dedups_on_the_scheduled_time(
-    dataset: dict[str, Any], table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+    dataset: dict[str, Any], table: str, flow: str, lambda_context: Any
 ) -> None:
-    sfn = boto3.client("stepfunctions")
-    arn = sfn.create_state_machine(
-        name="test-flow",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/x",
-    )["stateMachineArn"]
-    monkeypatch.setenv("TRAINING_FLOW_ARN", arn)
-    from sfn_mlops.settings import get_settings
-
-    get_settings.cache_clear()
     app = handler_module("trigger")
     # When the scheduler delivers one scheduled invocation twice, Then one run starts
     first = app.lambda_handler(sample_event("TriggerFunctionSchedule"), lambda_context)
@@ -354,4 +350,4 @@ def test_scheduled_retrain_dedups_on_the_scheduled_time(
         sample_event("TriggerFunctionSchedule") | {"time": "2026-11-30T10:15:00Z"}, lambda_context
     )
     assert later["started"] and later["run_id"] != first["run_id"]
-    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+    assert len(boto3.client("stepfunctions").list_executions(stateMachineArn=flow)["executions"]) == 2

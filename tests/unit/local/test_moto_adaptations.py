@@ -305,7 +305,7 @@ def _update_and_query_concurrently(seconds: float) -> list[str]:
     return errors
 
 
-def test_dynamodb_requests_from_many_threads_never_see_an_item_half_updated() -> None:
+def test_requests_from_many_threads_never_see_an_item_half_updated() -> None:
     # Given the adaptations (an execution's UpdateItem runs while the CLI polls the run with Query)
     moto_adaptations.apply()
     with mock_aws():
