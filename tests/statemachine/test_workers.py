@@ -91,6 +91,17 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
     job = runtime.client("sagemaker").describe_training_job(TrainingJobName=model["job_name"])
     assert job["HyperParameters"]["num_round"] == "50"  # hyperparameters travel as strings
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation"]
+    # user-published code runs without network access, with encrypted traffic between instances
+    assert job["EnableNetworkIsolation"] is True and job["EnableInterContainerTrafficEncryption"] is True
+    sagemaker = runtime.client("sagemaker")
+    for unit in ("preprocess", "evaluate"):
+        processing = sagemaker.describe_processing_job(
+            ProcessingJobName=json.loads(results[unit]["output"])["job_name"]
+        )
+        assert processing["NetworkConfig"] == {
+            "EnableNetworkIsolation": True,
+            "EnableInterContainerTrafficEncryption": True,
+        }
     # evaluate: metrics for the gate
     evaluation = json.loads(results["evaluate"]["output"])
     assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}

@@ -67,6 +67,11 @@ def _s3_output(name: str, uri: str, local_path: str) -> dict[str, Any]:
     }
 
 
+# Jobs run user-published scripts: no network access from the container (SageMaker itself stages the
+# S3 inputs and outputs), and encrypted traffic between instances of a distributed job.
+ISOLATED_PROCESSING = {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True}
+
+
 def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
     config = _require(inputs, "config")
     snapshot = _require(inputs, "dataset_snapshot")
@@ -111,6 +116,7 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
             "ProcessingResources": _processing_resources(config["compute"]),
             "StoppingCondition": {"MaxRuntimeInSeconds": config["compute"]["max_runtime_s"]},
             "Environment": {"MLOPS_RUN_ID": run_id, "MLOPS_UNIT": "preprocess"},
+            "NetworkConfig": ISOLATED_PROCESSING,
             "Tags": _tags(run_id, pipeline, "preprocess"),
         },
         "outputs": {**{f"{s}_uri": f"{prefix}{s}/" for s in splits}, "dataset_snapshot": snapshot},
@@ -155,6 +161,8 @@ def train_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, An
                 "VolumeSizeInGB": compute["volume_size_gb"],
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": compute["max_runtime_s"]},
+            "EnableNetworkIsolation": True,
+            "EnableInterContainerTrafficEncryption": True,
             "Tags": _tags(run_id, pipeline, "train"),
         },
         "outputs": {"model_data": f"{prefix}{name}/output/model.tar.gz"},
@@ -195,6 +203,7 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
             "ProcessingResources": _processing_resources(config["compute"]),
             "StoppingCondition": {"MaxRuntimeInSeconds": config["compute"]["max_runtime_s"]},
             "Environment": {"MLOPS_RUN_ID": run_id, "MLOPS_UNIT": "evaluate"},
+            "NetworkConfig": ISOLATED_PROCESSING,
             "Tags": _tags(run_id, pipeline, "evaluate"),
         },
         "outputs": {"evaluation_uri": f"{prefix}evaluation/evaluation.json"},

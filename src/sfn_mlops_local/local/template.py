@@ -175,6 +175,9 @@ def _physical_ids(raw: dict[str, Any], stack: str) -> dict[str, dict[str, str]]:
             ids[logical] = {"Ref": arn, "Arn": arn, "Name": name}
         elif kind == "AWS::IAM::Role":
             ids[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{name}"}
+        elif kind == "AWS::SQS::Queue":
+            url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+            ids[logical] = {"Ref": url, "Arn": f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{name}", "QueueName": name}
         elif kind == "AWS::Logs::LogGroup":
             ids[logical] = {"Ref": name, "Arn": f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"}
         else:
