@@ -120,7 +120,8 @@ class MetadataTable:
             ExpressionAttributeValues=serialize(
                 {
                     ":running": "RUNNING",
-                    ":overrides": plan.get("overrides") or {},
+                    # As JSON text: a number type round-trip would turn 1.0 into 1 and change fingerprints.
+                    ":overrides": json.dumps(plan.get("overrides") or {}, sort_keys=True),
                     ":scope": plan.get("scope") or {},
                     ":pipeline": plan["pipeline"],
                     ":dataset": plan["dataset"],
@@ -161,7 +162,7 @@ class MetadataTable:
             for field in ("inputs", "outputs", "executor_input", "cached_from"):
                 if isinstance(unit.get(field), str):
                     unit[field] = json.loads(unit[field])
-        for field in ("metrics", "error", "unit_results"):
+        for field in ("metrics", "error", "unit_results", "overrides"):
             if isinstance(run.get(field), str):
                 run[field] = json.loads(run[field])
         run["units"] = units

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sfn_mlops.errors import InvalidPipelineConfig
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN as PIPELINE_NAME
@@ -46,8 +54,19 @@ class CacheSpec(_Strict):
     max_age_hours: float = Field(default=24 * 30, gt=0, le=24 * 365)
 
 
+def _script_path(value: str) -> str:
+    """A script is a .py file inside the pipeline folder, named by its relative path."""
+    parts = value.split("/")
+    if not value.endswith(".py") or value.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"a script is a relative path to a .py file inside the pipeline folder, not {value!r}")
+    return value
+
+
+ScriptPath = Annotated[str, AfterValidator(_script_path)]
+
+
 class PreprocessSpec(_Strict):
-    script: str = "scripts/preprocess.py"
+    script: ScriptPath = "scripts/preprocess.py"
     cache: CacheSpec = CacheSpec()
     image: ImageName = "sklearn"
     compute: ComputeSpec = ComputeSpec()
@@ -78,7 +97,7 @@ class TrainSpec(_Strict):
 
 
 class EvaluateSpec(_Strict):
-    script: str = "scripts/evaluate.py"
+    script: ScriptPath = "scripts/evaluate.py"
     cache: CacheSpec = CacheSpec()
     image: ImageName = "xgboost"
     compute: ComputeSpec = ComputeSpec()

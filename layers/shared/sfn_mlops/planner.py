@@ -63,10 +63,11 @@ def load_run_config(s3: Any, settings: Settings, pipeline: str, run_id: str) -> 
 
 
 def pin_script(s3: Any, settings: Settings, pipeline: str, run_id: str, script: str) -> dict[str, str]:
-    """Copy a published script into the run's prefix once, so reruns of a run use the same code."""
-    name = script.rsplit("/", 1)[-1]
+    """Copy a published script into the run's prefix once, so reruns of a run use the same code.
+
+    Pinned under its path in the pipeline folder: two scripts with one file name stay two scripts."""
     source_key = f"{settings.pipelines_prefix}{pipeline}/{script}"
-    target_key = f"{settings.runs_prefix}{pipeline}/{run_id}/code/{name}"
+    target_key = f"{settings.runs_prefix}{pipeline}/{run_id}/code/{script}"
     bucket = settings.artifact_bucket
     try:
         body = s3.get_object(Bucket=bucket, Key=target_key)["Body"].read()

@@ -110,7 +110,10 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
     assert plan["order"] == ["preprocess", "train", "evaluate", "register"]
     assert plan["units"]["train"]["hyperparameters"]["num_round"] == "50"
     assert plan["units"]["train"]["image_uri"].endswith("/sagemaker-xgboost:1.7-1")
-    assert plan["units"]["preprocess"]["script"]["uri"] == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/preprocess.py"
+    assert (
+        plan["units"]["preprocess"]["script"]["uri"]
+        == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/scripts/preprocess.py"
+    )
     assert plan["run_attempt"] == 1
     # The sample event is a rerun --from evaluate with the gate threshold overridden
     assert {u: c["policy"] for u, c in plan["control"].items()} == {
@@ -130,6 +133,42 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
     assert run is not None and run["status"] == "RUNNING" and run["pipeline"] == "abalone"
     # Planning the same run again (a rerun) keeps the run and counts the attempt
     assert handler_module("plan_run").lambda_handler(event, lambda_context)["run_attempt"] == 2
+
+
+def test_an_override_keeps_its_type_across_reruns(dataset: dict[str, Any], table: str, lambda_context: Any) -> None:
+    # Given a rerun that set a float hyperparameter whose value is a whole number
+    event = sample_event("PlanRunFunction")
+    event["run"]["dataset"] = dataset
+    event["run"]["rerun"] = {"overrides": {"train.hyperparameters.subsample": 1.0}}
+    app = handler_module("plan_run")
+    first = app.lambda_handler(event, lambda_context)
+    # When the run is resumed plainly (the override comes back from the table)
+    event["run"]["rerun"] = {}
+    again = app.lambda_handler(event, lambda_context)
+    # Then the hyperparameter is still "1.0" and train's fingerprint did not change: nothing reruns for it
+    assert again["overrides"] == {"train.hyperparameters.subsample": 1.0}
+    assert again["units"]["train"]["hyperparameters"]["subsample"] == "1.0"
+    assert again["control"]["train"]["fingerprint"] == first["control"]["train"]["fingerprint"]
+
+
+def test_scripts_with_one_file_name_in_two_folders_stay_two_scripts(
+    dataset: dict[str, Any], table: str, lambda_context: Any
+) -> None:
+    # Given a pipeline whose preprocess and evaluate scripts are both called main.py
+    s3 = boto3.client("s3")
+    config = json.loads((ROOT / "models/abalone/pipeline.json").read_text())
+    config["preprocess"]["script"], config["evaluate"]["script"] = "prep/main.py", "eval/main.py"
+    s3.put_object(Bucket=BUCKET, Key="pipelines/abalone/pipeline.json", Body=json.dumps(config).encode())
+    s3.put_object(Bucket=BUCKET, Key="pipelines/abalone/prep/main.py", Body=b"print('preprocess')\n")
+    s3.put_object(Bucket=BUCKET, Key="pipelines/abalone/eval/main.py", Body=b"print('evaluate')\n")
+    event = sample_event("PlanRunFunction")
+    event["run"]["dataset"] = dataset
+    # When the run is planned
+    plan = handler_module("plan_run").lambda_handler(event, lambda_context)
+    # Then each unit runs its own script, pinned under its own path
+    pre, ev = plan["units"]["preprocess"]["script"], plan["units"]["evaluate"]["script"]
+    assert pre["uri"].endswith("/code/prep/main.py") and ev["uri"].endswith("/code/eval/main.py")
+    assert pre["sha256"] != ev["sha256"]
 
 
 def test_plan_run_fails_readably_for_an_unpublished_pipeline(bucket: str, table: str, lambda_context: Any) -> None:

@@ -58,6 +58,8 @@ def test_the_bundled_abalone_config_validates() -> None:
         ({"preprocess": {"train_ratio": 0.9, "validation_ratio": 0.2}}, "must leave rows for the test split"),
         ({"preprocess": {"compute": {"instance_type": "m5.xlarge"}}}, "not a SageMaker instance type"),
         ({"surprise": True}, "surprise: Extra inputs are not permitted"),
+        ({"evaluate": {"script": "../other/evaluate.py"}}, "a script is a relative path to a .py file"),
+        ({"preprocess": {"script": "/abs/preprocess.py"}}, "inside the pipeline folder"),
     ],
 )
 def test_a_bad_config_names_the_field_and_the_problem(change: dict[str, object], problem: str) -> None:
