@@ -20,6 +20,7 @@ from sfn_mlops_local.operations import Target
 
 STATUS_STYLE = {
     "SUCCEEDED": "green",
+    "PARTIAL": "yellow",
     "FAILED": "red",
     "REJECTED": "yellow",
     "RUNNING": "cyan",
@@ -71,7 +72,7 @@ def render_tree(summary: dict[str, Any]) -> Tree:
     for unit in summary.get("units", []):
         duration = f" {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
         # A cache hit is no attempt of this run: the line below it names the run whose outputs it reused.
-        attempt = "" if unit["status"] in ("CACHED", "NOT_STARTED") else f" attempt {unit.get('attempt', 0)}{duration}"
+        attempt = "" if not unit.get("attempt") else f" attempt {unit['attempt']}{duration}"
         node = tree.add(f"{unit['name']:<10} {_styled(unit['status'])}{attempt}")
         if unit.get("executor_execution_arn"):
             executor = node.add(f"[dim]executor[/] {unit['executor_execution_arn'].rsplit(':', 1)[-1]}")
@@ -128,7 +129,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _progress_line(unit: dict[str, Any]) -> str:
     status = unit["status"]
     if status == "SKIPPED":
-        return f"{_styled(status)} (attempt {unit['attempt']}'s outputs reused)"
+        # attempt 0: the unit's recorded success is itself a cache hit from another run
+        reused = f"attempt {unit['attempt']}'s" if unit["attempt"] else "its cached"
+        return f"{_styled(status)} ({reused} outputs reused)"
     if status == "CACHED":
         source = unit.get("cached_from") or {}
         return f"{_styled(status)} (outputs of run {source.get('run_id')} attempt {source.get('attempt')})"
@@ -191,7 +194,7 @@ def _follow(
 def _finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(_public(summary), default=str))
-    return 0 if summary["status"] in ("SUCCEEDED", "REJECTED") else 1
+    return 0 if summary["status"] in ("SUCCEEDED", "REJECTED", "PARTIAL") else 1
 
 
 def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
@@ -319,7 +322,10 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     with target_for(args) as (target, runtime):
         root = runtime.root if runtime else Path.cwd()
         config = operations.publish_pipeline(target, operations.pipeline_dir(root, args.pipeline))
-    console.print(f"published pipeline {config.name} to s3://{target.bucket}/pipelines/{config.name}/")
+    uri = f"s3://{target.bucket}/pipelines/{config.name}/"
+    console.print(f"published pipeline {config.name} to {uri}")
+    if args.json:
+        print(json.dumps({"pipeline": config.name, "uri": uri}))
     return 0
 
 

@@ -219,20 +219,29 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
             running = False
         if running:
             raise SystemExit(f"run {run_id} is still running ({flow_arn}); wait for it or stop it first")
+    # A run that failed before it was planned has only the input its flow was started with.
+    started_with = json.loads(run["flow_input"]) if isinstance(run.get("flow_input"), str) else {}
+    pipeline = run.get("pipeline") or started_with.get("pipeline")
+    if not pipeline:
+        raise SystemExit(f"run {run_id} has no recorded pipeline or input to rerun: start a new run")
     try:  # fail here, before starting anything, with the same checks the planner makes
+        if not run.get("unit_order") and (options.from_unit or options.only):
+            raise InvalidRerun(
+                "it failed before it was planned, so it has no units yet: rerun it without --from/--only"
+            )
         unit_policies(run.get("unit_order") or [], options, run["units"])
         if options.overrides:
-            pinned = f"runs/{run['pipeline']}/{run_id}/code/pipeline.json"
+            pinned = f"runs/{pipeline}/{run_id}/code/pipeline.json"
             with contextlib.suppress(target.s3.exceptions.NoSuchKey):  # not pinned yet: the planner checks
                 body = target.s3.get_object(Bucket=target.bucket, Key=pinned)["Body"].read()
                 config = parse_pipeline_config(body, source=f"s3://{target.bucket}/{pinned}")
                 merged = {**(run.get("overrides") or {}), **options.overrides}
-                apply_overrides(config, merged, source=run["pipeline"])
+                apply_overrides(config, merged, source=pipeline)
     except InvalidRerun as exc:
         raise SystemExit(f"cannot rerun {run_id}: {exc}") from exc
-    dataset = run.get("dataset") or {}
+    dataset = run.get("dataset") or started_with.get("dataset") or {}
     flow_input: dict[str, Any] = {
-        "pipeline": run["pipeline"],
+        "pipeline": pipeline,
         "run_id": run_id,
         "dataset": {
             "bucket": dataset.get("bucket"),

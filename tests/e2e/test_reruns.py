@@ -180,12 +180,22 @@ def test_only_reruns_one_unit_on_recorded_upstream_outputs(cli: Cli, resumed: di
     # When `--only train`
     code, summary = cli("rerun", resumed["run_id"], "--only", "train")
     # Then train alone runs again; preprocess is reused and evaluate/register are left as recorded
-    assert code == 0 and summary["status"] == "SUCCEEDED"
+    # (the run is PARTIAL: the units after train are not up to date with it until a plain rerun)
+    assert code == 0 and summary["status"] == "PARTIAL"
     assert units(summary)["preprocess"] == ("SKIPPED", 1)
     assert units(summary)["train"] == ("SUCCEEDED", units(before)["train"][1] + 1)
     for unit in ("evaluate", "register"):  # not run: their records (and attempts) are as they were
         assert units(summary)[unit] == ("SUCCEEDED", units(before)[unit][1])
     assert summary["model_package_arn"] == before["model_package_arn"] and summary["metrics"] == before["metrics"]
+    # When it is then resumed plainly, Then evaluate and register catch up with the new train, and it is complete
+    code, caught_up = cli("rerun", resumed["run_id"])
+    assert code == 0 and caught_up["status"] == "SUCCEEDED"
+    assert [units(caught_up)[u][0] for u in ("preprocess", "train", "evaluate", "register")] == [
+        "SKIPPED",
+        "SKIPPED",
+        "SUCCEEDED",
+        "SUCCEEDED",
+    ]
 
 
 def test_status_shows_each_units_executor_input_for_console_reruns(cli: Cli, resumed: dict[str, Any]) -> None:
@@ -260,7 +270,7 @@ def test_a_bad_rerun_started_from_the_console_fails_readably_at_planning(cli: Cl
     # Then the run fails in planning with a readable cause, and no unit ran or changed
     assert summary["status"] == "FAILED"
     assert summary["error"]["unit"] == "plan" and summary["error"]["error"] == "InvalidRerun"
-    assert "unknown unit 'deploy'" in summary["error"]["cause"]
+    assert summary["error"]["cause"].startswith("unknown unit 'deploy'"), summary["error"]  # the message, not JSON
     assert [u["attempt"] for u in summary["units"]] == [u["attempt"] for u in before["units"]]
 
 
@@ -304,3 +314,32 @@ def test_runs_lists_the_pipelines_runs_newest_first_with_their_latest_state(cli:
     assert by_id[resumed["run_id"]]["run_attempt"] == latest["run_attempt"] >= 2  # the failure, then reruns
     assert by_id[newer["run_id"]]["model_package_arn"] == newer["model_package_arn"]
     assert by_id[newer["run_id"]]["metrics"]["rmse"] == pytest.approx(newer["metrics"]["rmse"])
+
+
+def test_a_run_that_failed_in_planning_is_listed_explained_and_can_be_rerun(cli: Cli) -> None:
+    from sfn_mlops_local import operations
+    from sfn_mlops_local.local.runtime import LocalRuntime
+
+    # Given a published pipeline whose evaluation script has gone missing
+    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
+        target = local.target()
+        operations.publish_pipeline(target, ROOT / "models" / "abalone")
+        target.s3.delete_object(Bucket=target.bucket, Key="pipelines/abalone/scripts/evaluate.py")
+        # When a dataset is uploaded
+        key, version = operations.upload_dataset(target, "abalone", ROOT / "models/abalone/data/abalone.csv")
+        run_id, arn = operations.find_run_for_upload(target, key, version)
+        failed = operations.follow_run(target, run_id, arn, lambda _: None, timeout=120)
+    # Then the run fails in planning with the function's message as its cause (not Lambda's JSON payload)
+    assert failed["status"] == "FAILED" and failed["error"]["unit"] == "plan"
+    assert failed["error"]["error"] == "PipelineNotFound"
+    assert failed["error"]["cause"].startswith("pipeline 'abalone' has no script s3://"), failed["error"]
+    # And it is listed among the pipeline's runs
+    listed = cli("runs", "abalone")[1]["runs"]
+    assert [r["status"] for r in listed if r["run_id"] == run_id] == ["FAILED"]
+    # And it has no units to rerun --from, but once the script is published again a plain rerun runs it all
+    with pytest.raises(SystemExit, match="failed before it was planned, so it has no units yet"):
+        cli("rerun", run_id, "--from", "train")
+    assert cli("publish", "abalone")[0] == 0
+    code, rerun = cli("rerun", run_id)
+    assert code == 0 and rerun["status"] == "SUCCEEDED", rerun.get("error")
+    assert rerun["model_package_arn"]

@@ -28,7 +28,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 RUN_SK = "RUN"
 UNIT_SK_PREFIX = "UNIT#"
-TERMINAL_RUN_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED"}
+# PARTIAL: the run's last execution ran one unit (--only); the units after it are not up to date.
+TERMINAL_RUN_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED", "PARTIAL"}
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

@@ -75,6 +75,8 @@ def unit_policies(order: list[str], options: RerunOptions, recorded: dict[str, d
     for name in (options.from_unit, options.only):
         if name is not None and name not in order:
             raise InvalidRerun(f"unknown unit {name!r}: the units are {', '.join(order)}")
+    if options.only:
+        _refuse_overrides_of_reused_units(order, options)
     policies: dict[str, str] = {}
     for index, unit in enumerate(order):
         if options.only:
@@ -94,3 +96,21 @@ def unit_policies(order: list[str], options: RerunOptions, recorded: dict[str, d
         else:
             policies[unit] = RESUME
     return policies
+
+
+# Config sections that belong to a unit without bearing its name.
+_SECTION_UNITS = {"data": "preprocess", "register": "register"}
+
+
+def _refuse_overrides_of_reused_units(order: list[str], options: RerunOptions) -> None:
+    """--only reuses the units before it as recorded: a --set that would change one of them cannot apply."""
+    assert options.only is not None
+    before = order[: order.index(options.only)]
+    for key in sorted(options.overrides):
+        section = key.split(".", 1)[0]
+        unit = _SECTION_UNITS.get(section, section)
+        if unit in before:
+            raise InvalidRerun(
+                f"--set {key} changes {unit}, which --only {options.only} reuses as recorded: "
+                f"use --from {unit} instead (or a plain rerun)"
+            )

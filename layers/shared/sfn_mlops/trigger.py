@@ -85,6 +85,15 @@ def release_trigger(table: MetadataTable, trigger_key: str) -> None:
     )
 
 
+def _execution_exists(sfn: Any, flow_arn: str, run_id: str) -> bool:
+    execution_arn = f"{flow_arn.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+    try:
+        sfn.describe_execution(executionArn=execution_arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return False
+    return True
+
+
 def start_run(
     sfn: Any,
     table: MetadataTable,
@@ -94,9 +103,13 @@ def start_run(
     run_id: str,
     dataset: dict[str, Any],
 ) -> TriggerDecision:
-    """Start the flow once per trigger: a dedup record in the table, then the run id as execution name."""
+    """Start the flow once per trigger: a dedup record in the table, then the run id as execution name.
+
+    A delivery that finds the record but no execution takes over: the delivery that claimed it crashed or
+    timed out before starting the run. Starting is idempotent (the execution name is the run id)."""
     earlier = claim_trigger(table, trigger_key, run_id, pipeline)
-    if earlier is not None:
+    taking_over = earlier is not None and not _execution_exists(sfn, settings.training_flow_arn, earlier)
+    if earlier is not None and not taking_over:
         return TriggerDecision(
             started=False,
             duplicate=True,
@@ -104,6 +117,7 @@ def start_run(
             pipeline=pipeline,
             run_id=earlier,
         )
+    run_id = earlier or run_id
     run_input = {"pipeline": pipeline, "run_id": run_id, "dataset": dataset}
     try:
         response = sfn.start_execution(
@@ -114,11 +128,11 @@ def start_run(
             started=False, duplicate=True, reason="already started", pipeline=pipeline, run_id=run_id
         )
     except Exception:
-        release_trigger(table, trigger_key)  # let EventBridge's retry start it
+        release_trigger(table, trigger_key)  # so that Lambda's retry (or a redelivery from the DLQ) starts it
         raise
     return TriggerDecision(
         started=True,
-        reason="started",
+        reason="started (an earlier delivery claimed it but did not start it)" if taking_over else "started",
         pipeline=pipeline,
         run_id=run_id,
         execution_arn=response["executionArn"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -374,6 +375,29 @@ def test_trigger_releases_its_dedup_record_when_the_flow_cannot_start(
         handler_module("trigger").lambda_handler(event, lambda_context)
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
     assert not [i for i in items if i["PK"]["S"].startswith("TRIGGER#")]
+
+
+def test_a_delivery_takes_over_a_claim_whose_run_never_started(
+    dataset: dict[str, Any], table: str, flow: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfn_mlops.aws import client
+
+    # Given a delivery that claimed the upload and then died before starting its run (a Lambda timeout:
+    # not an exception the code sees, so nothing releases the claim)
+    event = sample_event("TriggerFunction")
+    event["detail"]["object"]["version-id"] = dataset["version_id"]
+    app = handler_module("trigger")
+    with monkeypatch.context() as patched:
+        patched.setattr(client("stepfunctions"), "start_execution", lambda **_: sys.exit("Task timed out"))
+        with pytest.raises(SystemExit):
+            app.lambda_handler(event, lambda_context)
+    # When the upload is delivered again (Lambda's retry), Then the run starts, once
+    retried = app.lambda_handler(event, lambda_context)
+    assert retried["started"] is True and "did not start it" in retried["reason"]
+    again = app.lambda_handler(event, lambda_context)
+    assert again["duplicate"] is True and again["run_id"] == retried["run_id"]
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=flow)["executions"]
+    assert [e["name"] for e in executions] == [retried["run_id"]]
 
 
 def test_scheduled_retrain_dedups_on_the_scheduled_time(

@@ -90,3 +90,19 @@ def test_fingerprints_follow_content_code_and_parameters_but_not_the_run() -> No
     params = {**units, "train": {**units["train"], "hyperparameters": {"max_depth": "4"}}}
     changed = static_fingerprints(params, dataset)
     assert changed["train"] != base["train"] and changed["preprocess"] == base["preprocess"]
+
+
+def test_only_refuses_a_set_that_would_change_a_unit_it_reuses() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import parse_rerun, unit_policies
+
+    order = ["preprocess", "train", "evaluate", "register"]
+    done = {u: {"status": "SUCCEEDED"} for u in order}
+    # --only train with a preprocess (or data) parameter: the reused splits would not follow it
+    for key in ("preprocess.seed", "data.label"):
+        options = parse_rerun({"only": "train", "overrides": {key: 7}})
+        with pytest.raises(InvalidRerun, match=f"--set {key} changes preprocess, which --only train reuses"):
+            unit_policies(order, options, done)
+    # a parameter of the unit itself, or of a later one, is fine
+    options = parse_rerun({"only": "train", "overrides": {"train.hyperparameters.max_depth": 3, "gate.threshold": 2}})
+    assert unit_policies(order, options, done)["train"] == "force"
