@@ -47,14 +47,15 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
     except (KeyError, TypeError) as exc:
         raise InvalidUnitInput(f"register input is missing {exc}") from exc
 
-    # The same artifact is registered once: a rerun of this unit returns the package it made.
+    # The same artifact is registered once per group: a rerun of this unit returns the package it made.
+    group = config["model_package_group"]
     existing = table.find_package_for_artifact(model_data)
     if existing is not None:
-        arn = existing["model_package_arn"]
-        described = sm.describe_model_package(ModelPackageName=arn)
-        return _result(described, reused=True)
+        described = sm.describe_model_package(ModelPackageName=existing["model_package_arn"])
+        if described.get("ModelPackageGroupName") == group:
+            return _result(_apply_approval(sm, described, config["approval_status"], run_id), reused=True)
+        # --set register.model_package_group=...: the artifact is registered in that group too.
 
-    group = config["model_package_group"]
     ensure_group(sm, group, pipeline)
     try:
         response = sm.create_model_package(
@@ -85,6 +86,23 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
     arn = response["ModelPackageArn"]
     table.record_model_package(model_data, arn, run_id, dataset, metrics)
     return _result(sm.describe_model_package(ModelPackageName=arn), reused=False)
+
+
+def _apply_approval(sm: Any, described: dict[str, Any], approval_status: str, run_id: str) -> dict[str, Any]:
+    """A configured approval status (e.g. --set register.approval_status=Approved) applies to a package
+    nobody has decided on yet; an approval or rejection already given is never undone by a rerun."""
+    current = described.get("ModelApprovalStatus")
+    if current != "PendingManualApproval" or approval_status == current:
+        return described
+    sm.update_model_package(
+        ModelPackageArn=described["ModelPackageArn"],
+        ModelApprovalStatus=approval_status,
+        ApprovalDescription=f"set by sfn-mlops run {run_id} (register.approval_status)",
+        # passed again: the run and dataset identity must stay on the package
+        CustomerMetadataProperties=described.get("CustomerMetadataProperties") or {},
+    )
+    updated: dict[str, Any] = sm.describe_model_package(ModelPackageName=described["ModelPackageArn"])
+    return updated
 
 
 def _result(described: dict[str, Any], reused: bool) -> dict[str, Any]:

@@ -252,6 +252,30 @@ def test_register_model_creates_one_package_per_artifact(
     ]
 
 
+def test_a_rerun_of_register_applies_a_new_approval_status_or_group_but_keeps_a_decision(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    event = sample_event("RegisterModelFunction")
+    app = handler_module("register_model")
+    sm = boto3.client("sagemaker")
+    first = app.lambda_handler(event, lambda_context)
+    assert first["approval_status"] == "PendingManualApproval"
+    # When register reruns with --set register.approval_status=Approved, Then the same package is approved
+    event["inputs"]["config"]["approval_status"] = "Approved"
+    approved = app.lambda_handler(event, lambda_context)
+    assert (approved["model_package_arn"], approved["approval_status"]) == (first["model_package_arn"], "Approved")
+    package = sm.describe_model_package(ModelPackageName=first["model_package_arn"])
+    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID  # lineage kept on the package
+    # When it reruns with the default status again, Then the decision already made stands
+    event["inputs"]["config"]["approval_status"] = "PendingManualApproval"
+    assert app.lambda_handler(event, lambda_context)["approval_status"] == "Approved"
+    # When it reruns with --set register.model_package_group=other, Then the artifact is registered there
+    event["inputs"]["config"]["model_package_group"] = "abalone-candidates"
+    moved = app.lambda_handler(event, lambda_context)
+    assert moved["model_package_group"] == "abalone-candidates" and moved["reused"] is False
+    assert moved["model_package_arn"] != first["model_package_arn"]
+
+
 def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:
     from sfn_mlops.errors import InvalidUnitInput
 
