@@ -188,7 +188,6 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
     """A pipeline's runs, newest first, from one Query of the pipeline index: what to pass to ``rerun``."""
     runs = []
     for run in target.table.list_runs(pipeline, limit=limit):
-        metrics = run.get("metrics")
         dataset = run.get("dataset") or {}
         runs.append(
             {
@@ -198,7 +197,7 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
                 "started_at": run.get("started_at"),
                 "finished_at": run.get("finished_at"),
                 "dataset": {"uri": dataset.get("uri"), "version": dataset.get("version")},
-                "metrics": json.loads(metrics) if isinstance(metrics, str) else metrics or {},
+                "metrics": run.get("metrics") or {},
                 "gate": run.get("gate"),
                 "model_package_arn": run.get("model_package_arn"),
             }

@@ -91,6 +91,14 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+def _parsed_run(run: dict[str, Any]) -> dict[str, Any]:
+    """A run item with the fields it keeps as JSON text parsed."""
+    for field in ("metrics", "error", "unit_results", "overrides"):
+        if isinstance(run.get(field), str):
+            run[field] = json.loads(run[field])
+    return run
+
+
 class MetadataTable:
     """Reads and writes of the metadata table; takes a DynamoDB client so tests can pass moto's."""
 
@@ -163,11 +171,8 @@ class MetadataTable:
             for field in ("inputs", "outputs", "executor_input", "cached_from"):
                 if isinstance(unit.get(field), str):
                     unit[field] = json.loads(unit[field])
-        for field in ("metrics", "error", "unit_results", "overrides"):
-            if isinstance(run.get(field), str):
-                run[field] = json.loads(run[field])
         run["units"] = units
-        return run
+        return _parsed_run(run)
 
     def list_runs(self, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs of a pipeline, newest first."""
@@ -179,7 +184,7 @@ class MetadataTable:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [deserialize(i) for i in page.get("Items", [])]
+        return [_parsed_run(deserialize(i)) for i in page.get("Items", [])]
 
     def find_package_for_artifact(self, model_data: str) -> dict[str, Any] | None:
         response = self._client.get_item(

@@ -99,7 +99,7 @@ def unit_policies(order: list[str], options: RerunOptions, recorded: dict[str, d
 
 
 # Config sections that belong to a unit without bearing its name.
-_SECTION_UNITS = {"data": "preprocess", "register": "register"}
+_SECTION_UNITS = {"data": "preprocess"}
 
 
 def _refuse_overrides_of_reused_units(order: list[str], options: RerunOptions) -> None:
