@@ -237,6 +237,17 @@ def test_cache_reuses_preprocess_for_identical_bytes_only(cli: Cli, resumed: dic
     code, lineage = cli("lineage", "model", second["model_package_arn"])
     assert lineage["run_id"] == second["run_id"]
     assert [(r["unit"], r["run_id"]) for r in lineage["reused"]] == [("preprocess", resumed["run_id"])]
+    assert lineage["units"]["train"]["status"] == "SUCCEEDED" and lineage["units"]["train"]["attempt"] == 1
+    # When that run is rerun from preprocess (its own preprocess now, so a new model and package)
+    code, redone = cli("rerun", second["run_id"], "--from", "preprocess")
+    assert code == 0 and redone["units"][0]["status"] == "SUCCEEDED"
+    assert redone["model_package_arn"] != second["model_package_arn"]
+    # Then the first model's lineage still says what it was made from: the reused preprocess
+    code, still = cli("lineage", "model", second["model_package_arn"])
+    assert [(r["unit"], r["run_id"]) for r in still["reused"]] == [("preprocess", resumed["run_id"])]
+    assert still["units"] == lineage["units"]
+    code, new = cli("lineage", "model", redone["model_package_arn"])
+    assert new["reused"] == [] and new["units"]["train"]["attempt"] == 2
     # When the data is uploaded with one row changed
     rows = (ROOT / "models/abalone/data/abalone.csv").read_text().splitlines()
     rows[1] = rows[1].rsplit(",", 1)[0] + ",29"

@@ -62,22 +62,28 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
 
 
 def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any]:
-    """The run, dataset versions, metrics, artifact and reused units behind a model package (two Queries)."""
+    """The run, dataset versions, metrics, artifact, the units that made it and those reused from other runs
+    behind a model package (one Query; a second for packages registered before units were recorded)."""
     items = _query(table, model_pk(model_package_arn))
     if not items:
         raise LineageNotFound(f"no lineage recorded for model package {model_package_arn}")
     first = items[0]
     metrics = first.get("metrics")
-    run = table.get_run(str(first.get("run_id"))) or {"units": {}}
+    # The units as they stood when the model was registered (later reruns of the run do not change them);
+    # items written before that snapshot existed fall back to the run's current records.
+    units = json.loads(first["units"]) if isinstance(first.get("units"), str) else None
+    if units is None:
+        units = table.unit_snapshot(str(first.get("run_id")))
     # Units whose outputs came from another run's success (the cache): their lineage runs through that run.
     reused = [
-        {"unit": unit, **record["cached_from"]}
-        for unit, record in run["units"].items()
-        if record.get("status") == "CACHED" and isinstance(record.get("cached_from"), dict)
+        {"unit": unit, **state["cached_from"]}
+        for unit, state in units.items()
+        if state.get("status") == "CACHED" and isinstance(state.get("cached_from"), dict)
     ]
     return {
         "model_package_arn": model_package_arn,
         "run_id": first.get("run_id"),
+        "units": units,
         "reused": reused,
         "datasets": [
             {**(i.get("dataset") or {}), "uri": i["dataset_uri"], "version": i["dataset_version"]} for i in items

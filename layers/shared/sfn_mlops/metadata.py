@@ -186,6 +186,19 @@ class MetadataTable:
         )
         return [_parsed_run(deserialize(i)) for i in page.get("Items", [])]
 
+    def unit_snapshot(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Each unit of the run as it stands now: what lineage keeps of the units behind a model."""
+        run = self.get_run(run_id) or {"units": {}}
+        return {
+            unit: {
+                "status": record.get("status"),
+                "attempt": record.get("attempt"),
+                "job_name": (record.get("outputs") or {}).get("job_name"),
+                "cached_from": record.get("cached_from"),
+            }
+            for unit, record in run["units"].items()
+        }
+
     def find_package_for_artifact(self, model_data: str) -> dict[str, Any] | None:
         response = self._client.get_item(
             TableName=self.table_name,
@@ -202,8 +215,12 @@ class MetadataTable:
         run_id: str,
         dataset: dict[str, Any],
         metrics: dict[str, Any],
+        units: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Link artifact, model package and dataset version both ways, in one transaction."""
+        """Link artifact, model package and dataset version both ways, in one transaction.
+
+        ``units`` is how each upstream unit stood when the model was registered (attempt, status, the run
+        a cached unit came from): a later rerun of the run changes its unit records, not this model's past."""
         now = now_iso()
         common = {"run_id": run_id, "created_at": now}
         link = {
@@ -230,6 +247,7 @@ class MetadataTable:
                 "SK": f"DATASET#{dataset['uri']}#{dataset['version']}",
                 "dataset": dataset,
                 "metrics": json.dumps(metrics),
+                "units": json.dumps(units or {}),
                 "model_data": model_data,
                 **link,
             },

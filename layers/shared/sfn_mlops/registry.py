@@ -84,7 +84,8 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
     except sm.exceptions.ClientError as exc:
         raise RegistrationError(f"could not register {model_data} in group {group}: {exc}") from exc
     arn = response["ModelPackageArn"]
-    table.record_model_package(model_data, arn, run_id, dataset, metrics)
+    upstream = {unit: state for unit, state in table.unit_snapshot(run_id).items() if unit != "register"}
+    table.record_model_package(model_data, arn, run_id, dataset, metrics, units=upstream)
     return _result(sm.describe_model_package(ModelPackageName=arn), reused=False)
 
 

@@ -70,7 +70,7 @@ def test_model_lineage_names_the_run_and_the_dataset_version(lineage_table: Any)
     assert [(d["uri"], d["version"]) for d in answer["datasets"]] == [(DATASET["uri"], "v1")]
     assert answer["model_data"] == "s3://bucket/runs/a/model.tar.gz"
     assert answer["reused"] == []
-    assert lineage_table.client.calls == ["query", "query"]  # the package's partition, then its run's
+    assert lineage_table.client.calls == ["query"]  # the package's partition holds its units' snapshot too
 
 
 def test_dataset_lineage_lists_runs_and_packages_of_every_version_or_one(lineage_table: Any) -> None:
