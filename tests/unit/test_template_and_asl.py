@@ -54,6 +54,48 @@ def test_state_names_follow_the_naming_rules(logical: str) -> None:
         assert "arn:aws:" not in json.dumps(state), f"{name}: ARNs come through DefinitionSubstitutions"
 
 
+# Actions IAM grants only on "*" (no resource-level permissions), with what limits them instead.
+ONLY_ON_EVERY_RESOURCE = {
+    "ecr:GetAuthorizationToken",  # the pulls themselves are limited to SageMaker's image repositories
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "cloudwatch:PutMetricData",  # limited by a cloudwatch:namespace condition
+    "logs:CreateLogDelivery",  # vended log delivery for state machine logging
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+def _statements(value: object) -> list[dict]:
+    """Every IAM policy statement anywhere in the template (roles, function and state machine policies)."""
+    if isinstance(value, dict):
+        found = [value] if "Effect" in value and ("Action" in value or "NotAction" in value) else []
+        return found + [s for v in value.values() for s in _statements(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _statements(v)]
+    return []
+
+
+def test_iam_grants_every_resource_only_where_aws_allows_nothing_narrower() -> None:
+    from sfn_mlops_local.local.template import load_template
+
+    raw = load_template(ROOT).raw
+    for statement in _statements(raw["Resources"]):
+        if statement["Effect"] == "Allow" and statement.get("Resource") == "*":
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert set(actions) <= ONLY_ON_EVERY_RESOURCE, f"narrow the resource of {actions}"
+    # Functions have their own roles: SAM would otherwise attach AWSLambdaBasicExecutionRole (logs on "*")
+    functions = {k: r for k, r in raw["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    for logical, function in functions.items():
+        assert "Role" in function["Properties"] and "Policies" not in function["Properties"], logical
+        assert function["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": f"{logical}Logs"}}, logical
+
+
 def test_every_function_has_a_sample_event_and_env_vars_entry() -> None:
     from sfn_mlops_local.local.template import load_template
 
