@@ -37,6 +37,13 @@ class Cli:
         self.progress[argv] = shown.getvalue()
         return code, json.loads(buffer.getvalue().strip().splitlines()[-1])
 
+    def approval(self, model_package_arn: str) -> str:
+        from sfn_mlops_local.local.runtime import LocalRuntime
+
+        with LocalRuntime(root=ROOT, state_dir=self.state) as local:
+            described = local.client("sagemaker").describe_model_package(ModelPackageName=model_package_arn)
+        return str(described["ModelApprovalStatus"])
+
     def model_packages(self, group: str) -> list[str]:
         from sfn_mlops_local.local.runtime import LocalRuntime
 
@@ -161,6 +168,8 @@ def test_set_reruns_only_units_whose_fingerprint_changes(cli: Cli, resumed: dict
     assert strict["status"] == "REJECTED" and code == 0 and strict["model_package_arn"] is None
     assert {status for status, _ in units(strict).values() if status} <= {"SKIPPED", "SUCCEEDED"}
     assert [u["status"] for u in strict["units"][:3]] == ["SKIPPED", "SKIPPED", "SKIPPED"]
+    # and the package an earlier execution registered, which nobody had decided on, is rejected too
+    assert cli.approval(resumed["model_package_arn"]) == "Rejected"
     # When a hyperparameter is overridden (and the gate restored), train and everything after it run again
     code, retuned = cli("rerun", run_id, "--set", "train.hyperparameters.max_depth=3", "--set", "gate.threshold=3.1")
     assert code == 0 and retuned["status"] == "SUCCEEDED"

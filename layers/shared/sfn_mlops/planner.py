@@ -173,6 +173,8 @@ def build_plan(
         # The job flow ends after this unit ("" = run to the end): how --only stops short.
         "scope": {"only": options.only or "", "from": options.from_unit or ""},
         "overrides": overrides,
+        # A package an earlier execution registered ("" if none): a rejecting gate rejects it too.
+        "earlier_model_package_arn": recorded.get("model_package_arn") or "",
         "units": units,
         "control": control,
         "results": {},

@@ -53,7 +53,8 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
     if existing is not None:
         described = sm.describe_model_package(ModelPackageName=existing["model_package_arn"])
         if described.get("ModelPackageGroupName") == group:
-            return _result(_apply_approval(sm, described, config["approval_status"], run_id), reused=True)
+            reason = f"set by sfn-mlops run {run_id} (register.approval_status)"
+            return _result(_decide_if_undecided(sm, described, config["approval_status"], reason), reused=True)
         # --set register.model_package_group=...: the artifact is registered in that group too.
 
     ensure_group(sm, group, pipeline)
@@ -89,21 +90,38 @@ def register_model(sm: Any, table: MetadataTable, event: dict[str, Any]) -> dict
     return _result(sm.describe_model_package(ModelPackageName=arn), reused=False)
 
 
-def _apply_approval(sm: Any, described: dict[str, Any], approval_status: str, run_id: str) -> dict[str, Any]:
-    """A configured approval status (e.g. --set register.approval_status=Approved) applies to a package
-    nobody has decided on yet; an approval or rejection already given is never undone by a rerun."""
+def _decide_if_undecided(sm: Any, described: dict[str, Any], approval_status: str, reason: str) -> dict[str, Any]:
+    """An approval status set by a run (--set register.approval_status, or the quality gate rejecting a
+    rerun) applies to a package nobody has decided on yet; a decision already given is never undone."""
     current = described.get("ModelApprovalStatus")
     if current != "PendingManualApproval" or approval_status == current:
         return described
     sm.update_model_package(
         ModelPackageArn=described["ModelPackageArn"],
         ModelApprovalStatus=approval_status,
-        ApprovalDescription=f"set by sfn-mlops run {run_id} (register.approval_status)",
+        ApprovalDescription=reason[:1000],
         # passed again: the run and dataset identity must stay on the package
         CustomerMetadataProperties=described.get("CustomerMetadataProperties") or {},
     )
     updated: dict[str, Any] = sm.describe_model_package(ModelPackageName=described["ModelPackageArn"])
     return updated
+
+
+def reject_superseded_package(sm: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """A rerun the quality gate rejects also rejects the package an earlier execution of the run registered,
+    unless somebody has already approved or rejected it."""
+    try:
+        arn, run_id = str(event["model_package_arn"]), str(event["run_id"])
+        gate, value = event["gate"], float(event["value"])
+        comparison = "<" if gate["direction"] == "minimize" else ">"
+        reason = f"rejected by the quality gate of run {run_id}: {gate['metric']} {value:.6g} is not {comparison} "
+        reason += f"{gate['threshold']}"
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidUnitInput(f"reject input is missing or malformed: {exc}") from exc
+    described = sm.describe_model_package(ModelPackageName=arn)
+    before = described.get("ModelApprovalStatus")
+    after = _decide_if_undecided(sm, described, "Rejected", reason).get("ModelApprovalStatus")
+    return {"model_package_arn": arn, "approval_status": after, "changed": after != before}
 
 
 def _result(described: dict[str, Any], reused: bool) -> dict[str, Any]:

@@ -276,6 +276,34 @@ def test_a_rerun_of_register_applies_a_new_approval_status_or_group_but_keeps_a_
     assert moved["model_package_arn"] != first["model_package_arn"]
 
 
+def test_reject_model_rejects_an_undecided_package_and_keeps_a_decision(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    # Given two packages of earlier executions: one nobody decided on, one already approved
+    register = handler_module("register_model")
+    pending = register.lambda_handler(sample_event("RegisterModelFunction"), lambda_context)["model_package_arn"]
+    decided_event = sample_event("RegisterModelFunction")
+    decided_event["inputs"]["model"]["model_data"] = decided_event["inputs"]["model"]["model_data"] + ".other"
+    decided_event["inputs"]["config"]["approval_status"] = "Approved"
+    decided = register.lambda_handler(decided_event, lambda_context)["model_package_arn"]
+    reject = handler_module("reject_model")
+    event = sample_event("RejectModelFunction")
+    # When a rerun's gate rejects, Then the undecided package is rejected, with the reason on it
+    result = reject.lambda_handler(event | {"model_package_arn": pending}, lambda_context)
+    assert result == {"model_package_arn": pending, "approval_status": "Rejected", "changed": True}
+    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=pending)
+    assert "rmse 2.04 is not < 1.5" in package["ApprovalDescription"]
+    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID  # lineage kept on the package
+    # And the approved one keeps the decision somebody made
+    kept = reject.lambda_handler(event | {"model_package_arn": decided}, lambda_context)
+    assert (kept["approval_status"], kept["changed"]) == ("Approved", False)
+    # And malformed input is a named error
+    from sfn_mlops.errors import InvalidUnitInput
+
+    with pytest.raises(InvalidUnitInput, match="reject input is missing or malformed"):
+        reject.lambda_handler({"run_id": RUN_ID}, lambda_context)
+
+
 def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:
     from sfn_mlops.errors import InvalidUnitInput
 
@@ -303,6 +331,7 @@ def test_every_function_folder_has_a_handler() -> None:
             "prepare_job",
             "read_metrics",
             "register_model",
+            "reject_model",
             "lookup_cache",
             "release_lock",
         ]
