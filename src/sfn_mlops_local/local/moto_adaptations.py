@@ -373,6 +373,11 @@ _original_process_request = BotocoreStubber.process_request
 _moto_requests = threading.RLock()  # re-entrant: a backend may call another service in the same thread
 
 
+def moto_requests_lock() -> threading.RLock:
+    """The lock every request to moto's backends holds: the local service's HTTP endpoint takes it too."""
+    return _moto_requests
+
+
 def _process_request_serially(self: Any, request: Any) -> Any:
     with _moto_requests:
         return _original_process_request(self, request)
