@@ -24,13 +24,22 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    fails with "dictionary changed size during iteration" (AWS's services are atomic per item; S3 and
    the model registry list dicts the same way). Every write in the runtime goes through a request, so
    serialising requests is enough; each takes milliseconds and none waits on another thread.
+7. JSONata and workflow variables: moto's JSONata evaluator is an empty hook (every ``{% %}`` expression and
+   every ``$var`` read, even in a JSONPath state, fails with ``States.Runtime``), and it splices values into
+   the expression as text (a string with a quote breaks it). We evaluate with jsonata-python, values passed as
+   bindings (``$states`` and the variables in scope), with Step Functions' functions (``$partition``,
+   ``$range``, ``$hash``, ``$random``, ``$uuid``, ``$parse``; ``$eval`` refused). An expression that fails or
+   returns nothing fails the state with ``States.QueryEvaluationError``, naming the field as AWS does
+   (``Arguments/Input/name``), which a Task's Catch sees as such (moto's integrations re-labelled it).
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import json
+import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -38,10 +47,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import botocore.session
+import jsonata
 import moto
 from botocore.exceptions import ClientError
+from jsonata.utils import Utils as JsonataUtils
 from moto.core.botocore_stubber import BotocoreStubber
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.assign.assign_decl import AssignDecl
+from moto.stepfunctions.parser.asl.component.common.assign.assign_template_binding import AssignTemplateBinding
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -51,7 +64,20 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
     StatesErrorNameType,
 )
+from moto.stepfunctions.parser.asl.component.common.jsonata.jsonata_template_binding import JSONataTemplateBinding
+from moto.stepfunctions.parser.asl.component.common.outputdecl import Output
+from moto.stepfunctions.parser.asl.component.common.parargs import (
+    ArgumentsJSONataTemplateValueObject,
+    ArgumentsStringJSONata,
+)
+from moto.stepfunctions.parser.asl.component.common.query_language import QueryLanguageMode
+from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
+    StringJSONata,
+    StringVariableSample,
+)
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison import ConditionStringJSONata
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.items.items import ItemsJSONata
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
@@ -65,6 +91,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+from moto.stepfunctions.parser.asl.component.state.fail.cause_decl import Cause as FailCause
+from moto.stepfunctions.parser.asl.component.state.fail.error_decl import Error as FailError
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
@@ -326,7 +354,7 @@ def _passing_injected_faults(original: Callable[..., FailureEvent]) -> Callable[
 
     @functools.wraps(original)
     def _from_error(self: Any, env: Any, ex: Exception) -> FailureEvent:
-        if isinstance(ex, InjectedTaskFault):
+        if isinstance(ex, (InjectedTaskFault, EvaluationFailure)):
             return ex.failure_event
         return original(self, env, ex)
 
@@ -383,6 +411,239 @@ def _process_request_serially(self: Any, request: Any) -> Any:
         return _original_process_request(self, request)
 
 
+# --------------------------------------------------------------------------- 7. JSONata and variables
+class _Undefined:
+    """JSONata's ``undefined`` (no value at all), which jsonata-python reports as ``None`` like ``null``."""
+
+
+UNDEFINED = _Undefined()
+_HASH_ALGORITHMS = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value is not JsonataUtils.NULL_VALUE
+
+
+def _partition(array: Any = None, size: Any = None) -> Any:
+    # AWS rounds a size towards zero; a zero size or an empty array is undefined (the field then fails)
+    if not isinstance(array, list) or not array or not _given(size) or int(size) <= 0:
+        return None
+    size = int(size)
+    return [list(array[i : i + size]) for i in range(0, len(array), size)]
+
+
+def _range(start: Any = None, end: Any = None, step: Any = None) -> Any:
+    if not (_given(start) and _given(end) and _given(step)) or int(step) == 0:
+        return None
+    first, last, by = int(start), int(end), int(step)
+    if (last - first) * by < 0:
+        return None
+    values = list(range(first, last + (1 if by > 0 else -1), by))
+    return values[0] if len(values) == 1 else values  # a JSONata sequence of one is the value itself
+
+
+def _hash(value: Any = None, algorithm: Any = None) -> Any:
+    if not _given(value) or not _given(algorithm):
+        return None
+    if algorithm not in _HASH_ALGORITHMS:
+        raise ValueError(f"$hash: unsupported algorithm '{algorithm}'; use one of {', '.join(_HASH_ALGORITHMS)}")
+    if not isinstance(value, str):
+        raise ValueError("$hash: the value to hash must be a string")
+    return hashlib.new(_HASH_ALGORITHMS[algorithm], value.encode()).hexdigest()
+
+
+def _random(seed: Any = None) -> float:
+    return random.Random(int(seed)).random() if _given(seed) else random.random()
+
+
+def _parse_json(text: Any = None) -> Any:
+    if not isinstance(text, str):
+        return None
+    return json.loads(text)
+
+
+def _no_eval(*_: Any) -> Any:
+    raise ValueError("$eval is not available in Step Functions: use $parse")
+
+
+# The functions Step Functions adds to JSONata (moto declares stubs for $hash and $uuid in JSONata text).
+AWS_JSONATA_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "partition": _partition,
+    "range": _range,
+    "hash": _hash,
+    "random": _random,
+    "uuid": lambda: str(uuid.uuid4()),
+    "parse": _parse_json,
+    "eval": _no_eval,
+}
+
+
+def _plain(value: Any) -> Any:
+    """jsonata-python's result as JSON values: plain lists, None for null, whole numbers as integers (AWS's
+    numbers are JavaScript's: 3/1 is 3, not 3.0)."""
+    if value is JsonataUtils.NULL_VALUE:
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}  # inside a value None is null (JSONata drops undefined)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(type(value).__name__)
+
+
+def evaluate_jsonata(expression: str, bindings: dict[str, Any]) -> Any:
+    """Evaluate with jsonata-python: no context item (AWS's expressions read ``$states`` and variables), AWS's
+    functions bound. Returns ``UNDEFINED`` for no value; raises what the expression raises."""
+    query = jsonata.Jsonata(expression)  # one per evaluation: the library keeps per-thread state on it
+    query.set_output_convert_nulls(False)  # tell null from undefined
+    for name, function in AWS_JSONATA_FUNCTIONS.items():
+        query.register_lambda(name, function)
+    # a variable holding null must not read as undefined (nested nulls jsonata-python reads as null itself)
+    result = query.evaluate(None, {k: JsonataUtils.NULL_VALUE if v is None else v for k, v in bindings.items()})
+    return UNDEFINED if result is None else _plain(result)
+
+
+def _variables(env: Any) -> dict[str, Any]:
+    store = env.variable_store
+    return {**store._outer_scope, **store._inner_scope}
+
+
+class EvaluationFailure(FailureEventException):
+    """A field of the state failed to evaluate: the state's failure as such, which a Task's integration must not
+    re-translate as its service's error (moto's DynamoDB integration reported it as its own exception)."""
+
+
+_field_path = threading.local()
+
+
+def _field(env: Any) -> str:
+    """The field being evaluated as AWS names it (``Arguments/Input/name``), else moto's name for it."""
+    segments = getattr(_field_path, "segments", None)
+    return "/".join(segments) if segments else str(env.next_field_name)
+
+
+def _naming_field(original: Callable[..., None], segment: Callable[[Any], str]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def _eval_body(self: Any, env: Any) -> None:
+        segments = _field_path.__dict__.setdefault("segments", [])
+        segments.append(segment(self))
+        try:
+            original(self, env)
+        finally:
+            segments.pop()
+
+    return _eval_body
+
+
+def _query_evaluation_error(env: Any, cause: str) -> FailureEventException:
+    error = StatesErrorNameType.StatesQueryEvaluationError.to_name()
+    failure = EvaluationFailure(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesQueryEvaluationError),
+            event_type=HistoryEventType.EvaluationFailed,
+            event_details=EventDetails(
+                evaluationFailedEventDetails=EvaluationFailedEventDetails(
+                    error=error, cause=cause, location=_field(env)
+                )
+            ),
+        )
+    )
+    env.event_manager.add_event(
+        context=env.event_history_context,
+        event_type=HistoryEventType.EvaluationFailed,
+        event_details=EventDetails(evaluationFailedEventDetails=failure.get_evaluation_failed_event_details()),
+    )
+    return failure
+
+
+def _evaluate_in_state(env: Any, expression: str, bindings: dict[str, Any]) -> Any:
+    field = _field(env)
+    try:
+        value = evaluate_jsonata(expression, bindings)
+    except TypeError as unsupported:
+        raise _query_evaluation_error(
+            env,
+            f"The JSONata expression '{expression}' specified for the field '{field}' returned an unsupported "
+            f"result type ({unsupported}).",
+        ) from None
+    except Exception as failed:  # a JSONata error (JException), or one of AWS's functions refusing its arguments
+        message = getattr(failed, "message", None) or str(failed)
+        raise _query_evaluation_error(
+            env,
+            f"The JSONata expression '{expression}' specified for the field '{field}' threw an error during "
+            f"evaluation: {message}",
+        ) from None
+    if value is UNDEFINED:
+        raise _query_evaluation_error(
+            env,
+            f"The JSONata expression '{expression}' specified for the field '{field}' returned nothing (undefined).",
+        )
+    return value
+
+
+def _eval_string_jsonata(self: Any, env: Any) -> None:
+    env.stack.append(_evaluate_in_state(env, self.expression, {**_variables(env), "states": env.states._states_data}))
+
+
+def _eval_variable_sample(self: Any, env: Any) -> None:
+    """A variable read (``$name.path``): in a JSONata state an expression; in a JSONPath state a path."""
+    if self.query_language_mode == QueryLanguageMode.JSONata:
+        env.stack.append(
+            _evaluate_in_state(env, self.expression, {**_variables(env), "states": env.states._states_data})
+        )
+        return
+    name = self.expression[1:].split(".", 1)[0].split("[", 1)[0]
+    variables = _variables(env)
+    if name not in variables:
+        raise _states_runtime(env, f"The variable '${name}' specified for the field '{_field(env)}' is not defined.")
+    try:
+        value = evaluate_jsonata(self.expression, variables)
+    except Exception as failed:
+        raise _states_runtime(
+            env, f"Invalid path '{self.expression}': {getattr(failed, 'message', None) or failed}"
+        ) from None
+    if value is UNDEFINED:
+        raise _states_runtime(
+            env,
+            f"The JSONPath '{self.expression}' specified for the field '{_field(env)}' could not be found in "
+            f"the variable '${name}'.",
+        )
+    env.stack.append(value)
+
+
+def _states_runtime(env: Any, cause: str) -> FailureEventException:
+    return EvaluationFailure(
+        FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(
+                taskFailedEventDetails=TaskFailedEventDetails(
+                    error=StatesErrorNameType.StatesRuntime.to_name(), cause=cause
+                )
+            ),
+        )
+    )
+
+
+_FIELD_SEGMENTS: dict[type, Callable[[Any], str]] = {
+    Output: lambda _: "Output",
+    ArgumentsJSONataTemplateValueObject: lambda _: "Arguments",
+    ArgumentsStringJSONata: lambda _: "Arguments",
+    AssignDecl: lambda _: "Assign",
+    AssignTemplateBinding: lambda binding: binding.identifier,
+    JSONataTemplateBinding: lambda binding: binding.identifier,
+    ConditionStringJSONata: lambda _: "Condition",
+    ItemsJSONata: lambda _: "Items",
+    FailError: lambda _: "Error",
+    FailCause: lambda _: "Cause",
+}
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -410,4 +671,46 @@ def apply() -> None:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
     AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
     BotocoreStubber.process_request = _process_request_serially  # type: ignore[method-assign]
+    StringJSONata._eval_body = _eval_string_jsonata  # type: ignore[method-assign]
+    StringVariableSample._eval_body = _eval_variable_sample  # type: ignore[method-assign]
+    for component, segment in _FIELD_SEGMENTS.items():
+        component._eval_body = _naming_field(component._eval_body, segment)
     _applied = True
+
+
+# --------------------------------------------------------------------------- S3 "Object Created" to the event bus
+# moto sends a bucket's EventBridge notifications to its own events backend, which cannot invoke our
+# in-process functions. Hooked where moto's S3 model emits the notification, every writer is covered:
+# the CLI and the AWS CLI over HTTP, jobs and functions in-process (on AWS every PutObject,
+# CompleteMultipartUpload and CopyObject emits it). The listener only queues: it runs inside a request.
+_S3_CREATED_REASONS = {
+    "s3:ObjectCreated:Put": "PutObject",
+    "s3:ObjectCreated:Post": "PostObject",
+    "s3:ObjectCreated:Copy": "CopyObject",
+    "s3:ObjectCreated:CompleteMultipartUpload": "CompleteMultipartUpload",
+}
+_object_created_listener: Callable[..., None] | None = None
+_original_send_event: Callable[..., None] | None = None
+
+
+def on_object_created(listener: Callable[..., None] | None) -> None:
+    """``listener(bucket, key, version_id, size, etag, reason)`` for objects created in buckets with
+    EventBridge notifications on; None removes it."""
+    global _object_created_listener, _original_send_event
+    from moto.s3 import notifications
+
+    if _original_send_event is None:
+        _original_send_event = notifications.send_event
+        notifications.send_event = _send_event_to_listener  # type: ignore[assignment]
+    _object_created_listener = listener
+
+
+def _send_event_to_listener(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+    assert _original_send_event is not None
+    _original_send_event(account_id, event_name, bucket, key)
+    reason = _S3_CREATED_REASONS.get(str(getattr(event_name, "value", event_name)))
+    listener = _object_created_listener
+    configuration = bucket.notification_configuration
+    if listener and reason and configuration is not None and configuration.event_bridge is not None:
+        version = key.version_id if key.version_id not in (None, "null") else None
+        listener(bucket.name, key.name, version, int(key.size), key.etag.strip('"'), reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -312,3 +313,31 @@ def test_requests_from_many_threads_never_see_an_item_half_updated() -> None:
         # When writers and readers hammer one partition for two seconds, Then no request fails
         # (without adaptation 6, moto fails a Query within a second or two: "dictionary changed size")
         assert _update_and_query_concurrently(seconds=2.0) == []
+
+
+def test_upstream_still_has_no_jsonata_evaluator() -> None:
+    # If this fails, moto evaluates JSONata itself: re-check adaptation 7 against it before keeping it.
+    from moto.stepfunctions.parser.asl.component.intrinsic import jsonata as moto_functions
+    from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
+
+    with pytest.raises(TypeError, match="'NoneType' object is not callable"):
+        moto_jsonata.eval_jsonata_expression("1 + 1")
+    assert "not supported" in moto_functions._DECLARATION_HASH  # moto's $hash and $uuid are stubs
+
+
+def test_jsonata_states_and_variables_evaluate_with_aws_functions(sfn: Any) -> None:
+    # Given a JSONata state assigning a variable and a JSONPath state reading it (both fail without adaptation 7)
+    states = {
+        "Compute": {
+            "Type": "Pass",
+            "QueryLanguage": "JSONata",
+            "Assign": {"digest": "{% $hash($states.input.text, 'SHA-256') %}"},
+            "Output": {"chunks": "{% $partition($range(1, 5, 1), 2) %}", "quoted": "{% $states.input.text %}"},
+            "Next": "Read",
+        },
+        "Read": {"Type": "Pass", "Parameters": {"digest.$": "$digest", "chunks.$": "$.chunks"}, "End": True},
+    }
+    arn = machine(sfn, "jsonata-guard", states, "Compute")
+    # When it runs, Then both states see the values AWS computes
+    output = json.loads(run(sfn, arn, {"text": 'a "quoted" text'})["output"])
+    assert output == {"digest": hashlib.sha256(b'a "quoted" text').hexdigest(), "chunks": [[1, 2], [3, 4], [5]]}
