@@ -303,3 +303,13 @@ def test_a_jsonpath_state_reading_an_undefined_variable_fails_with_states_runtim
     arn = jsonata_machine(sfn, "jsonpath-missing", states, "Set", language="JSONPath")
     described = execute(sfn, arn, {})
     assert (described["status"], described["error"]) == ("FAILED", "States.Runtime")
+
+
+def test_an_output_that_is_a_string_is_json_encoded_in_the_execution_output(sfn: Any) -> None:
+    arn = jsonata_machine(sfn, "string-out", {"P": {"Type": "Pass", "Output": "{% 'done' %}", "End": True}}, "P")
+    assert execute(sfn, arn, {})["output"] == '"done"'
+
+
+def test_the_whole_context_is_a_value_with_aws_timestamps(sfn: Any) -> None:
+    context = pass_output(sfn, "whole-context", "{% $states.context %}")
+    assert context["Execution"]["StartTime"].endswith("Z") and context["State"]["Name"] == "P"

@@ -9,7 +9,7 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 1. ``states:startExecution`` (.sync / .sync:2): moto passes AWS's PascalCase parameters straight to
    boto3 and returns camelCase results. We convert both ways as AWS does: ``Output`` is parsed JSON for
    ``.sync:2`` and a string for ``.sync``; dates are epoch milliseconds; a missing ``Name`` gets a UUID
-   (moto names every unnamed execution "None").
+   (moto names every unnamed execution "None"); ``InputDetails`` is there as on AWS.
 2. ``sagemaker:create*Job.sync``: unsupported in moto. We call the API, poll ``Describe*Job`` until the
    job ends and return its output, or fail with ``States.TaskFailed`` and the output as JSON cause.
 3. The poll interval of ``.sync`` integrations: 0.5 s in moto, 0.02 s here: three nested tiers would
@@ -31,6 +31,9 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    ``$range``, ``$hash``, ``$random``, ``$uuid``, ``$parse``; ``$eval`` refused). An expression that fails or
    returns nothing fails the state with ``States.QueryEvaluationError``, naming the field as AWS does
    (``Arguments/Input/name``), which a Task's Catch sees as such (moto's integrations re-labelled it).
+8. Execution results serialised as AWS does: ``$$.Execution.StartTime`` is an ISO-8601 string (moto puts a
+   datetime there, so ``$$`` or ``$states.context`` as a value broke the execution's output), and the output
+   is JSON text even when it is a string (moto returned ``hi`` where AWS returns ``"hi"``).
 """
 
 from __future__ import annotations
@@ -52,7 +55,12 @@ import moto
 from botocore.exceptions import ClientError
 from jsonata.utils import Utils as JsonataUtils
 from moto.core.botocore_stubber import BotocoreStubber
-from moto.stepfunctions.parser.api import EvaluationFailedEventDetails, HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import (
+    EvaluationFailedEventDetails,
+    ExecutionStatus,
+    HistoryEventType,
+    TaskFailedEventDetails,
+)
 from moto.stepfunctions.parser.asl.component.common.assign.assign_decl import AssignDecl
 from moto.stepfunctions.parser.asl.component.common.assign.assign_template_binding import AssignTemplateBinding
 from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -97,6 +105,8 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 PINNED_MOTO_VERSION = "5.2.5"
 SYNC_POLL_SECONDS = 0.02
@@ -170,6 +180,8 @@ def describe_execution_as_aws(described: dict[str, Any], parse_json: bool) -> di
         for key in ("Input", "Output"):
             if isinstance(result.get(key), str):
                 result[key] = json.loads(result[key])
+    if "Input" in result:
+        result.setdefault("InputDetails", {"included": True})  # moto's DescribeExecution has none; AWS's has
     for details in ("InputDetails", "OutputDetails"):
         if isinstance(result.get(details), dict):
             result[details] = {"Included": result[details].get("included", True)}
@@ -644,6 +656,32 @@ _FIELD_SEGMENTS: dict[type, Callable[[Any], str]] = {
 }
 
 
+# --------------------------------------------------------------------------- 8. results serialised as AWS does
+_original_evaluation_environment = ExecutionWorker._get_evaluation_environment
+_original_reflect_status = BaseExecutionWorkerCommunication._reflect_execution_status
+
+
+def aws_timestamp(value: datetime.datetime) -> str:
+    """AWS's context timestamps: UTC, milliseconds, ``Z`` (``2019-03-26T20:14:13.192Z``)."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _evaluation_environment(self: Any) -> Any:
+    env = _original_evaluation_environment(self)
+    execution = env.states.context_object.context_object_data["Execution"]
+    if isinstance(execution.get("StartTime"), datetime.datetime):
+        execution["StartTime"] = aws_timestamp(execution["StartTime"])
+    return env
+
+
+def _reflect_status_as_json(self: Any) -> None:
+    _original_reflect_status(self)
+    execution = self.execution
+    if execution.exec_status == ExecutionStatus.SUCCEEDED:
+        # moto's DescribeExecution passes a str output through as is and json.dumps anything else
+        execution.output = to_json_str(execution.output, separators=(",", ":"))
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -675,6 +713,8 @@ def apply() -> None:
     StringVariableSample._eval_body = _eval_variable_sample  # type: ignore[method-assign]
     for component, segment in _FIELD_SEGMENTS.items():
         component._eval_body = _naming_field(component._eval_body, segment)
+    ExecutionWorker._get_evaluation_environment = _evaluation_environment  # type: ignore[method-assign]
+    BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_status_as_json  # type: ignore[method-assign]
     _applied = True
 
 

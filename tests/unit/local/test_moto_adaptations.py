@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -90,6 +91,7 @@ def test_nested_sync2_takes_pascal_case_parameters_and_returns_parsed_output(sfn
     assert output["Status"] == "SUCCEEDED"
     assert isinstance(output["StartDate"], int) and isinstance(output["StopDate"], int)  # epoch millis
     uuid.UUID(output["Name"])  # an unnamed child gets a UUID, not "None"
+    assert output["InputDetails"] == {"Included": True} and output["OutputDetails"] == {"Included": True}
 
 
 def test_nested_sync_returns_output_as_a_string(sfn: Any) -> None:
@@ -341,3 +343,13 @@ def test_jsonata_states_and_variables_evaluate_with_aws_functions(sfn: Any) -> N
     # When it runs, Then both states see the values AWS computes
     output = json.loads(run(sfn, arn, {"text": 'a "quoted" text'})["output"])
     assert output == {"digest": hashlib.sha256(b'a "quoted" text').hexdigest(), "chunks": [[1, 2], [3, 4], [5]]}
+
+
+def test_the_context_object_and_a_string_output_serialise_as_on_aws(sfn: Any) -> None:
+    # Given states returning $$ whole and a bare string (moto: a datetime inside $$; a string output unquoted)
+    context = machine(sfn, "whole-context", {"P": {"Type": "Pass", "Parameters": {"c.$": "$$"}, "End": True}}, "P")
+    text = machine(sfn, "string-output", {"P": {"Type": "Pass", "Result": "hi", "End": True}}, "P")
+    # When they run, Then the start time is AWS's ISO-8601 string and the string output is JSON text
+    started = json.loads(run(sfn, context, {})["output"])["c"]["Execution"]["StartTime"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", started), started
+    assert run(sfn, text, {})["output"] == '"hi"'
