@@ -130,6 +130,32 @@ def lambda_context() -> Any:
     )
 
 
+def service_target(state: Path) -> tuple[Any, Any]:
+    """A client of the local service that owns ``state`` (started if needed), as ``mlops`` builds one."""
+    from sfn_mlops_local.local import client
+    from sfn_mlops_local.operations import Target
+
+    info = client.ensure(state, lambda _: None, root=ROOT)
+    target = Target.from_clients(
+        client.client_factory(info),
+        info.resources["ArtifactBucket"],
+        info.resources["MetadataTable"],
+        info.resources["TrainingFlow"],
+        f"local service {info.endpoint}",
+    )
+    return target, info
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_service_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that start a local service stop it; whatever one left running is stopped here."""
+    yield
+    from sfn_mlops_local.local import client
+
+    for service_file in tmp_path_factory.getbasetemp().rglob("service.json"):
+        client.stop(service_file.parent, timeout=30)
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Any]:
     """The embedded local runtime with its own state folder, nothing persisted."""

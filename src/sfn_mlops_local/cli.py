@@ -30,12 +30,31 @@ STATUS_STYLE = {
 }
 
 
+class LocalHandle:
+    """What only the local service can do for a command: inject a fault (``--fail-at``)."""
+
+    def __init__(self, info: Any) -> None:
+        self.info = info
+
+    def fail_unit(self, unit: str) -> None:
+        from sfn_mlops_local.local import client
+
+        client.request(self.info, "POST", "faults", {"unit": unit})
+
+
 @contextmanager
 def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
-    from sfn_mlops_local.local.runtime import LocalRuntime
+    from sfn_mlops_local.local import client
 
-    with LocalRuntime() as runtime:
-        yield runtime.target(), runtime
+    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    target = Target.from_clients(
+        client.client_factory(info),
+        bucket=info.resources["ArtifactBucket"],
+        table_name=info.resources["MetadataTable"],
+        training_flow_arn=info.resources["TrainingFlow"],
+        description=f"local service {info.endpoint}",
+    )
+    yield target, LocalHandle(info)
 
 
 @contextmanager
@@ -104,8 +123,7 @@ def _public(summary: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     with target_for(args) as (target, runtime):
-        root = runtime.root if runtime else Path.cwd()
-        folder = operations.pipeline_dir(root, args.pipeline)
+        folder = operations.pipeline_dir(_project_root(), args.pipeline)
         config = operations.publish_pipeline(target, folder)
         data_file = Path(args.data) if args.data else folder / config.data.sample_file
         if not data_file.is_file():
@@ -122,8 +140,36 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
         run_id, execution_arn = operations.find_run_for_upload(target, key, version)
         console.print(f"run {run_id} started by the upload trigger")
-        summary = _follow(target, console, run_id, execution_arn, started)
+        summary = _follow_or_detach(args, target, console, run_id, execution_arn, started)
     return _finish(args, summary)
+
+
+def _project_root() -> Path:
+    from sfn_mlops_local.local.client import project_root
+
+    return project_root()
+
+
+def _follow_or_detach(
+    args: argparse.Namespace,
+    target: Target,
+    console: Console,
+    run_id: str,
+    execution_arn: str,
+    started: float,
+    before: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Follow the run; Ctrl-C stops following, not the run (it goes on in the service or on AWS)."""
+    try:
+        return _follow(target, console, run_id, execution_arn, started, before)
+    except KeyboardInterrupt:
+        where = f" --stack {args.stack}" if args.stack else ""
+        console.print(
+            f"stopped following run {run_id}; it goes on ({target.description}). "
+            f"Follow it again: mlops status {run_id}{where}",
+            soft_wrap=True,
+        )
+        raise SystemExit(130) from None
 
 
 def _progress_line(unit: dict[str, Any]) -> str:
@@ -215,7 +261,7 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
         )
         sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
         console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})", soft_wrap=True)
-        summary = _follow(target, console, args.run_id, execution_arn, started, before)
+        summary = _follow_or_detach(args, target, console, args.run_id, execution_arn, started, before)
     return _finish(args, summary)
 
 
@@ -319,9 +365,8 @@ def cmd_impact(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:
-    with target_for(args) as (target, runtime):
-        root = runtime.root if runtime else Path.cwd()
-        config = operations.publish_pipeline(target, operations.pipeline_dir(root, args.pipeline))
+    with target_for(args) as (target, _runtime):
+        config = operations.publish_pipeline(target, operations.pipeline_dir(_project_root(), args.pipeline))
     uri = f"s3://{target.bucket}/pipelines/{config.name}/"
     console.print(f"published pipeline {config.name} to {uri}")
     if args.json:
@@ -329,12 +374,107 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
-    from sfn_mlops_local.local.runtime import LocalRuntime
+def _local_status(state_dir: Path) -> dict[str, Any]:
+    from sfn_mlops_local.local import client
 
-    runtime = LocalRuntime()
-    runtime.reset()
-    console.print(f"local state removed ({runtime.state_dir})")
+    info = client.running(state_dir)
+    if info is None:
+        return {"running": False, "endpoint": None, "pid": None, "state_dir": str(state_dir)}
+    return {"running": True, "endpoint": info.endpoint, "pid": info.pid, "state_dir": info.state_dir}
+
+
+def cmd_local_start(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    state_dir = client.default_state_dir()
+    info = client.running(state_dir)
+    if info is not None:
+        console.print(f"the local service is already running at {info.endpoint} (pid {info.pid})")
+    else:
+        info = client.start(state_dir)
+        console.print(f"started the local service at {info.endpoint} (pid {info.pid}, state in {info.state_dir})")
+    print(info.endpoint) if not args.json else print(json.dumps(_local_status(state_dir)))
+    return 0
+
+
+def cmd_local_serve(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+    from sfn_mlops_local.local.service import serve
+
+    state_dir = Path(args.state_dir).resolve() if args.state_dir else client.default_state_dir()
+
+    def ready(endpoint: str) -> None:
+        console.print(f"local service listening on {endpoint} (state in {state_dir}); Ctrl-C stops it")
+        sys.stdout.flush()
+
+    serve(None, state_dir, args.port, ready)
+    return 0
+
+
+def cmd_local_stop(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    state_dir = client.default_state_dir()
+    info = client.stop(state_dir)
+    console.print(f"stopped the local service (pid {info.pid})" if info else "the local service is not running")
+    return 0
+
+
+def cmd_local_status(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    status = _local_status(client.default_state_dir())
+    if args.json:
+        print(json.dumps(status))
+    elif status["running"]:
+        console.print(f"running at {status['endpoint']} (pid {status['pid']}, state in {status['state_dir']})")
+    else:
+        console.print(f"not running (state in {status['state_dir']}); any command starts it, or `mlops local start`")
+    return 0
+
+
+def cmd_local_endpoint(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    print(info.endpoint)
+    return 0
+
+
+def cmd_local_fire(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    fired = client.request(info, "POST", f"schedules/{args.name}/fire", {"group": args.group}, timeout=300)
+    outcome = "delivered" if fired.get("Ok") else f"failed: {fired.get('Error')}"
+    console.print(f"schedule {args.name} fired for {fired.get('ScheduledTime')}: {outcome}", soft_wrap=True)
+    if args.json:
+        print(json.dumps(fired, default=str))
+    return 0 if fired.get("Ok") else 1
+
+
+def cmd_local_schedules(args: argparse.Namespace, console: Console) -> int:
+    from sfn_mlops_local.local import client
+
+    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    schedules = client.request(info, "GET", "schedules")["schedules"]
+    for schedule in schedules:
+        console.print(f"{schedule['name']:<28} {schedule['state']:<9} {schedule['expression']}", soft_wrap=True)
+    if args.json:
+        print(json.dumps({"schedules": schedules}, default=str))
+    return 0
+
+
+def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
+    import shutil
+
+    from sfn_mlops_local.local import client
+
+    state_dir = client.default_state_dir()
+    if client.stop(state_dir):
+        console.print("stopped the local service")
+    shutil.rmtree(state_dir, ignore_errors=True)
+    console.print(f"local state removed ({state_dir})")
     return 0
 
 
@@ -388,9 +528,29 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", parents=[common], help="upload a pipeline's config and scripts")
     publish.add_argument("pipeline")
     publish.set_defaults(handler=cmd_publish)
-    local = sub.add_parser("local", help="manage the embedded local runtime")
+    local = sub.add_parser("local", help="manage the local service (the embedded runtime on 127.0.0.1)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
-    reset = local_sub.add_parser("reset", help="forget all local state")
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    start = local_sub.add_parser("start", parents=[json_flag], help="start the service in the background")
+    start.set_defaults(handler=cmd_local_start)
+    serve = local_sub.add_parser("serve", help="run the service in the foreground (Ctrl-C stops it)")
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    serve.add_argument("--state-dir", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_local_serve)
+    stop = local_sub.add_parser("stop", help="stop the service (in-flight work gets a moment to finish)")
+    stop.set_defaults(handler=cmd_local_stop)
+    status = local_sub.add_parser("status", parents=[json_flag], help="is it running, where, with which state")
+    status.set_defaults(handler=cmd_local_status)
+    endpoint = local_sub.add_parser("endpoint", help="print the endpoint URL (starts the service if needed)")
+    endpoint.set_defaults(handler=cmd_local_endpoint)
+    schedules = local_sub.add_parser("schedules", parents=[json_flag], help="the EventBridge Scheduler schedules")
+    schedules.set_defaults(handler=cmd_local_schedules)
+    fire = local_sub.add_parser("fire", parents=[json_flag], help="fire a schedule now, whatever its state")
+    fire.add_argument("name", help="schedule name (see `mlops local schedules`)")
+    fire.add_argument("--group", default="default", help="schedule group (default: default)")
+    fire.set_defaults(handler=cmd_local_fire)
+    reset = local_sub.add_parser("reset", help="stop the service and forget all local state")
     reset.set_defaults(handler=cmd_local_reset)
     return top
 

@@ -6,8 +6,8 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,36 @@ from sfn_mlops.rerun import FORCE, RerunOptions, apply_overrides, unit_policies
 FLOW_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
-@dataclass
 class Target:
-    """Where the pipeline runs: clients plus the names of the stack's resources."""
+    """Where the pipeline runs: clients (created on first use) plus the names of the stack's resources."""
 
-    s3: Any
-    sfn: Any
-    dynamodb: Any
-    sagemaker: Any
-    bucket: str
-    table_name: str
-    training_flow_arn: str
-    description: str
+    def __init__(
+        self, client: Callable[..., Any], bucket: str, table_name: str, training_flow_arn: str, description: str
+    ) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.table_name = table_name
+        self.training_flow_arn = training_flow_arn
+        self.description = description
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def sfn(self) -> Any:
+        return self._client("stepfunctions")
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        return self._client("sagemaker")
+
+    def client(self, service: str) -> Any:
+        return self._client(service)
 
     @property
     def table(self) -> MetadataTable:
@@ -40,17 +58,8 @@ class Target:
     def from_clients(
         cls, client: Callable[..., Any], bucket: str, table_name: str, training_flow_arn: str, description: str
     ) -> Target:
-        """One client factory (a boto3 session's, or the local runtime's) serves every service."""
-        return cls(
-            s3=client("s3"),
-            sfn=client("stepfunctions"),
-            dynamodb=client("dynamodb"),
-            sagemaker=client("sagemaker"),
-            bucket=bucket,
-            table_name=table_name,
-            training_flow_arn=training_flow_arn,
-            description=description,
-        )
+        """One client factory (a boto3 session's, the local service's, or the in-process runtime's)."""
+        return cls(client, bucket, table_name, training_flow_arn, description)
 
 
 def pipeline_dir(root: Path, pipeline: str) -> Path:

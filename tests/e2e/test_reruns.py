@@ -1,4 +1,4 @@
-"""Reruns, the cache and lineage through the CLI, each command a fresh process's worth of local runtime."""
+"""Reruns, the cache and lineage through the CLI, each command a client of one local service."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, service_target
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ def units(summary: dict[str, Any]) -> dict[str, tuple[str, int]]:
 
 
 class Cli:
-    """Runs ``mlops`` as a user would: every call starts and stops its own local runtime on one state folder."""
+    """Runs ``mlops`` as a user would: every call is a client of the local service on one state folder."""
 
     def __init__(self, state: Path) -> None:
         self.state = state
@@ -38,17 +38,13 @@ class Cli:
         return code, json.loads(buffer.getvalue().strip().splitlines()[-1])
 
     def approval(self, model_package_arn: str) -> str:
-        from sfn_mlops_local.local.runtime import LocalRuntime
-
-        with LocalRuntime(root=ROOT, state_dir=self.state) as local:
-            described = local.client("sagemaker").describe_model_package(ModelPackageName=model_package_arn)
+        target, _ = service_target(self.state)
+        described = target.sagemaker.describe_model_package(ModelPackageName=model_package_arn)
         return str(described["ModelApprovalStatus"])
 
     def model_packages(self, group: str) -> list[str]:
-        from sfn_mlops_local.local.runtime import LocalRuntime
-
-        with LocalRuntime(root=ROOT, state_dir=self.state) as local:
-            listed = local.client("sagemaker").list_model_packages(ModelPackageGroupName=group)
+        target, _ = service_target(self.state)
+        listed = target.sagemaker.list_model_packages(ModelPackageGroupName=group)
         return [p["ModelPackageArn"] for p in listed["ModelPackageSummaryList"]]
 
 
@@ -61,6 +57,9 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     try:
         yield Cli(state)
     finally:
+        from sfn_mlops_local.local import client
+
+        client.stop(state)
         del os.environ["MLOPS_LOCAL_STATE"]
         os.chdir(previous_dir)
 
@@ -271,22 +270,20 @@ def test_a_bad_rerun_started_from_the_console_fails_readably_at_planning(cli: Cl
     import json as _json
 
     from sfn_mlops_local import operations
-    from sfn_mlops_local.local.runtime import LocalRuntime
 
     before = cli("status", resumed["run_id"])[1]
     # When the training flow is started by hand with the run's input and an impossible --only
-    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
-        target = local.target()
-        run_input = {
-            "pipeline": "abalone",
-            "run_id": resumed["run_id"],
-            "dataset": {k: resumed["dataset"][k] for k in ("bucket", "key", "version_id")},
-            "rerun": {"only": "deploy"},
-        }
-        arn = target.sfn.start_execution(
-            stateMachineArn=target.training_flow_arn, name="console-bad-only", input=_json.dumps(run_input)
-        )["executionArn"]
-        summary = operations.follow_run(target, resumed["run_id"], arn, lambda _: None, timeout=120)
+    target, _ = service_target(cli.state)
+    run_input = {
+        "pipeline": "abalone",
+        "run_id": resumed["run_id"],
+        "dataset": {k: resumed["dataset"][k] for k in ("bucket", "key", "version_id")},
+        "rerun": {"only": "deploy"},
+    }
+    arn = target.sfn.start_execution(
+        stateMachineArn=target.training_flow_arn, name="console-bad-only", input=_json.dumps(run_input)
+    )["executionArn"]
+    summary = operations.follow_run(target, resumed["run_id"], arn, lambda _: None, timeout=120)
     # Then the run fails in planning with a readable cause, and no unit ran or changed
     assert summary["status"] == "FAILED"
     assert summary["error"]["unit"] == "plan" and summary["error"]["error"] == "InvalidRerun"
@@ -297,18 +294,17 @@ def test_a_bad_rerun_started_from_the_console_fails_readably_at_planning(cli: Cl
 def test_starting_the_executor_with_a_units_console_input_reruns_that_unit(cli: Cli, resumed: dict[str, Any]) -> None:
     import json as _json
 
-    from sfn_mlops_local.local.runtime import LocalRuntime
     from tests.conftest import wait_until
 
     before = {u["name"]: u for u in cli("status", resumed["run_id"])[1]["units"]}
     given = before["evaluate"]["console_rerun_input"]
     # When the executor is started by hand (console "Start execution") with evaluate's console input
-    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
-        sfn = local.client("stepfunctions")
-        arn = sfn.start_execution(
-            stateMachineArn=local.state_machine_arn("Executor"), name="console-evaluate", input=_json.dumps(given)
-        )["executionArn"]
-        done = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d, 120)
+    target, info = service_target(cli.state)
+    sfn = target.sfn
+    arn = sfn.start_execution(
+        stateMachineArn=info.resources["Executor"], name="console-evaluate", input=_json.dumps(given)
+    )["executionArn"]
+    done = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d, 120)
     # Then evaluate alone runs again, as its next attempt
     assert done["status"] == "SUCCEEDED", done.get("cause")
     output = _json.loads(done["output"])
@@ -338,17 +334,15 @@ def test_runs_lists_the_pipelines_runs_newest_first_with_their_latest_state(cli:
 
 def test_a_run_that_failed_in_planning_is_listed_explained_and_can_be_rerun(cli: Cli) -> None:
     from sfn_mlops_local import operations
-    from sfn_mlops_local.local.runtime import LocalRuntime
 
     # Given a published pipeline whose evaluation script has gone missing
-    with LocalRuntime(root=ROOT, state_dir=cli.state) as local:
-        target = local.target()
-        operations.publish_pipeline(target, ROOT / "models" / "abalone")
-        target.s3.delete_object(Bucket=target.bucket, Key="pipelines/abalone/scripts/evaluate.py")
-        # When a dataset is uploaded
-        key, version = operations.upload_dataset(target, "abalone", ROOT / "models/abalone/data/abalone.csv")
-        run_id, arn = operations.find_run_for_upload(target, key, version)
-        failed = operations.follow_run(target, run_id, arn, lambda _: None, timeout=120)
+    target, _ = service_target(cli.state)
+    operations.publish_pipeline(target, ROOT / "models" / "abalone")
+    target.s3.delete_object(Bucket=target.bucket, Key="pipelines/abalone/scripts/evaluate.py")
+    # When a dataset is uploaded
+    key, version = operations.upload_dataset(target, "abalone", ROOT / "models/abalone/data/abalone.csv")
+    run_id, arn = operations.find_run_for_upload(target, key, version)
+    failed = operations.follow_run(target, run_id, arn, lambda _: None, timeout=120)
     # Then the run fails in planning with the function's message as its cause (not Lambda's JSON payload)
     assert failed["status"] == "FAILED" and failed["error"]["unit"] == "plan"
     assert failed["error"]["error"] == "PipelineNotFound"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, service_target
 
 pytestmark = pytest.mark.e2e
 
@@ -24,15 +25,25 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[s
     return code, json.loads(last_line)
 
 
+@pytest.fixture(scope="module")
+def shared_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One local service for the tests that need a state of their own but no run before them."""
+    state = tmp_path_factory.mktemp("e2e-bad") / "state"
+    yield state
+    from sfn_mlops_local.local import client
+
+    client.stop(state)
+
+
 @pytest.fixture
-def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MLOPS_LOCAL_STATE", str(tmp_path / "state"))
+def state(shared_state: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MLOPS_LOCAL_STATE", str(shared_state))
     monkeypatch.chdir(ROOT)
-    return tmp_path / "state"
+    return shared_state
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One successful abalone run shared by the assertions below (a full run takes ~15 s)."""
     import os
 
@@ -49,7 +60,10 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         summary = json.loads(buffer.getvalue().strip().splitlines()[-1])
     finally:
         del os.environ["MLOPS_LOCAL_STATE"]
-    return {"code": code, "summary": summary, "state": state}
+    yield {"code": code, "summary": summary, "state": state}
+    from sfn_mlops_local.local import client
+
+    client.stop(state)
 
 
 def test_run_abalone_succeeds_with_all_units_and_a_model_package(first_run: dict[str, Any]) -> None:
@@ -72,22 +86,19 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
     import xgboost
     from sfn_mlops.s3uri import split_s3_uri
 
-    from sfn_mlops_local.local.runtime import LocalRuntime
-
     monkeypatch.chdir(ROOT)
-    with LocalRuntime(root=ROOT, state_dir=first_run["state"]) as local:
-        s3 = local.client("s3")
-        target = local.target()
-        run = target.table.get_run(first_run["summary"]["run_id"])
-        assert run is not None
-        model_data = run["units"]["train"]["outputs"]["model_data"]
-        test_prefix = run["units"]["preprocess"]["outputs"]["test_uri"]
-        package = local.client("sagemaker").describe_model_package(ModelPackageName=run["model_package_arn"])
-        bucket, key = split_s3_uri(model_data)
-        archive = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        bucket, prefix = split_s3_uri(test_prefix)
-        test_key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
-        test_rows = s3.get_object(Bucket=bucket, Key=test_key)["Body"].read()
+    target, _ = service_target(first_run["state"])
+    s3 = target.s3
+    run = target.table.get_run(first_run["summary"]["run_id"])
+    assert run is not None
+    model_data = run["units"]["train"]["outputs"]["model_data"]
+    test_prefix = run["units"]["preprocess"]["outputs"]["test_uri"]
+    package = target.sagemaker.describe_model_package(ModelPackageName=run["model_package_arn"])
+    bucket, key = split_s3_uri(model_data)
+    archive = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    bucket, prefix = split_s3_uri(test_prefix)
+    test_key = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"][0]["Key"]
+    test_rows = s3.get_object(Bucket=bucket, Key=test_key)["Body"].read()
     # Then the artifact is a real model.tar.gz with the container's XGBoost version (1.7.x) ...
     assert xgboost.__version__.startswith("1.7.")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -107,36 +118,38 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
 
 
 def test_reexecuting_the_flow_with_the_same_run_id_runs_no_sagemaker_job(first_run: dict[str, Any]) -> None:
-    from sfn_mlops_local.local.runtime import LocalRuntime
     from tests.conftest import wait_until
 
     summary = first_run["summary"]
-    with LocalRuntime(root=ROOT, state_dir=first_run["state"]) as local:
-        jobs_before = set(local.jobs.jobs)
-        sfn = local.client("stepfunctions")
-        # When the job flow is started again with the same input (a new execution name)
-        run_input = {
-            "pipeline": "abalone",
-            "run_id": summary["run_id"],
-            "dataset": {k: summary["dataset"][k] for k in ("bucket", "key", "version_id")},
-        }
-        arn = sfn.start_execution(
-            stateMachineArn=local.state_machine_arn("TrainingFlow"),
-            name=f"{summary['run_id']}-again",
-            input=json.dumps(run_input),
-        )["executionArn"]
-        described = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
-        history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        # Then it succeeds, every unit returns its recorded outputs, and no SageMaker job was created
-        assert described["status"] == "SUCCEEDED", described
-        assert set(local.jobs.jobs) == jobs_before
-        skipped = [
-            json.loads(e["taskSucceededEventDetails"]["output"])["Output"]["status"]
-            for e in history
-            if e["type"] == "TaskSucceeded" and e["taskSucceededEventDetails"]["resource"] == "startExecution.sync:2"
-        ]
-        assert skipped == ["SKIPPED"] * 4
-        assert json.loads(described["output"])["model_package_arn"] == summary["model_package_arn"]
+    target, info = service_target(first_run["state"])
+    sfn = target.sfn
+    workers = [arn for logical, arn in info.resources.items() if logical.endswith("Worker")]
+
+    def worker_executions() -> int:
+        return sum(len(sfn.list_executions(stateMachineArn=arn)["executions"]) for arn in workers)
+
+    before = worker_executions()
+    # When the job flow is started again with the same input (a new execution name)
+    run_input = {
+        "pipeline": "abalone",
+        "run_id": summary["run_id"],
+        "dataset": {k: summary["dataset"][k] for k in ("bucket", "key", "version_id")},
+    }
+    arn = sfn.start_execution(
+        stateMachineArn=target.training_flow_arn, name=f"{summary['run_id']}-again", input=json.dumps(run_input)
+    )["executionArn"]
+    described = wait_until(lambda: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d)
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    # Then it succeeds, every unit returns its recorded outputs, and no worker (so no SageMaker job) started
+    assert described["status"] == "SUCCEEDED", described
+    assert worker_executions() == before
+    skipped = [
+        json.loads(e["taskSucceededEventDetails"]["output"])["Output"]["status"]
+        for e in history
+        if e["type"] == "TaskSucceeded" and e["taskSucceededEventDetails"]["resource"] == "startExecution.sync:2"
+    ]
+    assert skipped == ["SKIPPED"] * 4
+    assert json.loads(described["output"])["model_package_arn"] == summary["model_package_arn"]
 
 
 def test_status_shows_the_recorded_run(
@@ -181,11 +194,9 @@ def test_bad_dataset_fails_the_run_with_a_readable_cause(
     assert summary["units"][0]["status"] == "FAILED"
     assert expected in summary["units"][0]["error"]["cause"]
     assert summary["model_package_arn"] is None
-    from sfn_mlops_local.local.runtime import LocalRuntime
-
-    with LocalRuntime(root=ROOT, state_dir=state) as local:
-        groups = local.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"]
-        assert groups == []
+    target, _ = service_target(state)
+    groups = target.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+    assert groups == []
 
 
 def test_upload_under_an_unknown_pipeline_starts_no_run(runtime: Any) -> None:

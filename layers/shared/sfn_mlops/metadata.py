@@ -174,6 +174,48 @@ class MetadataTable:
         run["units"] = units
         return _parsed_run(run)
 
+    def running_records(self) -> list[dict[str, Any]]:
+        """Every run and unit record marked RUNNING. A Scan: only for recovering a local service that
+        stopped with executions in flight (AWS never loses a running execution, so nothing calls it there)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "#status = :running",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":running": {"S": "RUNNING"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            items.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def mark_interrupted(self, record: dict[str, Any], status: str, error: dict[str, Any]) -> bool:
+        """Mark a RUNNING run (FAILED, error as the flow records it) or unit (ABANDONED) as interrupted;
+        False if it changed meanwhile. The run keeps ``error`` as JSON text, a unit as error and cause."""
+        is_run = record["SK"] == RUN_SK
+        values: dict[str, Any] = {":running": "RUNNING", ":status": status, ":now": now_iso()}
+        if is_run:
+            values[":error"] = json.dumps(error)
+            update = "SET #status = :status, #error = :error, finished_at = :now"
+        else:
+            values[":error"], values[":cause"] = error["error"], error["cause"]
+            update = "SET #status = :status, #error = :error, cause = :cause, finished_at = :now"
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"PK": record["PK"], "SK": record["SK"]}),
+                UpdateExpression=update,
+                ConditionExpression="#status = :running",
+                ExpressionAttributeNames={"#status": "status", "#error": "error"},
+                ExpressionAttributeValues=serialize(values),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def list_runs(self, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs of a pipeline, newest first."""
         page = self._client.query(

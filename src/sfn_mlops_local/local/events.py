@@ -66,33 +66,22 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any], reason: st
 class LocalEventBus:
     """Delivers events to matching rules' targets on a background thread, like EventBridge (async)."""
 
-    def __init__(self, rules: list[Rule], lambdas: LambdaHost, s3_client: Any, eventbridge_buckets: set[str]) -> None:
+    def __init__(self, rules: list[Rule], lambdas: LambdaHost, eventbridge_buckets: set[str]) -> None:
         self._patterns = [(rule, EventPattern.load(json.dumps(rule.pattern))) for rule in rules]
         self._lambdas = lambdas
-        self._s3 = s3_client
         self._buckets = eventbridge_buckets
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.deliveries: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._work, name="local-eventbridge", daemon=True)
         self._thread.start()
 
-    # botocore "before-parameter-build.s3.PutObject": remember which object the call writes.
-    @staticmethod
-    def on_object_request(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["mlops_object"] = (params.get("Bucket"), params.get("Key"))
-
-    # botocore "after-call.s3.PutObject" (and multipart completion, copy)
+    # moto_adaptations.on_object_created: called inside the S3 request, so it only queues.
     def on_object_created(
-        self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any
+        self, bucket: str, key: str, version_id: str | None, size: int, etag: str, reason: str
     ) -> None:
-        if http_response is None or getattr(http_response, "status_code", 500) >= 300:
-            return
-        bucket, key = context.get("mlops_object", (None, None))
-        if bucket in self._buckets and key:
-            reason = {"CompleteMultipartUpload": "CompleteMultipartUpload", "CopyObject": "CopyObject"}.get(
-                model.name, "PutObject"
-            )
-            self._queue.put({"bucket": bucket, "key": key, "version_id": parsed.get("VersionId"), "reason": reason})
+        if bucket in self._buckets:
+            head = {"ContentLength": size, "ETag": etag, "VersionId": version_id}
+            self._queue.put({"event": object_created_event(bucket, key, head, reason)})
 
     def put_event(self, event: dict[str, Any]) -> None:
         self._queue.put({"event": event})
@@ -104,15 +93,9 @@ class LocalEventBus:
         while True:
             item = self._queue.get()
             try:
-                event = item.get("event")
-                if event is None:
-                    head_kwargs = {"Bucket": item["bucket"], "Key": item["key"]}
-                    if item.get("version_id"):
-                        head_kwargs["VersionId"] = item["version_id"]
-                    head = self._s3().head_object(**head_kwargs)
-                    event = object_created_event(item["bucket"], item["key"], head, item["reason"])
+                event = item["event"]
                 for rule, pattern in self._patterns:
-                    if pattern.matches_event(event):  # type: ignore[arg-type]
+                    if pattern.matches_event(event):
                         result, error = self._lambdas.invoke(rule.function.arn, event)
                         self.deliveries.append({"rule": rule.name, "event": event, "result": result, "error": error})
             except Exception as exc:  # a failed delivery must not stop the bus

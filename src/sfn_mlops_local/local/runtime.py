@@ -9,23 +9,29 @@ import os
 import pickle
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import moto
 from moto import mock_aws
 from moto.backends import get_backend
 
 from sfn_mlops_local.local import moto_adaptations
 from sfn_mlops_local.local.events import LocalEventBus, rules_from_functions
 from sfn_mlops_local.local.lambda_host import LambdaHost
+from sfn_mlops_local.local.recovery import mark_interrupted_work
 from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
+from sfn_mlops_local.local.scheduler import LocalScheduler, provision_schedules
+from sfn_mlops_local.local.state import STATE_FILE, dump_state, load_state
 from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template
 from sfn_mlops_local.operations import Target
 
-PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam")
-STATE_FILE = "state.pkl"
+PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam", "scheduler")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# Resource types whose physical names clients need (buckets, tables, state machines, functions).
+NAMED_RESOURCES = ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Serverless::StateMachine")
 
 
 def _task_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -57,6 +63,7 @@ class LocalRuntime:
         self.persist = persist
         self.template: ResolvedTemplate = load_template(self.root)
         self._mock: Any = None
+        self.interrupted: list[dict[str, Any]] = []  # what a restart found in flight and marked
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
         self.events: LocalEventBus
@@ -86,7 +93,7 @@ class LocalRuntime:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        saved_jobs = self._restore()
+        saved_jobs, restored = self._restore()
         functions = self.template.functions()
         self._set_function_environment(functions)
         boto3.setup_default_session(region_name=REGION)
@@ -98,14 +105,17 @@ class LocalRuntime:
             for logical, b in self.template.physical.items()
             if self.template.raw["Resources"][logical]["Type"] == "AWS::S3::Bucket"
         }
-        self.events = LocalEventBus(rules_from_functions(functions), self.lambdas, lambda: self.client("s3"), buckets)
+        self.events = LocalEventBus(rules_from_functions(functions), self.lambdas, buckets)
+        # S3 emits "Object Created" for every writer: the CLI, the AWS CLI over HTTP, jobs, functions.
+        moto_adaptations.on_object_created(self.events.on_object_created)
         events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
         events.register("before-call.lambda.Invoke", self.lambdas.on_invoke)
         events.register("before-call.sagemaker", self.jobs.on_call)
-        for operation in ("PutObject", "CompleteMultipartUpload", "CopyObject"):
-            events.register(f"before-parameter-build.s3.{operation}", self.events.on_object_request)
-            events.register(f"after-call.s3.{operation}", self.events.on_object_created)
         self._provision()
+        provision_schedules(self.template, self.client("scheduler"))
+        self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
+        if restored:
+            self.interrupted = mark_interrupted_work(self.target(), self._stopped_cleanly())
         # After the service hooks are registered: clients copy the session's hooks when created.
         self._warming = self.lambdas.warm()
 
@@ -115,9 +125,11 @@ class LocalRuntime:
         self.wait_idle()
         # A warm-up still creating clients must not leave them to the next runtime, hooked to this one.
         self._warming.join()
+        self.scheduler.stop()
         moto_adaptations.clear_task_faults()
+        moto_adaptations.on_object_created(None)
         if self.persist:
-            self._save()
+            self.save(clean=True)
         self._mock.stop()
         self._release_warnings()
         self._mock = None
@@ -208,10 +220,76 @@ class LocalRuntime:
     def pending_task_faults(self) -> list[Any]:
         return moto_adaptations.pending_task_faults()
 
+    def clear_task_faults(self) -> None:
+        moto_adaptations.clear_task_faults()
+
     def target(self) -> Target:
         return Target.from_clients(
             self.client, self.bucket, self.table, self.state_machine_arn("TrainingFlow"), "local runtime"
         )
+
+    # ---------------------------------------------------------------- what the service reports
+    def resource_names(self) -> dict[str, str]:
+        """Physical names (ARNs for state machines) of the template's resources that clients address."""
+        return {
+            logical: names["Ref"]
+            for logical, names in self.template.physical.items()
+            if self.template.raw["Resources"][logical]["Type"] in NAMED_RESOURCES
+        }
+
+    def _executions(self) -> list[Any]:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        return [execution for machine in backend.state_machines for execution in machine.executions]
+
+    def completed_executions(self) -> int:
+        """How many executions have ended (read from moto's memory: no request, no lock)."""
+        return sum(1 for e in self._executions() if e.exec_status is not None and e.exec_status.value != "RUNNING")
+
+    def in_flight(self) -> list[str]:
+        return [e.exec_arn for e in self._executions() if e.exec_status is None or e.exec_status.value == "RUNNING"]
+
+    # ---------------------------------------------------------------- schedules
+    def start_scheduler(self) -> None:
+        """Fire enabled schedules on their rate/cron (the service does; in-process tests fire them by hand)."""
+        self.scheduler.start()
+
+    def fire_schedule(self, name: str, group: str = "default") -> dict[str, Any]:
+        return self.scheduler.fire_now(name, group)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        client = self.client("scheduler")
+        listed = client.list_schedules()["Schedules"]
+        fired = list(self.scheduler.fired)
+        return [
+            {
+                "name": s["Name"],
+                "group": s.get("GroupName", "default"),
+                "state": s["State"],
+                "expression": client.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))[
+                    "ScheduleExpression"
+                ],
+                "fired": [vars(f) for f in fired if f.name == s["Name"]][-5:],
+            }
+            for s in listed
+        ]
+
+    def _deliver_scheduled(self, target: dict[str, Any], payload: str) -> None:
+        """EventBridge Scheduler's universal delivery: a function is invoked with the input, a state machine
+        started with it. Raising makes the scheduler retry per the schedule's retry policy."""
+        arn = str(target["Arn"])
+        if ":lambda:" in arn:
+            result, error = self.lambdas.invoke(arn, json.loads(payload))
+            if error:
+                raise RuntimeError(f"{arn} failed: {result.get('errorType')}: {result.get('errorMessage')}")
+        elif ":states:" in arn:
+            self.client("stepfunctions").start_execution(stateMachineArn=arn, input=payload)
+        else:
+            raise ValueError(f"the local scheduler cannot deliver to {arn}")
+
+    def log_warning(self, message: str) -> None:
+        logging.getLogger("py.warnings").warning(message)
 
     # ---------------------------------------------------------------- internals
     def _capture_warnings(self) -> None:
@@ -312,28 +390,35 @@ class LocalRuntime:
             s3.put_public_access_block(
                 Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
             )
+        if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
 
     def _role(self, name: str, props: dict[str, Any]) -> None:
         iam = self.client("iam")
         with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
 
-    def _save(self) -> None:
-        state = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
-        jobs = {name: dict(job) for name, job in self.jobs.jobs.items()}
-        payload = pickle.dumps({"backends": state, "jobs": jobs})
-        tmp = self.state_dir / f"{STATE_FILE}.tmp"
-        tmp.write_bytes(payload)
-        tmp.replace(self.state_dir / STATE_FILE)
+    def save(self, clean: bool = False) -> None:
+        """Write the state durably, as one consistent snapshot (no request runs while it is taken)."""
+        with moto_adaptations.moto_requests_lock():
+            backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
+            jobs = {name: dict(job) for name, job in self.jobs.jobs.items()}
+        extra = {"jobs": jobs, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
+        dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
 
-    def _restore(self) -> dict[str, Any]:
-        path = self.state_dir / STATE_FILE
-        if not (self.persist and path.exists()):
-            return {}
-        saved = pickle.loads(path.read_bytes())
+    def _restore(self) -> tuple[dict[str, Any], bool]:
+        saved = load_state(self.state_dir / STATE_FILE, moto.__version__) if self.persist else None
+        if saved is None:
+            return {}, False
         for service, blob in saved["backends"].items():
             backend: Any = get_backend(service)
             for account, regions in pickle.loads(blob).items():
                 backend[account] = regions
+        self._restored_clean = bool(saved.get("clean"))
         jobs: dict[str, Any] = saved["jobs"]
-        return jobs
+        return jobs, True
+
+    def _stopped_cleanly(self) -> bool:
+        return getattr(self, "_restored_clean", False)

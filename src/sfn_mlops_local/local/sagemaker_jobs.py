@@ -92,9 +92,16 @@ class LocalJobRunner:
 
     # ---------------------------------------------------------------- botocore hooks
     def on_call(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-        operation = model.name
         body = params.get("body") or b"{}"
-        request = json.loads(body.decode() if isinstance(body, bytes) else body)
+        answer = self.handle(model.name, json.loads(body.decode() if isinstance(body, bytes) else body))
+        if answer is None:
+            return None
+        status, parsed = answer
+        return AWSResponse(params.get("url", ""), status, HTTPHeaders(), None), parsed
+
+    def handle(self, operation: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The job APIs this runner serves (in-process calls and the local service's HTTP endpoint alike);
+        None for any other SageMaker operation (moto answers it)."""
         handlers = {
             "CreateProcessingJob": self.create_processing_job,
             "CreateTrainingJob": self.create_training_job,
@@ -105,10 +112,9 @@ class LocalJobRunner:
         if handler is None:
             return None
         try:
-            parsed = handler(request)
+            return 200, handler(request)
         except ClientError as exc:
-            return AWSResponse(params.get("url", ""), 400, HTTPHeaders(), None), dict(exc.response)
-        return AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None), parsed
+            return 400, dict(exc.response)
 
     @staticmethod
     def _client_error(code: str, message: str, operation: str) -> ClientError:

@@ -1,0 +1,278 @@
+"""The local service: one long-lived process on the loopback address that owns the local runtime.
+
+Every ``mlops`` command without ``--stack`` is a client of it, as it is a client of AWS with ``--stack``;
+the AWS CLI and boto3 scripts reach it with ``--endpoint-url``. Inside: moto's HTTP front end (the same
+backends the in-process interpreter, Lambda host and job runner use), the event bus and the scheduler.
+It is the only writer of the state folder (an exclusive lock), and saves the state after every completed
+execution and on stop; a restart after a kill marks what was in flight as interrupted.
+
+The project's own routes live under ``/_mlops/`` (status, fault injection, firing a schedule, stop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sfn_mlops_local.local.state import ServiceInfo
+
+CONTROL_PREFIX = "/_mlops/"
+LOOPBACK = "127.0.0.1"
+# How often the saver looks for completed executions and other writes (a save takes tens of ms).
+SAVE_CHECK_S = 0.2
+# With executions running, unsaved writes are saved at least this often even if none completed.
+SAVE_AT_LEAST_EVERY_S = 2.0
+
+
+class ServiceAlreadyRunning(RuntimeError):
+    pass
+
+
+class LocalService:
+    def __init__(self, root: Path | None = None, state_dir: Path | None = None, port: int = 0) -> None:
+        from sfn_mlops_local.local.runtime import LocalRuntime
+
+        self.runtime = LocalRuntime(root=root, state_dir=state_dir, persist=True)
+        self.state_dir = self.runtime.state_dir
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._saver: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._lock_file: Any = None
+        self._writes = 0
+        self._saved_writes = 0
+        self.endpoint = ""
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> str:
+        """Take the state folder, start the runtime and the HTTP endpoint; returns the endpoint URL."""
+        from werkzeug.serving import make_server
+
+        self._take_state_folder()
+        try:
+            self.runtime.start()
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+
+            app = _ServiceApp(self, DomainDispatcherApplication(create_backend_app))
+            self._server = make_server(LOOPBACK, self._port, app, threaded=True, request_handler=MotoRequestHandler)
+            host, port = self._server.server_address[:2]
+            self.endpoint = f"http://{host}:{port}"
+            self._thread = threading.Thread(target=self._server.serve_forever, name="local-service", daemon=True)
+            self._thread.start()
+            self._saver = threading.Thread(target=self._save_loop, name="local-service-saver", daemon=True)
+            self._saver.start()
+            self.runtime.start_scheduler()
+            self.info().write(self.state_dir)
+        except BaseException:
+            self._release_state_folder()
+            raise
+        return self.endpoint
+
+    def serve_forever(self, on_ready: Callable[[str], None] | None = None) -> None:
+        """Foreground: run until SIGTERM/SIGINT or ``POST /_mlops/stop``."""
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the log
+        endpoint = self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        if on_ready:
+            on_ready(endpoint)
+        self._stopping.wait()
+        self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def stop(self, wait_s: float = 30) -> None:
+        """Let in-flight work finish (up to ``wait_s``), save, and release the state folder."""
+        if self._stopped.is_set():
+            return
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            self.runtime.wait_idle(timeout=wait_s)
+        if self._server is not None:
+            self._server.shutdown()
+        if self._saver is not None:
+            self._saver.join()
+        self.runtime.stop()  # saves the state one last time
+        ServiceInfo.remove(self.state_dir)
+        self._release_state_folder()
+        self._stopped.set()
+
+    def info(self) -> ServiceInfo:
+        return ServiceInfo(
+            endpoint=self.endpoint,
+            pid=os.getpid(),
+            state_dir=str(self.state_dir),
+            resources=self.runtime.resource_names(),
+        )
+
+    # ---------------------------------------------------------------- state folder ownership
+    def _take_state_folder(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.state_dir / "service.lock", "a+")  # noqa: SIM115  # held for the lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            self._lock_file = None
+            raise ServiceAlreadyRunning(f"a local service already owns {self.state_dir}") from exc
+
+    def _release_state_folder(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # ---------------------------------------------------------------- durability
+    def _on_request(self) -> None:
+        """A client request may have changed the state (executions' own writes are saved as they end)."""
+        self._writes += 1
+
+    def _save_loop(self) -> None:
+        """Save after every completed execution, and unsaved writes at least every few seconds."""
+        completed = self.runtime.completed_executions()
+        last_save = time.monotonic()
+        while not self._stopping.wait(SAVE_CHECK_S):
+            now_completed = self.runtime.completed_executions()
+            pending = self._writes != self._saved_writes
+            due = now_completed != completed or (pending and time.monotonic() - last_save >= SAVE_AT_LEAST_EVERY_S)
+            if due:
+                writes = self._writes
+                try:
+                    self.runtime.save()
+                except Exception as exc:  # a failed save is retried at the next tick, never fatal
+                    self.runtime.log_warning(f"saving the local state failed: {exc!r}")
+                    continue
+                completed, self._saved_writes, last_save = now_completed, writes, time.monotonic()
+
+    # ---------------------------------------------------------------- control routes
+    def control(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        route = path.removeprefix(CONTROL_PREFIX).strip("/")
+        if route == "status" and method == "GET":
+            return 200, {"running": True, **self.info().as_dict(), "in_flight": self.runtime.in_flight()}
+        if route == "stop" and method == "POST":
+            self.request_stop()
+            return 202, {"stopping": True}
+        if route == "faults" and method == "POST":
+            if body.get("unit"):
+                self.runtime.fail_unit(str(body["unit"]), times=int(body.get("times", 1)))
+            else:
+                self.runtime.fail_task(
+                    str(body["state_machine"]),
+                    str(body["state"]),
+                    error=str(body.get("error", "InjectedFault")),
+                    cause=body.get("cause"),
+                    times=int(body.get("times", 1)),
+                )
+            return 200, {"pending": len(self.runtime.pending_task_faults())}
+        if route == "faults" and method == "GET":
+            return 200, {"pending": [vars(f) for f in self.runtime.pending_task_faults()]}
+        if route == "faults" and method == "DELETE":
+            self.runtime.clear_task_faults()
+            return 200, {"pending": []}
+        if route == "idle" and method == "POST":
+            self.runtime.wait_idle(timeout=float(body.get("timeout", 300)))
+            return 200, {"in_flight": self.runtime.in_flight()}
+        if route == "save" and method == "POST":
+            self.runtime.save()
+            return 200, {"saved": True}
+        if route.startswith("schedules/") and route.endswith("/fire") and method == "POST":
+            name = route.removeprefix("schedules/").removesuffix("/fire")
+            return 200, self.runtime.fire_schedule(name, group=str(body.get("group", "default")))
+        if route == "schedules" and method == "GET":
+            return 200, {"schedules": self.runtime.schedules()}
+        return 404, {"error": "NotFound", "message": f"no local service route {method} {path}"}
+
+
+class _ServiceApp:
+    """WSGI: the project's control routes, else moto, one request at a time (moto is not thread-safe)."""
+
+    def __init__(self, service: LocalService, moto_app: Any) -> None:
+        self._service = service
+        self._moto = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(environ, path, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("SageMaker."):
+            served = self._sagemaker_job(environ, target.removeprefix("SageMaker."), start_response)
+            if served is not None:
+                return served
+        from sfn_mlops_local.local import moto_adaptations
+
+        with moto_adaptations.moto_requests_lock():
+            # Drain the body inside the lock: moto builds some responses lazily from live backend dicts.
+            chunks = list(self._moto(environ, start_response))
+        self._service._on_request()
+        return chunks
+
+    def _sagemaker_job(
+        self, environ: dict[str, Any], operation: str, start_response: Callable[..., Any]
+    ) -> Iterable[bytes] | None:
+        """SageMaker jobs run in the local job runner, not in moto: its answers, for HTTP clients too."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b"{}"
+        answer = self._service.runtime.jobs.handle(operation, json.loads(raw or b"{}"))
+        if answer is None:
+            environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again
+            return None
+        status, parsed = answer
+        if status != 200:
+            error = parsed.get("Error", {})
+            parsed = {"__type": error.get("Code", "ValidationException"), "message": error.get("Message", "")}
+        payload = json.dumps(parsed, default=_epoch_seconds).encode()
+        start_response(
+            f"{status} {'OK' if status == 200 else 'Bad Request'}",
+            [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+    def _control(self, environ: dict[str, Any], path: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b""
+            body = json.loads(raw or b"{}")
+            status, answer = self._service.control(method, path, body if isinstance(body, dict) else {})
+        except (ValueError, KeyError, TypeError) as exc:
+            status, answer = 400, {"error": type(exc).__name__, "message": str(exc).strip("'\"")}
+        except Exception as exc:
+            status, answer = 500, {"error": type(exc).__name__, "message": str(exc)}
+        payload = json.dumps(answer, default=str).encode()
+        reason = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+        start_response(
+            f"{status} {reason.get(status, 'Error')}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """SageMaker's JSON protocol sends timestamps as epoch seconds."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return str(value)
+
+
+def serve(root: Path | None, state_dir: Path | None, port: int, on_ready: Callable[[str], None]) -> None:
+    LocalService(root=root, state_dir=state_dir, port=port).serve_forever(on_ready)
