@@ -407,7 +407,12 @@ def cmd_local_serve(args: argparse.Namespace, console: Console) -> int:
         console.print(f"local service listening on {endpoint} (state in {state_dir}); Ctrl-C stops it")
         sys.stdout.flush()
 
-    serve(None, state_dir, args.port, ready)
+    from sfn_mlops_local.local.service import ServiceAlreadyRunning
+
+    try:
+        serve(None, state_dir, args.port, ready)
+    except ServiceAlreadyRunning as exc:
+        raise SystemExit(f"mlops local serve: {exc}") from exc
     return 0
 
 
@@ -417,6 +422,8 @@ def cmd_local_stop(args: argparse.Namespace, console: Console) -> int:
     state_dir = client.default_state_dir()
     info = client.stop(state_dir)
     console.print(f"stopped the local service (pid {info.pid})" if info else "the local service is not running")
+    if args.json:
+        print(json.dumps({"stopped": info is not None, "pid": info.pid if info else None}))
     return 0
 
 
@@ -437,7 +444,7 @@ def cmd_local_endpoint(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops_local.local import client
 
     info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
-    print(info.endpoint)
+    print(json.dumps({"endpoint": info.endpoint}) if args.json else info.endpoint)
     return 0
 
 
@@ -475,6 +482,8 @@ def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
         console.print("stopped the local service")
     shutil.rmtree(state_dir, ignore_errors=True)
     console.print(f"local state removed ({state_dir})")
+    if args.json:
+        print(json.dumps({"removed": str(state_dir)}))
     return 0
 
 
@@ -538,11 +547,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     serve.add_argument("--state-dir", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_local_serve)
-    stop = local_sub.add_parser("stop", help="stop the service (in-flight work gets a moment to finish)")
+    stop = local_sub.add_parser(
+        "stop", parents=[json_flag], help="stop the service (in-flight work gets a moment to finish)"
+    )
     stop.set_defaults(handler=cmd_local_stop)
     status = local_sub.add_parser("status", parents=[json_flag], help="is it running, where, with which state")
     status.set_defaults(handler=cmd_local_status)
-    endpoint = local_sub.add_parser("endpoint", help="print the endpoint URL (starts the service if needed)")
+    endpoint = local_sub.add_parser(
+        "endpoint", parents=[json_flag], help="print the endpoint URL (starts the service if needed)"
+    )
     endpoint.set_defaults(handler=cmd_local_endpoint)
     schedules = local_sub.add_parser("schedules", parents=[json_flag], help="the EventBridge Scheduler schedules")
     schedules.set_defaults(handler=cmd_local_schedules)
@@ -550,7 +563,7 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("name", help="schedule name (see `mlops local schedules`)")
     fire.add_argument("--group", default="default", help="schedule group (default: default)")
     fire.set_defaults(handler=cmd_local_fire)
-    reset = local_sub.add_parser("reset", help="stop the service and forget all local state")
+    reset = local_sub.add_parser("reset", parents=[json_flag], help="stop the service and forget all local state")
     reset.set_defaults(handler=cmd_local_reset)
     return top
 
@@ -559,7 +572,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # With --json, human output goes to stderr so the last stdout line is the JSON object.
     console = Console(stderr=bool(getattr(args, "json", False)))
-    code: int = args.handler(args, console)
+    from botocore.exceptions import EndpointConnectionError
+
+    from sfn_mlops_local.local.client import LocalServiceError
+    from sfn_mlops_local.local.state import StateFormatError
+
+    try:
+        code: int = args.handler(args, console)
+    except (LocalServiceError, StateFormatError) as exc:
+        raise SystemExit(f"mlops: {exc}") from exc
+    except EndpointConnectionError as exc:
+        where = "AWS" if getattr(args, "stack", None) else "the local service"
+        raise SystemExit(
+            f"mlops: {where} did not answer ({exc}); for the local service see `mlops local status`"
+        ) from exc
     return code
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
@@ -219,14 +220,8 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     run = target.table.get_run(run_id)
     if run is None:
         raise SystemExit(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")
-    flow_arn = run.get("flow_execution_arn")
-    if run.get("status") == "RUNNING" and flow_arn:
-        try:
-            running = target.sfn.describe_execution(executionArn=flow_arn)["status"] == "RUNNING"
-        except target.sfn.exceptions.ExecutionDoesNotExist:
-            running = False
-        if running:
-            raise SystemExit(f"run {run_id} is still running ({flow_arn}); wait for it or stop it first")
+    # No check that the run is idle: as on AWS, the executor's unit lock decides. A rerun beside a running
+    # execution of the same run fails fast with UnitAlreadyRunning at the first unit the other one holds.
     # A run that failed before it was planned has only the input its flow was started with.
     started_with = json.loads(run["flow_input"]) if isinstance(run.get("flow_input"), str) else {}
     pipeline = run.get("pipeline") or started_with.get("pipeline")
@@ -260,7 +255,8 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     rerun = options.model_dump(by_alias=True, exclude_defaults=True)
     if rerun:
         flow_input["rerun"] = rerun
-    name = f"{run_id}-r{int(run.get('run_attempt') or 0) + 1}-{int(time.time())}"
+    # Unique per start: two reruns started at once are two executions (not one idempotent start).
+    name = f"{run_id}-r{int(run.get('run_attempt') or 0) + 1}-{uuid.uuid4().hex[:8]}"
     response = target.sfn.start_execution(
         stateMachineArn=target.training_flow_arn, name=name, input=json.dumps(flow_input)
     )
