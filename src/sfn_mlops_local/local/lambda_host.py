@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from sfn_mlops_local.local.template import LocalFunction
 
@@ -135,22 +136,78 @@ class LambdaHost:
                 "errorMessage": str(exc),
                 "errorType": type(exc).__name__,
                 "requestId": context.aws_request_id,
-                "stackTrace": traceback.format_tb(exc.__traceback__),
+                "stackTrace": function_stack_trace(exc),
             }, "Unhandled"
 
     # botocore "before-call.lambda.Invoke" handler: short-circuits the HTTP call.
     def on_invoke(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         name = unquote(params["url_path"].split("/functions/", 1)[1].split("/", 1)[0])
         if self.function(name) is None:
-            return None  # not ours: let moto answer (ResourceNotFound)
+            # Lambda's own answer (nothing else serves functions here: moto's backend has none of ours)
+            qualifier = (params.get("query_string") or {}).get("Qualifier")
+            region = (params.get("context") or {}).get("client_region") or "us-east-1"
+            return _response(params, 404, not_found_error(name, qualifier, region))
         body = params.get("body") or b"{}"
         payload = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
         result, error = self.invoke(name, payload)
-        parsed: dict[str, Any] = {
-            "StatusCode": 200,
-            "ExecutedVersion": "$LATEST",
-            "Payload": io.BytesIO(json.dumps(result).encode()),
-        }
+        try:
+            data = marshal_response(result)
+        except (TypeError, ValueError) as unmarshallable:
+            # what the Python runtime answers for a result it cannot serialise (its Runtime.MarshalError)
+            error = "Unhandled"
+            data = json.dumps(
+                {
+                    "errorMessage": f"Unable to marshal response: {unmarshallable}",
+                    "errorType": "Runtime.MarshalError",
+                    "requestId": self.invocations[-1]["request_id"],
+                    "stackTrace": [],
+                }
+            ).encode()
+        parsed: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(data)}
         if error:
             parsed["FunctionError"] = error
         return AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None), parsed
+
+
+def marshal_response(result: Any) -> bytes:
+    """The Python runtime's response body: bytes as they are, anything else as JSON (raises if it cannot)."""
+    if isinstance(result, bytes):
+        return result
+    return json.dumps(result).encode()
+
+
+def function_stack_trace(exc: BaseException) -> list[str]:
+    """The Python runtime's ``stackTrace``: the function's frames (not the host's, as the runtime drops its
+    bootstrap's), formatted from (file, line, name, code) as the runtime does, so without column markers."""
+    frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)]
+    while frames and frames[0][0] == __file__:
+        frames.pop(0)
+    return traceback.format_list(frames)  # type: ignore[arg-type]
+
+
+def not_found_error(name: str, qualifier: str | None, region: str) -> dict[str, Any]:
+    """Lambda's ResourceNotFoundException for Invoke: the function's ARN, with the qualifier if one was given."""
+    if name.startswith("arn:"):
+        arn = name
+    else:
+        parts = name.split(":")  # NAME, NAME:QUALIFIER, ACCOUNT:function:NAME[:QUALIFIER]
+        account, function = (parts[0], ":".join(parts[2:])) if len(parts) > 2 else (DEFAULT_ACCOUNT_ID, name)
+        arn = f"arn:aws:lambda:{region}:{account}:function:{function}"
+    if qualifier and arn.count(":") == 6:
+        arn = f"{arn}:{qualifier}"
+    return {
+        "Error": {"Code": "ResourceNotFoundException", "Message": f"Function not found: {arn}"},
+        "Message": f"Function not found: {arn}",
+        "Type": "User",
+    }
+
+
+def _response(params: dict[str, Any], status: int, parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    request_id = str(uuid.uuid4())
+    parsed["ResponseMetadata"] = {
+        "RequestId": request_id,
+        "HTTPStatusCode": status,
+        "HTTPHeaders": {"x-amzn-requestid": request_id, "x-amzn-errortype": parsed["Error"]["Code"]},
+        "RetryAttempts": 0,
+    }
+    return AWSResponse(params.get("url", ""), status, HTTPHeaders(), None), parsed

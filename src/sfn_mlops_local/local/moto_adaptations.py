@@ -34,6 +34,9 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 8. Execution results serialised as AWS does: ``$$.Execution.StartTime`` is an ISO-8601 string (moto puts a
    datetime there, so ``$$`` or ``$states.context`` as a value broke the execution's output), and the output
    is JSON text even when it is a string (moto returned ``hi`` where AWS returns ``"hi"``).
+9. A Lambda task given a bare function ARN as its resource reports Lambda's own errors (an unknown function)
+   as the ``lambda:invoke`` integration does, ``Lambda.ResourceNotFoundException`` with Lambda's message,
+   where moto called them ``Exception`` (nothing could catch them by name).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from moto.stepfunctions.parser.api import (
     EvaluationFailedEventDetails,
     ExecutionStatus,
     HistoryEventType,
+    LambdaFunctionFailedEventDetails,
     TaskFailedEventDetails,
 )
 from moto.stepfunctions.parser.asl.component.common.assign.assign_decl import AssignDecl
@@ -95,10 +99,14 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resou
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+    StateTaskServiceLambda,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
     StateTaskServiceSfn,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
 from moto.stepfunctions.parser.asl.component.state.fail.cause_decl import Cause as FailCause
 from moto.stepfunctions.parser.asl.component.state.fail.error_decl import Error as FailError
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
@@ -682,6 +690,25 @@ def _reflect_status_as_json(self: Any) -> None:
         execution.output = to_json_str(execution.output, separators=(",", ":"))
 
 
+# --------------------------------------------------------------------------- 9. Lambda errors of a bare ARN task
+def _lambda_task_from_error(original: Callable[..., FailureEvent]) -> Callable[..., FailureEvent]:
+    @functools.wraps(original)
+    def _from_error(self: Any, env: Any, ex: Exception) -> FailureEvent:
+        if not isinstance(ex, ClientError):
+            return original(self, env, ex)
+        error, cause = StateTaskServiceLambda._error_cause_from_client_error(ex)
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(error=error, cause=cause)
+            ),
+        )
+
+    return _from_error
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -704,6 +731,7 @@ def apply() -> None:
     state_task_factory.state_task_service_for = _service_for  # type: ignore[attr-defined]
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
     ExecutionState._evaluate_with_timeout = _evaluate_with_faults  # type: ignore[method-assign]
+    StateTaskLambda._from_error = _lambda_task_from_error(StateTaskLambda.__dict__["_from_error"])  # type: ignore[method-assign]
     for task_class in [StateTask, *_all_subclasses(StateTask)]:
         if "_from_error" in task_class.__dict__:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])

@@ -353,3 +353,91 @@ def test_the_context_object_and_a_string_output_serialise_as_on_aws(sfn: Any) ->
     started = json.loads(run(sfn, context, {})["output"])["c"]["Execution"]["StartTime"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", started), started
     assert run(sfn, text, {})["output"] == '"hi"'
+
+
+# --------------------------------------------------------------------------- Lambda tasks answer as AWS does
+HANDLERS = """
+def text(event, context):
+    return "hello"
+
+
+def raw(event, context):
+    return b"raw bytes"
+
+
+def unserialisable(event, context):
+    return {1, 2}
+
+
+def boom(event, context):
+    def inner():
+        raise ValueError("it broke")
+
+    inner()
+"""
+
+
+@pytest.fixture
+def lambdas(sfn: Any, tmp_path: Any) -> Iterator[Any]:
+    """Functions served by the LambdaHost, as in the local runtime."""
+    from sfn_mlops_local.local.lambda_host import LambdaHost
+    from sfn_mlops_local.local.template import LocalFunction
+
+    (tmp_path / "app.py").write_text(HANDLERS)
+    functions = {
+        name: LocalFunction(
+            name, name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}", tmp_path, f"app.{name}", {}, {}
+        )
+        for name in ("text", "raw", "unserialisable", "boom")
+    }
+    host = LambdaHost(functions, log_dir=tmp_path / "logs")
+    events = boto3._get_default_session().events
+    events.register("before-call.lambda.Invoke", host.on_invoke)
+    yield host
+    events.unregister("before-call.lambda.Invoke", host.on_invoke)
+
+
+def invoke_machine(sfn: Any, name: str, parameters: dict[str, Any], catch: str | None = None) -> str:
+    task: dict[str, Any] = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": parameters}
+    if catch:
+        task["Catch"] = [{"ErrorEquals": [catch], "Next": "Caught"}]
+    return machine(sfn, name, {"Call": {**task, "End": True}, "Caught": {"Type": "Pass", "End": True}}, "Call")
+
+
+def test_a_function_result_of_bytes_or_unserialisable_is_what_the_python_runtime_returns(
+    sfn: Any, lambdas: Any
+) -> None:
+    # Given handlers returning a str, bytes (the runtime sends them as they are) and a set (it cannot)
+    text = json.loads(run(sfn, invoke_machine(sfn, "p-text", {"FunctionName": "text"}), {})["output"])
+    raw = json.loads(run(sfn, invoke_machine(sfn, "p-raw", {"FunctionName": "raw"}), {})["output"])
+    failed = run(sfn, invoke_machine(sfn, "p-set", {"FunctionName": "unserialisable"}), {})
+    # Then a str is the parsed JSON string, non-JSON bytes a string, and a set the runtime's MarshalError
+    assert text["Payload"] == "hello" and raw["Payload"] == "raw bytes"  # was: States.Runtime, bytes not serialisable
+    assert failed["error"] == "Runtime.MarshalError"
+    assert json.loads(failed["cause"])["errorMessage"].startswith("Unable to marshal response: Object of type set")
+
+
+def test_an_unhandled_error_shows_only_the_functions_frames(sfn: Any, lambdas: Any) -> None:
+    arn = invoke_machine(sfn, "p-boom", {"FunctionName": "boom"}, catch="ValueError")
+    execution = run(sfn, invoke_machine(sfn, "p-boom-uncaught", {"FunctionName": "boom"}), {})
+    cause = json.loads(execution["cause"])
+    assert execution["error"] == "ValueError" and set(cause) == {"errorMessage", "errorType", "requestId", "stackTrace"}
+    assert [line.split(", in ")[1].split("\n")[0] for line in cause["stackTrace"]] == ["boom", "inner"]
+    assert "^" not in "".join(cause["stackTrace"])  # the runtime formats frames without column markers
+    assert run(sfn, arn, {})["status"] == "SUCCEEDED"  # caught by the error's name
+
+
+def test_an_unknown_function_is_lambdas_resource_not_found_naming_the_qualifier(sfn: Any, lambdas: Any) -> None:
+    qualified = run(sfn, invoke_machine(sfn, "nf-1", {"FunctionName": "nope", "Qualifier": "prod"}), {})
+    assert qualified["error"] == "Lambda.ResourceNotFoundException"
+    assert qualified["cause"].startswith(
+        "Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope:prod (Service: AWSLambda; "
+        "Status Code: 404; Error Code: ResourceNotFoundException; Request ID: "
+    )
+    caught = invoke_machine(sfn, "nf-2", {"FunctionName": "nope"}, catch="Lambda.ResourceNotFoundException")
+    assert run(sfn, caught, {})["status"] == "SUCCEEDED"
+    # a bare function ARN as the resource fails the same way (moto called it "Exception")
+    bare = {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:nope", "End": True}
+    failed = run(sfn, machine(sfn, "nf-3", {"Call": bare}, "Call"), {})
+    assert failed["error"] == "Lambda.ResourceNotFoundException"
+    assert failed["cause"].startswith("Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope (")
