@@ -9,14 +9,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.tree import Tree
 
 from sfn_mlops_local import operations
 from sfn_mlops_local.operations import Target
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 STATUS_STYLE = {
     "SUCCEEDED": "green",
@@ -84,6 +85,8 @@ def _styled(status: str | None) -> str:
 
 
 def render_tree(summary: dict[str, Any]) -> Tree:
+    from rich.tree import Tree
+
     tree = Tree(
         f"[bold]run {summary['run_id']}[/] ({summary.get('pipeline')}) {_styled(summary['status'])}"
         f"  [dim]job flow {summary.get('flow_execution_arn') or ''}[/]"
@@ -281,6 +284,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
     with target_for(args) as (target, _runtime):
         runs = operations.list_runs(target, args.pipeline, limit=args.limit)
     table = Table(
@@ -309,6 +314,8 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
+    from rich.tree import Tree
+
     tree = Tree(f"[bold]{title}[/]")
     for run in answer.get("runs", []):
         status = f" {_styled(run['status'])}" if run.get("status") else ""

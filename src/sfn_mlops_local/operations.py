@@ -10,12 +10,17 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sfn_mlops.errors import InvalidRerun
 from sfn_mlops.metadata import TERMINAL_RUN_STATUSES, MetadataTable
-from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
-from sfn_mlops.rerun import FORCE, RerunOptions, apply_overrides, unit_policies
+
+if TYPE_CHECKING:
+    from sfn_mlops.pipeline import PipelineConfig
+    from sfn_mlops.rerun import RerunOptions
+
+# The console's rerun policy (sfn_mlops.rerun.FORCE): kept here so read-only commands need no pydantic.
+FORCE = "force"
 
 FLOW_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -75,6 +80,8 @@ def pipeline_dir(root: Path, pipeline: str) -> Path:
 
 def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
     """Validate the pipeline folder and upload its config and scripts to pipelines/<name>/."""
+    from sfn_mlops.pipeline import parse_pipeline_config
+
     config = parse_pipeline_config((folder / "pipeline.json").read_bytes(), source=str(folder / "pipeline.json"))
     if config.name != folder.name:
         raise SystemExit(f"{folder}/pipeline.json names pipeline {config.name!r}; the folder is {folder.name!r}")
@@ -217,6 +224,9 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
 
 def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     """Start the job flow again for a recorded run; the flow skips, forces or reuses units as asked."""
+    from sfn_mlops.pipeline import parse_pipeline_config
+    from sfn_mlops.rerun import apply_overrides, unit_policies
+
     run = target.table.get_run(run_id)
     if run is None:
         raise SystemExit(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")

@@ -191,6 +191,9 @@ class LocalService:
         if route == "idle" and method == "POST":
             self.runtime.wait_idle(timeout=float(body.get("timeout", 300)))
             return 200, {"in_flight": self.runtime.in_flight()}
+        if route == "jobs" and method == "GET":  # what the benchmark subtracts from wall time
+            jobs = self.runtime.jobs
+            return 200, {"script_seconds": dict(jobs.job_seconds), "job_seconds": dict(jobs.job_total_seconds)}
         if route == "save" and method == "POST":
             self.runtime.save()
             return 200, {"saved": True}
