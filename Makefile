@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck validate build unit e2e bench clean reset lock
+.PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ run: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
 
+## unit: the fast tier (unit tests only, no tooling, under a minute)
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q -m "not tooling"
+
+## e2e: whole pipelines on the local service
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e tests/statemachine -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,9 +46,13 @@ build: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/orchestration_overhead.py
 	$(BIN)/python bench/rerun_cost.py
+	$(BIN)/python bench/asl_shape.py
 
 reset: $(STAMP)
 	$(BIN)/mlops local reset
+
+stop: $(STAMP)
+	$(BIN)/mlops local stop
 
 ## lock: re-resolve requirements.lock from pyproject.toml (needs the package registry)
 lock:
@@ -50,4 +62,5 @@ lock:
 	/tmp/sfn-mlops-lock/bin/pip freeze --exclude-editable | grep -v '^sfn-mlops' > requirements.lock
 
 clean:
+	test ! -x $(BIN)/mlops || $(BIN)/mlops local stop
 	rm -rf $(VENV) .aws-sam .mlops-local
