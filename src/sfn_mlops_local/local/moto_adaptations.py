@@ -37,6 +37,10 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 9. A Lambda task given a bare function ARN as its resource reports Lambda's own errors (an unknown function)
    as the ``lambda:invoke`` integration does, ``Lambda.ResourceNotFoundException`` with Lambda's message,
    where moto called them ``Exception`` (nothing could catch them by name).
+10. The 256 KiB limit (``States.DataLimitExceeded``) is measured as AWS documents it, on the value as compact
+    JSON text in UTF-8, up to and including 262,144 bytes. moto measured a string without its quotes and
+    anything else with ``", "`` and ``": "`` separators and ``\\u`` escapes, refused exactly 262,144 bytes, and
+    for a bare-ARN Lambda task measured the whole Invoke response instead of the payload (its result).
 """
 
 from __future__ import annotations
@@ -87,10 +91,15 @@ from moto.stepfunctions.parser.asl.component.common.string.string_expression imp
     StringJSONata,
     StringVariableSample,
 )
+from moto.stepfunctions.parser.asl.component.state import state as state_module
 from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison import ConditionStringJSONata
 from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.items.items import ItemsJSONata
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda as state_task_lambda_module
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service as state_task_service_module,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_callback,
     state_task_service_factory,
@@ -244,6 +253,14 @@ _SAGEMAKER_JOBS = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _sagemaker_request_members(action: str) -> set[str]:
+    """Loading SageMaker's service model takes ~0.3 s: once per process, not once per job task."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    operation = next(name for name in model.operation_names if name.lower() == action)
+    return set(model.operation_model(operation).input_shape.members)
+
+
 class StateTaskServiceSageMaker(StateTaskServiceCallback):
     def __init__(self) -> None:
         # WaitForTaskToken is listed only because moto's callback base class assumes a callback endpoint.
@@ -254,9 +271,7 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         action = self.resource.api_action.lower()
         if action not in _SAGEMAKER_JOBS:
             return None
-        model = botocore.session.get_session().get_service_model("sagemaker")
-        operation = next(name for name in model.operation_names if name.lower() == action)
-        return set(model.operation_model(operation).input_shape.members)
+        return _sagemaker_request_members(action)
 
     def _validate_service_integration_is_supported(self) -> None:
         if self.resource.api_action.lower() not in _SAGEMAKER_JOBS:
@@ -709,6 +724,24 @@ def _lambda_task_from_error(original: Callable[..., FailureEvent]) -> Callable[.
     return _from_error
 
 
+# --------------------------------------------------------------------------- 10. the 256 KiB limit
+MAX_PAYLOAD_BYTES = 262_144
+_SIZE_QUOTA_MODULES = (state_module, state_task_service_module, state_task_lambda_module)
+
+
+def within_size_quota(value: Any) -> bool:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode("utf-8")) <= MAX_PAYLOAD_BYTES
+
+
+_original_lambda_size_check = StateTaskLambda._verify_size_quota
+
+
+def _lambda_result_size_check(self: Any, env: Any, value: Any) -> None:
+    # a bare-ARN Lambda task's result is the payload: moto measured the whole Invoke response around it
+    _original_lambda_size_check(self, env, value.get("Payload") if isinstance(value, dict) else value)
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -731,6 +764,9 @@ def apply() -> None:
     state_task_factory.state_task_service_for = _service_for  # type: ignore[attr-defined]
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
     ExecutionState._evaluate_with_timeout = _evaluate_with_faults  # type: ignore[method-assign]
+    for module in _SIZE_QUOTA_MODULES:
+        module.is_within_size_quota = within_size_quota
+    StateTaskLambda._verify_size_quota = _lambda_result_size_check  # type: ignore[method-assign]
     StateTaskLambda._from_error = _lambda_task_from_error(StateTaskLambda.__dict__["_from_error"])  # type: ignore[method-assign]
     for task_class in [StateTask, *_all_subclasses(StateTask)]:
         if "_from_error" in task_class.__dict__:
