@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,36 @@ def test_state_names_follow_the_naming_rules(logical: str) -> None:
             assert name.endswith("?"), f"Choice {name!r} should be a question"
         assert state["Type"] != "Task" or (name[0].isupper() and " " in name), f"Task {name!r} should be a verb phrase"
         assert "arn:aws:" not in json.dumps(state), f"{name}: ARNs come through DefinitionSubstitutions"
+
+
+def _jsonata_expressions(value: object) -> Iterator[str]:
+    """Every ``{% ... %}`` expression in a definition (field values only: keys are never evaluated)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{%") and text.endswith("%}"):
+            yield text[2:-2]
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _jsonata_expressions(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _jsonata_expressions(item)
+
+
+@pytest.mark.parametrize("logical", sorted(machines()))
+def test_every_jsonata_expression_parses(logical: str) -> None:
+    # statelint 3.1.0 checks JSONata states' fields (Arguments, Output, Assign, Condition, Fail's Error and
+    # Cause; no JSONPath fields in a JSONata state) but not the expressions inside {% %}, and neither
+    # cfn-lint nor sam validate looks into the ASL: parse each one with jsonata-python, as the local
+    # interpreter does, so that a typo fails here rather than in the middle of a run.
+    import jsonata
+
+    definition = json.loads((ROOT / machines()[logical]["DefinitionUri"]).read_text())
+    for expression in _jsonata_expressions(definition["States"]):
+        try:
+            jsonata.Jsonata(expression)
+        except Exception as exc:  # jsonata-python raises its own JException
+            pytest.fail(f"{logical}: {{% {expression} %}} does not parse: {exc}")
 
 
 # Actions IAM grants only on "*" (no resource-level permissions), with what limits them instead.
