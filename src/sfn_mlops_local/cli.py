@@ -588,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.handler(args, console)
     except (LocalServiceError, StateFormatError) as exc:
         raise SystemExit(f"mlops: {exc}") from exc
+    except KeyboardInterrupt:
+        # Whatever was started goes on in the service (or on AWS): only this command stops.
+        print("mlops: interrupted", file=sys.stderr)
+        return 130
     except EndpointConnectionError as exc:
         where = "AWS" if getattr(args, "stack", None) else "the local service"
         raise SystemExit(

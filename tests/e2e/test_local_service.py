@@ -218,6 +218,31 @@ def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Termina
     assert wait_until(scheduled_run, timeout=300, interval=1)["status"] == "SUCCEEDED"
 
 
+def test_ctrl_c_stops_following_not_the_run(terminal: Terminal) -> None:
+    target, _ = service_target(terminal.state)
+    known = {r["PK"] for r in target.table.list_runs("abalone", limit=50)}
+    # Given `mlops run` following a run it started
+    follower = terminal.start("run", "abalone", "--json")
+
+    def new_run_under_way() -> str | None:
+        """A new run with a unit under way: by then the follower (polling every 50 ms) is following it."""
+        fresh = [r for r in target.table.list_runs("abalone", limit=50) if r["PK"] not in known]
+        run_id = fresh[0]["PK"].split("#", 1)[1] if fresh else None
+        run = target.table.get_run(run_id) if run_id else None
+        return run_id if run and run["units"] else None
+
+    run_id = wait_until(new_run_under_way, timeout=300, interval=0.2)
+    # When the user presses Ctrl-C
+    follower.send_signal(signal.SIGINT)
+    code, _, err = Terminal.finish(follower)
+    # Then the command stops with one line telling how to follow again, without a traceback
+    assert code == 130 and "Traceback" not in err, err
+    assert f"mlops status {run_id}" in err
+    # And the run goes on to the end in the service
+    finished = wait_until(lambda: (r := target.table.get_run(run_id)) and r["status"] != "RUNNING" and r, 300, 0.5)
+    assert finished["status"] == "SUCCEEDED"
+
+
 def test_a_killed_service_loses_only_the_in_flight_execution_and_says_so(terminal: Terminal) -> None:
     # Given a run in flight, in train
     follower = terminal.start("run", "abalone", "--json")
