@@ -182,6 +182,19 @@ def test_the_aws_cli_and_boto3_use_the_endpoint_and_an_upload_starts_a_run(termi
     assert run["status"] == "SUCCEEDED"
 
 
+def test_a_function_invoked_through_the_endpoint_runs_its_own_code(terminal: Terminal) -> None:
+    target, info = service_target(terminal.state)
+    lambdas = target.client("lambda")
+    # When a function is invoked with an event it cannot parse (as `aws lambda invoke` would)
+    answer = lambdas.invoke(FunctionName=info.resources["PlanRunFunction"], Payload=b"{}")
+    # Then its own code answered, with Lambda's error shape
+    assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] and error["errorMessage"]
+    # And an asynchronous invocation is accepted at once
+    assert lambdas.invoke(FunctionName=info.resources["PlanRunFunction"], InvocationType="Event")["StatusCode"] == 202
+
+
 def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Terminal) -> None:
     from datetime import UTC, datetime, timedelta
 

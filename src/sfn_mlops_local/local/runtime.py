@@ -31,7 +31,12 @@ from sfn_mlops_local.operations import Target
 PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam", "scheduler")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # Resource types whose physical names clients need (buckets, tables, state machines, functions).
-NAMED_RESOURCES = ("AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::Serverless::StateMachine")
+NAMED_RESOURCES = (
+    "AWS::S3::Bucket",
+    "AWS::DynamoDB::Table",
+    "AWS::Serverless::StateMachine",
+    "AWS::Serverless::Function",
+)
 
 
 def _task_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,7 +104,7 @@ class LocalRuntime:
         boto3.setup_default_session(region_name=REGION)
         self.lambdas = LambdaHost(functions, log_dir=self.state_dir / "logs")
         self.jobs = LocalJobRunner(lambda: self.client("s3"), self._work_dir(), self.state_dir / "logs")
-        self.jobs.jobs.update(saved_jobs)
+        self.jobs.restore(saved_jobs)
         buckets = {
             b["Ref"]
             for logical, b in self.template.physical.items()
@@ -404,7 +409,7 @@ class LocalRuntime:
         """Write the state durably, as one consistent snapshot (no request runs while it is taken)."""
         with moto_adaptations.moto_requests_lock():
             backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
-            jobs = {name: dict(job) for name, job in self.jobs.jobs.items()}
+            jobs = self.jobs.snapshot()
         extra = {"jobs": jobs, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
         dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
 

@@ -201,6 +201,25 @@ class LocalJobRunner:
         for thread in list(self._threads):
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    # ---------------------------------------------------------------- persistence
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: dict(job) for name, job in self.jobs.items()}
+
+    def restore(self, saved: dict[str, dict[str, Any]]) -> list[str]:
+        """Take back saved jobs; one that was running when the service stopped ran in a process that is gone,
+        so it ends Failed (as SageMaker reports a job its instance lost), never InProgress forever."""
+        interrupted = []
+        with self._lock:
+            for name, job in saved.items():
+                if job.get("status") == "InProgress":
+                    job["status"] = "Failed"
+                    job["failure_reason"] = "InternalServerError: the local service stopped while this job ran"
+                    job["ended"] = job.get("ended") or _now()
+                    interrupted.append(name)
+                self.jobs[name] = job
+        return interrupted
+
     # ---------------------------------------------------------------- running
     def _start(self, name: str, target: Callable[[str, Path], None]) -> None:
         def run() -> None:

@@ -16,6 +16,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -23,10 +24,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sfn_mlops_local.local.state import ServiceInfo
 
 CONTROL_PREFIX = "/_mlops/"
+_LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 LOOPBACK = "127.0.0.1"
 # How often the saver looks for completed executions and other writes (a save takes tens of ms).
 SAVE_CHECK_S = 0.2
@@ -216,6 +219,11 @@ class _ServiceApp:
         path = environ.get("PATH_INFO", "")
         if path.startswith(CONTROL_PREFIX):
             return self._control(environ, path, start_response)
+        invoked = _LAMBDA_INVOKE.match(path)
+        if invoked and environ.get("REQUEST_METHOD") == "POST":
+            served = self._lambda_invoke(environ, unquote(invoked.group(1)), start_response)
+            if served is not None:
+                return served
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("SageMaker."):
             served = self._sagemaker_job(environ, target.removeprefix("SageMaker."), start_response)
@@ -228,6 +236,33 @@ class _ServiceApp:
             chunks = list(self._moto(environ, start_response))
         self._service._on_request()
         return chunks
+
+    def _lambda_invoke(
+        self, environ: dict[str, Any], name: str, start_response: Callable[..., Any]
+    ) -> Iterable[bytes] | None:
+        """Lambda's Invoke for HTTP clients (`aws lambda invoke`, boto3): the function's own code, in-process,
+        as the interpreter's tasks invoke it. A function the template does not define: moto answers (404)."""
+        lambdas = self._service.runtime.lambdas
+        if lambdas.function(name) is None:
+            return None
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        payload = json.loads(raw or b"{}")
+        kind = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+        headers = [("X-Amz-Executed-Version", "$LATEST"), ("Content-Type", "application/json")]
+        if kind == "DryRun":
+            start_response("204 No Content", headers)
+            return [b""]
+        if kind == "Event":  # accepted now, run in the background, as Lambda's asynchronous invocation
+            threading.Thread(target=lambdas.invoke, args=(name, payload), daemon=True).start()
+            start_response("202 Accepted", [*headers, ("Content-Length", "0")])
+            return [b""]
+        result, error = lambdas.invoke(name, payload)
+        body = result if isinstance(result, bytes) else json.dumps(result).encode()
+        if error:
+            headers.append(("X-Amz-Function-Error", error))
+        start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
 
     def _sagemaker_job(
         self, environ: dict[str, Any], operation: str, start_response: Callable[..., Any]
