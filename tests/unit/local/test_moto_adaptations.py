@@ -369,6 +369,14 @@ def unserialisable(event, context):
     return {1, 2}
 
 
+def big_text(event, context):
+    return "x" * 262143  # 262,145 bytes as JSON
+
+
+def big_list(event, context):
+    return {"ab": [1] * 131068}  # 262,144 bytes as compact JSON
+
+
 def boom(event, context):
     def inner():
         raise ValueError("it broke")
@@ -388,7 +396,7 @@ def lambdas(sfn: Any, tmp_path: Any) -> Iterator[Any]:
         name: LocalFunction(
             name, name, f"arn:aws:lambda:us-east-1:123456789012:function:{name}", tmp_path, f"app.{name}", {}, {}
         )
-        for name in ("text", "raw", "unserialisable", "boom")
+        for name in ("text", "raw", "unserialisable", "boom", "big_text", "big_list")
     }
     host = LambdaHost(functions, log_dir=tmp_path / "logs")
     events = boto3._get_default_session().events
@@ -441,3 +449,15 @@ def test_an_unknown_function_is_lambdas_resource_not_found_naming_the_qualifier(
     failed = run(sfn, machine(sfn, "nf-3", {"Call": bare}, "Call"), {})
     assert failed["error"] == "Lambda.ResourceNotFoundException"
     assert failed["cause"].startswith("Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope (")
+
+
+def test_the_256_kib_limit_counts_compact_json_bytes_up_to_and_including_262144(sfn: Any, lambdas: Any) -> None:
+    def call(name: str) -> dict[str, Any]:
+        task = {"Type": "Task", "Resource": f"arn:aws:lambda:us-east-1:123456789012:function:{name}", "End": True}
+        return run(sfn, machine(sfn, f"limit-{name}", {"Call": task}, "Call"), {})
+
+    # a string of 262,143 characters is 262,145 bytes of JSON (moto counted it without its quotes)
+    too_big = call("big_text")
+    assert (too_big["status"], too_big["error"]) == ("FAILED", "States.DataLimitExceeded")
+    # exactly 262,144 bytes as compact JSON is within the limit (moto counted ", " separators)
+    assert call("big_list")["status"] == "SUCCEEDED"
