@@ -41,6 +41,9 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
     JSON text in UTF-8, up to and including 262,144 bytes. moto measured a string without its quotes and
     anything else with ``", "`` and ``": "`` separators and ``\\u`` escapes, refused exactly 262,144 bytes, and
     for a bare-ARN Lambda task measured the whole Invoke response instead of the payload (its result).
+11. A ``Wait`` that would end after the execution's one-year maximum duration (a Standard workflow's quota, and
+    the documented maximum wait) times the execution out at once, as AWS times it out when the year is up,
+    instead of waiting, or failing with a Python ``OverflowError`` as cause for a timestamp centuries ahead.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task im
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import StateTaskLambda
 from moto.stepfunctions.parser.asl.component.state.fail.cause_decl import Cause as FailCause
 from moto.stepfunctions.parser.asl.component.state.fail.error_decl import Error as FailError
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
@@ -742,6 +746,26 @@ def _lambda_result_size_check(self: Any, env: Any, value: Any) -> None:
     _original_lambda_size_check(self, env, value.get("Payload") if isinstance(value, dict) else value)
 
 
+# --------------------------------------------------------------------------- 11. no Wait beyond the execution's year
+MAX_EXECUTION_DURATION = datetime.timedelta(days=365)
+
+
+def _started(env: Any) -> datetime.datetime:
+    started = env.states.context_object.context_object_data["Execution"]["StartTime"]
+    if isinstance(started, str):
+        started = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+    return started if started.tzinfo else started.replace(tzinfo=datetime.UTC)
+
+
+def _wait_within_the_year(self: Any, env: Any) -> None:
+    seconds = self._get_wait_seconds(env=env)
+    ends = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=max(seconds, 0))
+    if ends - _started(env) > MAX_EXECUTION_DURATION:
+        env.set_timed_out()  # what the execution comes to on AWS, a year after it started
+        return
+    self._wait_interval(env=env, wait_seconds=seconds)
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -767,6 +791,7 @@ def apply() -> None:
     for module in _SIZE_QUOTA_MODULES:
         module.is_within_size_quota = within_size_quota
     StateTaskLambda._verify_size_quota = _lambda_result_size_check  # type: ignore[method-assign]
+    WaitFunction._eval_body = _wait_within_the_year  # type: ignore[method-assign]
     StateTaskLambda._from_error = _lambda_task_from_error(StateTaskLambda.__dict__["_from_error"])  # type: ignore[method-assign]
     for task_class in [StateTask, *_all_subclasses(StateTask)]:
         if "_from_error" in task_class.__dict__:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
@@ -461,3 +462,25 @@ def test_the_256_kib_limit_counts_compact_json_bytes_up_to_and_including_262144(
     assert (too_big["status"], too_big["error"]) == ("FAILED", "States.DataLimitExceeded")
     # exactly 262,144 bytes as compact JSON is within the limit (moto counted ", " separators)
     assert call("big_list")["status"] == "SUCCEEDED"
+
+
+def test_a_wait_beyond_the_executions_one_year_maximum_times_it_out_at_once(sfn: Any) -> None:
+    # Given Waits ending after the one-year maximum (moto waited, or failed with an OverflowError as cause)
+    for name, until in (("wait-2y", "2y"), ("wait-far", "9999-12-31T23:59:59Z")):
+        if until == "2y":
+            ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=731)
+            until = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
+        states = {"W": {"Type": "Wait", "Timestamp": until, "Next": "Done"}, "Done": {"Type": "Pass", "End": True}}
+        arn = machine(sfn, name, states, "W")
+        execution = sfn.start_execution(stateMachineArn=arn, name=name)["executionArn"]
+        # Then the execution ends at once, timed out as AWS ends it when its year is up
+        described = wait_until(
+            lambda arn=execution: (d := sfn.describe_execution(executionArn=arn))["status"] != "RUNNING" and d,
+            timeout=10,
+        )
+        assert described["status"] == "TIMED_OUT", described
+        events = [e["type"] for e in sfn.get_execution_history(executionArn=execution)["events"]]
+        assert events[-1] == "ExecutionTimedOut" and "PassStateEntered" not in events
+    # and a Wait within the year still waits for its time
+    short = {"W": {"Type": "Wait", "Seconds": 0, "End": True}}
+    assert run(sfn, machine(sfn, "wait-0", short, "W"), {})["status"] == "SUCCEEDED"
