@@ -44,17 +44,22 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 11. A ``Wait`` that would end after the execution's one-year maximum duration (a Standard workflow's quota, and
     the documented maximum wait) times the execution out at once, as AWS times it out when the year is up,
     instead of waiting, or failing with a Python ``OverflowError`` as cause for a timestamp centuries ahead.
+12. The optimized ``lambda:invoke`` and ``dynamodb:*`` integrations return ``SdkHttpMetadata`` (the response's
+    HTTP headers and status) and ``SdkResponseMetadata`` (its request ID) with the API's output, as AWS does;
+    moto returned the output alone. ``aws-sdk:*`` integrations return the output alone, on AWS as in moto.
 """
 
 from __future__ import annotations
 
 import datetime
+import email.utils
 import functools
 import hashlib
 import json
 import random
 import threading
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +115,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb import (
+    StateTaskServiceDynamoDB,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
     StateTaskServiceLambda,
@@ -766,12 +774,63 @@ def _wait_within_the_year(self: Any, env: Any) -> None:
     self._wait_interval(env=env, wait_seconds=seconds)
 
 
+# --------------------------------------------------------------------------- 12. SDK metadata of optimized results
+def sdk_metadata(body: bytes, content_type: str, extra_headers: dict[str, str]) -> dict[str, Any]:
+    """The fields AWS adds to an optimized integration's result: the response's headers and its request ID."""
+    request_id = str(uuid.uuid4())
+    headers = {
+        "Connection": "keep-alive",
+        "Content-Length": str(len(body)),
+        "Content-Type": content_type,
+        "Date": email.utils.formatdate(usegmt=True),
+        "x-amzn-RequestId": request_id,
+        **extra_headers,
+    }
+    return {
+        "SdkHttpMetadata": {
+            "AllHttpHeaders": {name: [value] for name, value in headers.items()},
+            "HttpHeaders": headers,
+            "HttpStatusCode": 200,
+        },
+        "SdkResponseMetadata": {"RequestId": request_id},
+    }
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+class LambdaWithSdkMetadata(StateTaskServiceLambda):
+    def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):  # type: ignore[no-untyped-def]
+        super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+        result = env.stack[-1]
+        if isinstance(result, dict) and self.resource.api_action.lower() == "invoke":
+            version = str(result.get("ExecutedVersion", "$LATEST"))
+            trace = f"root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]};sampled=0"
+            extra = {"X-Amz-Executed-Version": version, "x-amzn-Remapped-Content-Length": "0", "X-Amzn-Trace-Id": trace}
+            result.update(sdk_metadata(_compact(result.get("Payload")), "application/json", extra))
+
+
+class DynamoDBWithSdkMetadata(StateTaskServiceDynamoDB):
+    def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):  # type: ignore[no-untyped-def]
+        super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+        result = env.stack[-1]
+        if isinstance(result, dict):
+            body = _compact(result)
+            extra = {"Server": "Server", "x-amz-crc32": str(zlib.crc32(body))}
+            result.update(sdk_metadata(body, "application/x-amz-json-1.0", extra))
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
         return AwsCasedStateTaskServiceSfn()
     if service_name == "sagemaker":
         return StateTaskServiceSageMaker()
+    if service_name == "lambda":
+        return LambdaWithSdkMetadata()
+    if service_name == "dynamodb":
+        return DynamoDBWithSdkMetadata()
     return _original_factory(service_name)
 
 

@@ -484,3 +484,35 @@ def test_a_wait_beyond_the_executions_one_year_maximum_times_it_out_at_once(sfn:
     # and a Wait within the year still waits for its time
     short = {"W": {"Type": "Wait", "Seconds": 0, "End": True}}
     assert run(sfn, machine(sfn, "wait-0", short, "W"), {})["status"] == "SUCCEEDED"
+
+
+def test_optimized_lambda_and_dynamodb_results_carry_the_sdk_metadata_aws_returns(sfn: Any, lambdas: Any) -> None:
+    # Given the optimized Lambda and DynamoDB integrations, and DynamoDB through aws-sdk
+    invoked = json.loads(run(sfn, invoke_machine(sfn, "meta-lambda", {"FunctionName": "text"}), {})["output"])
+    arn = put_item_machine(sfn, "meta-ddb", {"ResultPath": "$.put", "Next": "Read"})
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+    key = {"PK": {"S": "written"}}
+    definition["States"]["Read"] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::dynamodb:getItem",
+        "Parameters": {"TableName": "meta-ddb", "Key": key},
+        "ResultPath": "$.got",
+        "Next": "Sdk",
+    }
+    definition["States"]["Sdk"] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:dynamodb:getItem",
+        "Parameters": {"TableName": "meta-ddb", "Key": key},
+        "ResultPath": "$.sdk",
+        "End": True,
+    }
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(definition))
+    output = json.loads(run(sfn, arn, {})["output"])
+    # Then the optimized results have AWS's fields (moto's had only the API's output); aws-sdk has none
+    assert set(invoked) == {"ExecutedVersion", "Payload", "SdkHttpMetadata", "SdkResponseMetadata", "StatusCode"}
+    assert set(output["put"]) == {"SdkHttpMetadata", "SdkResponseMetadata"}
+    assert set(output["got"]) == {"Item", "SdkHttpMetadata", "SdkResponseMetadata"}
+    assert set(output["sdk"]) == {"Item"}
+    metadata = output["got"]["SdkHttpMetadata"]
+    assert metadata["HttpStatusCode"] == 200 and metadata["HttpHeaders"]["Content-Type"] == "application/x-amz-json-1.0"
+    assert metadata["AllHttpHeaders"]["x-amzn-RequestId"] == [output["got"]["SdkResponseMetadata"]["RequestId"]]
