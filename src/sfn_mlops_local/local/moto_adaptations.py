@@ -59,6 +59,7 @@ import json
 import random
 import threading
 import uuid
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -703,6 +704,7 @@ def aws_timestamp(value: datetime.datetime) -> str:
 
 def _evaluation_environment(self: Any) -> Any:
     env = _original_evaluation_environment(self)
+    _root_environments[env.states.context_object.context_object_data["Execution"]["Id"]] = env  # for 11
     execution = env.states.context_object.context_object_data["Execution"]
     if isinstance(execution.get("StartTime"), datetime.datetime):
         execution["StartTime"] = aws_timestamp(execution["StartTime"])
@@ -756,6 +758,8 @@ def _lambda_result_size_check(self: Any, env: Any, value: Any) -> None:
 
 # --------------------------------------------------------------------------- 11. no Wait beyond the execution's year
 MAX_EXECUTION_DURATION = datetime.timedelta(days=365)
+# each execution's outermost environment: a Wait inside a Map or Parallel branch must time out the execution
+_root_environments: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 def _started(env: Any) -> datetime.datetime:
@@ -769,7 +773,9 @@ def _wait_within_the_year(self: Any, env: Any) -> None:
     seconds = self._get_wait_seconds(env=env)
     ends = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=max(seconds, 0))
     if ends - _started(env) > MAX_EXECUTION_DURATION:
-        env.set_timed_out()  # what the execution comes to on AWS, a year after it started
+        execution_id = env.states.context_object.context_object_data["Execution"]["Id"]
+        # what the execution comes to on AWS, a year after it started (the root's frames time out with it)
+        _root_environments.get(execution_id, env).set_timed_out()
         return
     self._wait_interval(env=env, wait_seconds=seconds)
 

@@ -466,11 +466,16 @@ def test_the_256_kib_limit_counts_compact_json_bytes_up_to_and_including_262144(
 
 def test_a_wait_beyond_the_executions_one_year_maximum_times_it_out_at_once(sfn: Any) -> None:
     # Given Waits ending after the one-year maximum (moto waited, or failed with an OverflowError as cause)
-    for name, until in (("wait-2y", "2y"), ("wait-far", "9999-12-31T23:59:59Z")):
-        if until == "2y":
-            ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=731)
-            until = ahead.strftime("%Y-%m-%dT%H:%M:%SZ")
-        states = {"W": {"Type": "Wait", "Timestamp": until, "Next": "Done"}, "Done": {"Type": "Pass", "End": True}}
+    ahead = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=731)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    far = "9999-12-31T23:59:59Z"
+    branch = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Timestamp": far, "End": True}}}
+    in_parallel = {"Type": "Parallel", "Branches": [branch], "Next": "Done"}
+    for name, wait in (
+        ("wait-2y", {"Type": "Wait", "Timestamp": ahead, "Next": "Done"}),
+        ("wait-far", {"Type": "Wait", "Timestamp": far, "Next": "Done"}),
+        ("wait-in-parallel", in_parallel),  # the execution times out, not only its branch
+    ):
+        states = {"W": wait, "Done": {"Type": "Pass", "End": True}}
         arn = machine(sfn, name, states, "W")
         execution = sfn.start_execution(stateMachineArn=arn, name=name)["executionArn"]
         # Then the execution ends at once, timed out as AWS ends it when its year is up
