@@ -193,6 +193,9 @@ def test_a_function_invoked_through_the_endpoint_runs_its_own_code(terminal: Ter
     assert error["errorType"] and error["errorMessage"]
     # And an asynchronous invocation is accepted at once
     assert lambdas.invoke(FunctionName=info.resources["PlanRunFunction"], InvocationType="Event")["StatusCode"] == 202
+    # And a function the stack does not have is Lambda's ResourceNotFoundException, naming the qualifier
+    with pytest.raises(lambdas.exceptions.ResourceNotFoundException, match=r"function:nope:live"):
+        lambdas.invoke(FunctionName="nope", Qualifier="live")
 
 
 def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Terminal) -> None:

@@ -139,6 +139,21 @@ class LambdaHost:
                 "stackTrace": function_stack_trace(exc),
             }, "Unhandled"
 
+    def invoke_marshalled(self, name_or_arn: str, payload: Any) -> tuple[bytes, str | None]:
+        """Invoke's response body as the Python runtime sends it, and the function error kind or None."""
+        result, error = self.invoke(name_or_arn, payload)
+        try:
+            return marshal_response(result), error
+        except (TypeError, ValueError) as unmarshallable:
+            # what the Python runtime answers for a result it cannot serialise (its Runtime.MarshalError)
+            marshal_error = {
+                "errorMessage": f"Unable to marshal response: {unmarshallable}",
+                "errorType": "Runtime.MarshalError",
+                "requestId": self.invocations[-1]["request_id"],
+                "stackTrace": [],
+            }
+            return json.dumps(marshal_error).encode(), "Unhandled"
+
     # botocore "before-call.lambda.Invoke" handler: short-circuits the HTTP call.
     def on_invoke(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
         name = unquote(params["url_path"].split("/functions/", 1)[1].split("/", 1)[0])
@@ -149,20 +164,7 @@ class LambdaHost:
             return _response(params, 404, not_found_error(name, qualifier, region))
         body = params.get("body") or b"{}"
         payload = json.loads(body.decode() if isinstance(body, bytes) else body or "{}")
-        result, error = self.invoke(name, payload)
-        try:
-            data = marshal_response(result)
-        except (TypeError, ValueError) as unmarshallable:
-            # what the Python runtime answers for a result it cannot serialise (its Runtime.MarshalError)
-            error = "Unhandled"
-            data = json.dumps(
-                {
-                    "errorMessage": f"Unable to marshal response: {unmarshallable}",
-                    "errorType": "Runtime.MarshalError",
-                    "requestId": self.invocations[-1]["request_id"],
-                    "stackTrace": [],
-                }
-            ).encode()
+        data, error = self.invoke_marshalled(name, payload)
         parsed: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": io.BytesIO(data)}
         if error:
             parsed["FunctionError"] = error

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sfn_mlops_local.local.state import ServiceInfo
+from sfn_mlops_local.local.template import REGION
 
 CONTROL_PREFIX = "/_mlops/"
 _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
@@ -221,9 +222,7 @@ class _ServiceApp:
             return self._control(environ, path, start_response)
         invoked = _LAMBDA_INVOKE.match(path)
         if invoked and environ.get("REQUEST_METHOD") == "POST":
-            served = self._lambda_invoke(environ, unquote(invoked.group(1)), start_response)
-            if served is not None:
-                return served
+            return self._lambda_invoke(environ, unquote(invoked.group(1)), start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("SageMaker."):
             served = self._sagemaker_job(environ, target.removeprefix("SageMaker."), start_response)
@@ -237,19 +236,28 @@ class _ServiceApp:
         self._service._on_request()
         return chunks
 
-    def _lambda_invoke(
-        self, environ: dict[str, Any], name: str, start_response: Callable[..., Any]
-    ) -> Iterable[bytes] | None:
+    def _lambda_invoke(self, environ: dict[str, Any], name: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Lambda's Invoke for HTTP clients (`aws lambda invoke`, boto3): the function's own code, in-process,
-        as the interpreter's tasks invoke it. A function the template does not define: moto answers (404)."""
+        answered exactly as the interpreter's tasks are (lambda_host.py)."""
+        from urllib.parse import parse_qs
+
+        from sfn_mlops_local.local.lambda_host import not_found_error
+
         lambdas = self._service.runtime.lambdas
+        headers = [("X-Amz-Executed-Version", "$LATEST"), ("Content-Type", "application/json")]
         if lambdas.function(name) is None:
-            return None
+            qualifier = parse_qs(environ.get("QUERY_STRING", "")).get("Qualifier", [None])[0]
+            error = not_found_error(name, qualifier, REGION)
+            body = json.dumps({"Type": error["Type"], "Message": error["Message"]}).encode()
+            start_response(
+                "404 Not Found",
+                [*headers, ("x-amzn-ErrorType", "ResourceNotFoundException"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         payload = json.loads(raw or b"{}")
         kind = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
-        headers = [("X-Amz-Executed-Version", "$LATEST"), ("Content-Type", "application/json")]
         if kind == "DryRun":
             start_response("204 No Content", headers)
             return [b""]
@@ -257,10 +265,9 @@ class _ServiceApp:
             threading.Thread(target=lambdas.invoke, args=(name, payload), daemon=True).start()
             start_response("202 Accepted", [*headers, ("Content-Length", "0")])
             return [b""]
-        result, error = lambdas.invoke(name, payload)
-        body = result if isinstance(result, bytes) else json.dumps(result).encode()
-        if error:
-            headers.append(("X-Amz-Function-Error", error))
+        body, function_error = lambdas.invoke_marshalled(name, payload)
+        if function_error:
+            headers.append(("X-Amz-Function-Error", function_error))
         start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
