@@ -147,7 +147,7 @@ class LocalService:
 
     # ---------------------------------------------------------------- durability
     def _on_request(self) -> None:
-        """A client request may have changed the state (executions' own writes are saved as they end)."""
+        """A client request changed the state (executions' own writes are saved as they end)."""
         self._writes += 1
 
     def _save_loop(self) -> None:
@@ -310,6 +310,17 @@ class _ServiceApp:
             [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
         )
         return [payload]
+
+
+_READ_OPERATIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Search")
+
+
+def _is_read(environ: dict[str, Any]) -> bool:
+    """A request that cannot change state (no save needed): GET/HEAD, or a JSON-protocol read operation."""
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+        return True
+    operation = environ.get("HTTP_X_AMZ_TARGET", "").rsplit(".", 1)[-1]
+    return operation.startswith(_READ_OPERATIONS)
 
 
 def _epoch_seconds(value: Any) -> Any:

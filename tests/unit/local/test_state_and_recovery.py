@@ -97,3 +97,23 @@ def test_the_console_rerun_policy_is_the_planners_force() -> None:
     from sfn_mlops_local import operations
 
     assert operations.FORCE == FORCE
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "read"),
+    [
+        ("GET", "", True),
+        ("HEAD", "", True),
+        ("POST", "DynamoDB_20120810.Query", True),
+        ("POST", "AWSStepFunctions.DescribeExecution", True),
+        ("POST", "SageMaker.ListModelPackages", True),
+        ("POST", "DynamoDB_20120810.UpdateItem", False),
+        ("POST", "AWSStepFunctions.StartExecution", False),
+        ("PUT", "", False),
+        ("DELETE", "", False),
+    ],
+)
+def test_only_requests_that_can_change_state_make_the_service_save(method: str, target: str, read: bool) -> None:
+    from sfn_mlops_local.local.service import _is_read
+
+    assert _is_read({"REQUEST_METHOD": method, "HTTP_X_AMZ_TARGET": target}) is read
