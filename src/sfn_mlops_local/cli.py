@@ -414,11 +414,11 @@ def cmd_local_serve(args: argparse.Namespace, console: Console) -> int:
         console.print(f"local service listening on {endpoint} (state in {state_dir}); Ctrl-C stops it")
         sys.stdout.flush()
 
-    from sfn_mlops_local.local.service import ServiceAlreadyRunning
+    from sfn_mlops_local.local.service import ServiceCannotStart
 
     try:
         serve(None, state_dir, args.port, ready)
-    except ServiceAlreadyRunning as exc:
+    except ServiceCannotStart as exc:
         raise SystemExit(f"mlops local serve: {exc}") from exc
     return 0
 

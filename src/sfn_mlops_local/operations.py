@@ -295,16 +295,22 @@ def follow_run(
             if fingerprint != last:
                 last = fingerprint
                 on_change(summary)
-        if status in FLOW_TERMINAL and (summary is None or summary["status"] in TERMINAL_RUN_STATUSES):
-            return summary or {"run_id": run_id, "status": status}
+        # The run's outcome is this execution's when it recorded it (it stamps the run with its ARN).
+        ours = summary is not None and summary.get("flow_execution_arn") == execution_arn
+        if status in FLOW_TERMINAL and summary is not None and ours and summary["status"] in TERMINAL_RUN_STATUSES:
+            return summary
         if status in FLOW_TERMINAL:
-            # The flow ended without recording a terminal run status (e.g. it was aborted).
+            # This execution ended without recording the run's outcome: it lost a unit to another execution
+            # of the run (UnitAlreadyRunning; that one records the outcome), or it was stopped or broke.
+            described = target.sfn.describe_execution(executionArn=execution_arn)
             final = summary or {"run_id": run_id, "units": [], "metrics": {}, "model_package_arn": None}
-            return {
-                **final,
-                "status": "FAILED",
-                "error": final.get("error") or {"unit": None, "error": f"States.{status}", "cause": status},
+            held = next((u["name"] for u in final.get("units", []) if u.get("recorded_status") == "RUNNING"), None)
+            error = {
+                "unit": held,
+                "error": described.get("error") or f"States.{status}",
+                "cause": described.get("cause") or f"the flow execution {execution_arn} ended {status}",
             }
+            return {**final, "status": "FAILED" if status != "SUCCEEDED" else final["status"], "error": error}
         if time.monotonic() > deadline:
             raise SystemExit(f"run {run_id} did not finish within {timeout:.0f}s")
         time.sleep(poll_s)

@@ -91,6 +91,12 @@ def test_a_command_starts_the_service_once_and_says_so_in_one_line(terminal: Ter
     assert status["running"] is True and status["state_dir"] == str(terminal.state)
     # And the service listens on the loopback address only
     assert status["endpoint"].startswith("http://127.0.0.1:")
+    # And its own routes refuse a request without the client header (a web page cannot stop it)
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(urllib.request.Request(f"{status['endpoint']}/_mlops/stop", data=b"{}"), timeout=10)
     # And the next command finds it running and says nothing about starting it
     code, _, err_again = terminal.mlops("runs", "abalone")
     assert "started the local service" not in err_again
@@ -180,11 +186,19 @@ def test_the_aws_cli_and_boto3_use_the_endpoint_and_an_upload_starts_a_run(termi
 
     run = wait_until(new_run, timeout=300, interval=1)
     assert run["status"] == "SUCCEEDED"
+    # And the AWS CLI lists its SageMaker jobs (run by the local job runner), newest first
+    jobs = terminal.aws("sagemaker", "list-training-jobs", endpoint=info.endpoint)
+    assert jobs.returncode == 0, jobs.stderr
+    names = [j["TrainingJobName"] for j in json.loads(jobs.stdout)["TrainingJobSummaries"]]
+    assert names and names[0].startswith(run["run_id"])
 
 
 def test_a_function_invoked_through_the_endpoint_runs_its_own_code(terminal: Terminal) -> None:
     target, info = service_target(terminal.state)
     lambdas = target.client("lambda")
+    # Given the stack's functions, listed by Lambda's API as on AWS
+    listed = {f["FunctionName"]: f for f in lambdas.list_functions()["Functions"]}
+    assert listed[info.resources["PlanRunFunction"]]["Handler"] == "app.lambda_handler"
     # When a function is invoked with an event it cannot parse (as `aws lambda invoke` would)
     answer = lambdas.invoke(FunctionName=info.resources["PlanRunFunction"], Payload=b"{}")
     # Then its own code answered, with Lambda's error shape

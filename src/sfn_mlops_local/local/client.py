@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sfn_mlops_local.local.state import SERVICE_FILE, ServiceInfo
+
+CONTROL_HEADER = "X-Mlops-Local-Client"  # the service's own routes need it (see service.py)
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 180  # a cold start imports moto and xgboost and provisions the template: seconds, not minutes
@@ -47,6 +48,7 @@ def request(info: ServiceInfo, method: str, route: str, body: dict[str, Any] | N
     data = json.dumps(body or {}).encode() if method != "GET" else None
     call = urllib.request.Request(f"{info.endpoint}/_mlops/{route}", data=data, method=method)
     call.add_header("Content-Type", "application/json")
+    call.add_header(CONTROL_HEADER, "mlops")
     try:
         with _opener.open(call, timeout=timeout) as response:
             return json.loads(response.read() or b"{}")
@@ -61,7 +63,8 @@ def request(info: ServiceInfo, method: str, route: str, body: dict[str, Any] | N
 
 
 def running(state_dir: Path) -> ServiceInfo | None:
-    """The service that owns ``state_dir``, if it is up and answering."""
+    """The service that owns ``state_dir``, if it is up and answering. An endpoint left in a stale
+    service.json may now belong to another folder's service (a reused port): that one is not ours."""
     info = ServiceInfo.read(state_dir)
     if info is None:
         return None
@@ -69,26 +72,34 @@ def running(state_dir: Path) -> ServiceInfo | None:
         status = request(info, "GET", "status", timeout=5)
     except LocalServiceError:
         return None
-    return info if status.get("running") else None
+    ours = status.get("pid") == info.pid and Path(str(status.get("state_dir"))).resolve() == state_dir.resolve()
+    if not (status.get("running") and ours):
+        return None
+    info.save_error = status.get("save_error")
+    return info
 
 
 def ensure(state_dir: Path, say: Callable[[str], None], root: Path | None = None) -> ServiceInfo:
     """The running service, started in the background first if there is none (said in one line)."""
     info = running(state_dir)
-    if info is not None:
-        return info
-    info = start(state_dir, root)
-    say(f"started the local service at {info.endpoint} (state in {info.state_dir}; `mlops local stop` stops it)")
+    if info is None:
+        info = start(state_dir, root)
+        say(f"started the local service at {info.endpoint} (state in {info.state_dir}; `mlops local stop` stops it)")
+    if info.save_error:
+        say(f"warning: the local service cannot save its state ({info.save_error}); see {state_dir}/logs")
     return info
 
 
 def start(state_dir: Path, root: Path | None = None) -> ServiceInfo:
     """Start ``mlops local serve`` detached (it outlives this command) and wait until it answers."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "logs").mkdir(exist_ok=True)
     log_path = state_dir / "logs" / "service.log"
     command = [sys.executable, "-m", "sfn_mlops_local.cli", "local", "serve", "--state-dir", str(state_dir)]
-    with open(log_path, "ab") as log:
+    try:
+        (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115  # handed to the child, closed below
+    except OSError as exc:
+        raise LocalServiceError(f"cannot use {state_dir} as the local state folder: {exc.strerror}") from exc
+    with log:
         process = subprocess.Popen(
             command,
             cwd=str(root or project_root()),
@@ -144,29 +155,27 @@ def _last_line(path: Path) -> str:
 
 
 def stop(state_dir: Path, timeout: float = 90) -> ServiceInfo | None:
-    """Ask the service to stop (it lets in-flight work finish briefly and saves), wait for it to exit."""
+    """Ask the service to stop (it lets in-flight work finish for up to 30 s, stops the rest, and saves) and
+    wait until it has exited. None if no service owns the folder; LocalServiceError if it would not stop."""
     info = ServiceInfo.read(state_dir)
+    lock = state_dir / "service.lock"
+    if info is None and lock.exists() and _lock_held(lock):
+        info = _wait_for_other(state_dir, time.monotonic() + START_TIMEOUT_S)  # still starting: let it
     if info is None:
         return None
-    with contextlib.suppress(LocalServiceError):  # not answering: make sure the process is gone below
-        request(info, "POST", "stop", timeout=5)
+    with contextlib.suppress(LocalServiceError):  # not answering: the lock below tells whether it is gone
+        if running(state_dir) is not None:
+            request(info, "POST", "stop", timeout=5)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(info.pid) and _lock_held(state_dir / "service.lock"):
+    while time.monotonic() < deadline and lock.exists() and _lock_held(lock):
         time.sleep(0.05)
-    if _alive(info.pid) and _lock_held(state_dir / "service.lock"):
-        os.kill(info.pid, signal.SIGTERM)
-    (state_dir / SERVICE_FILE).unlink(missing_ok=True)
+    if lock.exists() and _lock_held(lock):
+        raise LocalServiceError(
+            f"the local service (pid {info.pid}) is still stopping after {timeout:.0f}s; "
+            f"`kill {info.pid}` twice stops it at once (in-flight work is then marked interrupted)"
+        )
+    (state_dir / SERVICE_FILE).unlink(missing_ok=True)  # it is gone: a stale file would only mislead
     return info
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def client_factory(info: ServiceInfo) -> Callable[[str], Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -71,7 +73,7 @@ class LocalEventBus:
         self._lambdas = lambdas
         self._buckets = eventbridge_buckets
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.deliveries: list[dict[str, Any]] = []
+        self.deliveries: deque[dict[str, Any]] = deque(maxlen=1000)  # recent deliveries, for tests and debugging
         self._thread = threading.Thread(target=self._work, name="local-eventbridge", daemon=True)
         self._thread.start()
 
@@ -86,8 +88,12 @@ class LocalEventBus:
     def put_event(self, event: dict[str, Any]) -> None:
         self._queue.put({"event": event})
 
-    def wait_idle(self) -> None:
-        self._queue.join()
+    def wait_idle(self, timeout: float = 900) -> bool:
+        """Wait until every queued event was delivered (or ``timeout``); True if it was."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
 
     def _work(self) -> None:
         while True:

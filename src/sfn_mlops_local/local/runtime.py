@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import pickle
 import shutil
+import threading
 import time
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,8 @@ class LocalRuntime:
         self.template: ResolvedTemplate = load_template(self.root)
         self._mock: Any = None
         self.interrupted: list[dict[str, Any]] = []  # what a restart found in flight and marked
+        self._save_lock = threading.Lock()
+        self.save_error: str | None = None  # the last save's failure, shown to clients until a save succeeds
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
         self.events: LocalEventBus
@@ -124,10 +129,13 @@ class LocalRuntime:
         # After the service hooks are registered: clients copy the session's hooks when created.
         self._warming = self.lambdas.warm()
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 900) -> None:
+        """Let in-flight work finish for up to ``wait_s``, stop what is left (it is marked interrupted at the
+        next start), save, and leave moto."""
         if self._mock is None:
             return
-        self.wait_idle()
+        self.wait_idle(timeout=wait_s)
+        self.jobs.terminate_all()
         # A warm-up still creating clients must not leave them to the next runtime, hooked to this one.
         self._warming.join()
         self.scheduler.stop()
@@ -149,7 +157,7 @@ class LocalRuntime:
     def wait_idle(self, timeout: float = 900) -> None:
         """Let running executions, deliveries and jobs finish, so nothing is lost when the process ends."""
         deadline = time.monotonic() + timeout
-        self.events.wait_idle()
+        self.events.wait_idle(timeout)
         sfn = self.client("stepfunctions")
         for machine in self.template.state_machines().values():
             for page in sfn.get_paginator("list_executions").paginate(
@@ -349,6 +357,7 @@ class LocalRuntime:
             elif kind == "AWS::IAM::Role":
                 self._role(self.physical(logical), props)
         self._role("sfn-mlops-local-states", {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}})
+        self._functions()
         sfn = self.client("stepfunctions")
         existing = {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
         role = f"arn:aws:iam::{ACCOUNT}:role/sfn-mlops-local-states"
@@ -358,6 +367,32 @@ class LocalRuntime:
                 sfn.update_state_machine(stateMachineArn=machine.arn, definition=definition)
             else:
                 sfn.create_state_machine(name=machine.name, definition=definition, roleArn=role, type="STANDARD")
+
+    def _functions(self) -> None:
+        """Register the template's functions with moto's Lambda API, so `aws lambda list-functions` and
+        `get-function` show them; their invocations are served in-process from the same code (lambda_host)."""
+        client = self.client("lambda")
+        existing = {f["FunctionName"] for f in client.list_functions()["Functions"]}
+        defaults = self.template.raw.get("Globals", {}).get("Function", {})
+        for logical, function in self.template.functions().items():
+            if function.name in existing:
+                continue
+            props = {**defaults, **self.template.resolve(self.template.raw["Resources"][logical]["Properties"])}
+            code = io.BytesIO()
+            with zipfile.ZipFile(code, "w") as archive:
+                for path in sorted(function.code_dir.rglob("*.py")):
+                    archive.write(path, path.relative_to(function.code_dir).as_posix())
+            client.create_function(
+                FunctionName=function.name,
+                Runtime=str(props.get("Runtime", "python3.11")),
+                Role=str(props.get("Role") or f"arn:aws:iam::{ACCOUNT}:role/sfn-mlops-local-states"),
+                Handler=function.handler,
+                Code={"ZipFile": code.getvalue()},
+                Description=str(props.get("Description", "")),
+                Timeout=int(props.get("Timeout", 3)),
+                MemorySize=int(props.get("MemorySize", 128)),
+                Environment={"Variables": function.environment},
+            )
 
     def _table(self, name: str, props: dict[str, Any]) -> None:
         ddb = self.client("dynamodb")
@@ -407,11 +442,17 @@ class LocalRuntime:
 
     def save(self, clean: bool = False) -> None:
         """Write the state durably, as one consistent snapshot (no request runs while it is taken)."""
-        with moto_adaptations.moto_requests_lock():
-            backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
-            jobs = self.jobs.snapshot()
-        extra = {"jobs": jobs, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
-        dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
+        with self._save_lock:  # one writer of the state file at a time
+            with moto_adaptations.moto_requests_lock():
+                backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
+                jobs = self.jobs.snapshot()
+            extra = {"jobs": jobs, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
+            try:
+                dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
+            except OSError as exc:
+                self.save_error = f"cannot save the local state to {self.state_dir / STATE_FILE}: {exc}"
+                raise
+            self.save_error = None
 
     def _restore(self) -> tuple[dict[str, Any], bool]:
         saved = load_state(self.state_dir / STATE_FILE, moto.__version__) if self.persist else None

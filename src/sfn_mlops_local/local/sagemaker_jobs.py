@@ -85,6 +85,7 @@ class LocalJobRunner:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
         # Seconds inside job processes, and whole jobs with their S3 staging (what SageMaker bills).
         self.job_seconds: dict[str, float] = {}
         self.job_total_seconds: dict[str, float] = {}
@@ -107,6 +108,10 @@ class LocalJobRunner:
             "CreateTrainingJob": self.create_training_job,
             "DescribeProcessingJob": lambda r: self.describe("processing", r["ProcessingJobName"]),
             "DescribeTrainingJob": lambda r: self.describe("training", r["TrainingJobName"]),
+            "ListProcessingJobs": lambda r: self.list_jobs("processing", r),
+            "ListTrainingJobs": lambda r: self.list_jobs("training", r),
+            "StopProcessingJob": lambda r: self.stop("processing", r["ProcessingJobName"]),
+            "StopTrainingJob": lambda r: self.stop("training", r["TrainingJobName"]),
         }
         handler = handlers.get(operation)
         if handler is None:
@@ -189,12 +194,58 @@ class LocalJobRunner:
             **common,
             "TrainingJobArn": job["arn"],
             "TrainingJobStatus": job["status"],
-            "SecondaryStatus": {"InProgress": "Training", "Completed": "Completed", "Failed": "Failed"}[job["status"]],
+            "SecondaryStatus": {
+                "InProgress": "Training",
+                "Completed": "Completed",
+                "Failed": "Failed",
+                "Stopping": "Stopping",
+                "Stopped": "Stopped",
+            }[job["status"]],
             "ModelArtifacts": {"S3ModelArtifacts": job.get("model_data", "")},
         }
         if job.get("billable"):
             result["BillableTimeInSeconds"] = job["billable"]
         return result
+
+    def list_jobs(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+        """List*Jobs, newest first, with the filters our users reach for (name, status, one page)."""
+        label = "ProcessingJob" if kind == "processing" else "TrainingJob"
+        with self._lock:
+            jobs = [(name, dict(job)) for name, job in self.jobs.items() if job["kind"] == kind]
+        contains, status = request.get("NameContains", ""), request.get("StatusEquals")
+        chosen = [
+            (name, job)
+            for name, job in sorted(jobs, key=lambda item: item[1]["created"], reverse=True)
+            if contains in name and (status is None or job["status"] == status)
+        ][: int(request.get("MaxResults", 10))]
+        summaries = []
+        for name, job in chosen:
+            summary = {
+                f"{label}Name": name,
+                f"{label}Arn": job["arn"],
+                "CreationTime": job["created"],
+                f"{label}Status": job["status"],
+            }
+            if job.get("ended"):
+                summary[f"{'Processing' if kind == 'processing' else 'Training'}EndTime"] = job["ended"]
+            summaries.append(summary)
+        return {f"{label}Summaries": summaries}
+
+    def stop(self, kind: str, name: str) -> dict[str, Any]:
+        """Stop*Job: the job's process is stopped and the job ends Stopped, as SageMaker's does."""
+        operation = "StopProcessingJob" if kind == "processing" else "StopTrainingJob"
+        job = self.jobs.get(name)
+        if job is None or job["kind"] != kind:
+            raise self._client_error("ValidationException", f"Could not find job to stop with name {name}", operation)
+        if job["status"] != "InProgress":
+            raise self._client_error(
+                "ValidationException", f"The job {name} is not in progress (status: {job['status']})", operation
+            )
+        job["stop_requested"] = True
+        process = self._processes.get(name)
+        if process is not None and process.poll() is None:
+            process.terminate()
+        return {}
 
     def wait_idle(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -241,12 +292,15 @@ class LocalJobRunner:
                 job["status"] = "Failed"
                 job["failure_reason"] = f"InternalServerError: local job runner: {type(exc).__name__}: {exc}"[:1024]
             finally:
+                if job.get("stop_requested"):
+                    job["status"] = "Stopped"
                 job["ended"] = _now()
                 self.job_total_seconds[name] = (job["ended"] - job["started"]).total_seconds()
                 job["billable"] = max(1, int((job["ended"] - job["started"]).total_seconds()))
                 shutil.rmtree(sandbox, ignore_errors=True)
 
         thread = threading.Thread(target=run, name=f"sagemaker-job-{name}", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()]  # finished jobs need no joining
         self._threads.append(thread)
         thread.start()
 
@@ -286,20 +340,35 @@ class LocalJobRunner:
         started = time.perf_counter()
         with open(self._log_dir / f"{name}.log", "wb") as log:
             try:
-                completed = subprocess.run(
+                process = subprocess.Popen(
                     command,
                     env=env,
                     cwd=cwd,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    check=False,
+                    # Its own session: Ctrl-C in the terminal of a foreground service must not kill the job
+                    # (the service decides what happens to in-flight work when it stops).
+                    start_new_session=True,
                 )
-            except subprocess.TimeoutExpired as exc:
-                raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
+                self._processes[name] = process
+                try:
+                    return process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired as exc:
+                    process.kill()
+                    process.wait()
+                    raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
             finally:
+                self._processes.pop(name, None)
                 self.job_seconds[name] = time.perf_counter() - started
-        return completed.returncode
+
+    def terminate_all(self) -> list[str]:
+        """Stop every job process still running (the service is stopping): none outlives the service."""
+        stopped = []
+        for name, process in list(self._processes.items()):
+            if process.poll() is None:
+                process.kill()
+                stopped.append(name)
+        return stopped
 
     @staticmethod
     def _base_env() -> dict[str, str]:

@@ -11,7 +11,6 @@ The project's own routes live under ``/_mlops/`` (status, fault injection, firin
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import io
 import json
@@ -36,9 +35,15 @@ LOOPBACK = "127.0.0.1"
 SAVE_CHECK_S = 0.2
 # With executions running, unsaved writes are saved at least this often even if none completed.
 SAVE_AT_LEAST_EVERY_S = 2.0
+# How long a stop lets in-flight executions and jobs finish before it stops them (they are then marked
+# interrupted at the next start, as after a kill).
+STOP_WAIT_S = 30.0
+# The project's own routes need this header: a web page cannot send it cross-origin without a preflight,
+# which these routes never grant, so a page open in a browser cannot stop the service or inject faults.
+CONTROL_HEADER = "X-Mlops-Local-Client"
 
 
-class ServiceAlreadyRunning(RuntimeError):
+class ServiceCannotStart(RuntimeError):
     pass
 
 
@@ -66,6 +71,7 @@ class LocalService:
 
         self._take_state_folder()
         try:
+            _check_port_free(self._port)
             self.runtime.start()
             from moto.moto_server.werkzeug_app import (
                 DomainDispatcherApplication,
@@ -94,8 +100,15 @@ class LocalService:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the log
         endpoint = self.start()
+
+        def on_signal(*_: object) -> None:
+            if self._stopping.is_set():  # asked twice: stop now (what was in flight is marked at the next start)
+                self.runtime.jobs.terminate_all()
+                os._exit(130)
+            self._stopping.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopping.set())
+            signal.signal(sig, on_signal)
         if on_ready:
             on_ready(endpoint)
         self._stopping.wait()
@@ -104,21 +117,21 @@ class LocalService:
     def request_stop(self) -> None:
         self._stopping.set()
 
-    def stop(self, wait_s: float = 30) -> None:
-        """Let in-flight work finish (up to ``wait_s``), save, and release the state folder."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Let in-flight work finish (up to ``wait_s``), stop what is left, save, release the state folder."""
         if self._stopped.is_set():
             return
         self._stopping.set()
-        with contextlib.suppress(Exception):
-            self.runtime.wait_idle(timeout=wait_s)
         if self._server is not None:
-            self._server.shutdown()
+            self._server.shutdown()  # no new requests; executions already started go on
         if self._saver is not None:
             self._saver.join()
-        self.runtime.stop()  # saves the state one last time
-        ServiceInfo.remove(self.state_dir)
-        self._release_state_folder()
-        self._stopped.set()
+        try:
+            self.runtime.stop(wait_s=wait_s)  # saves the state one last time
+        finally:
+            ServiceInfo.remove(self.state_dir)
+            self._release_state_folder()
+            self._stopped.set()
 
     def info(self) -> ServiceInfo:
         return ServiceInfo(
@@ -137,7 +150,7 @@ class LocalService:
         except BlockingIOError as exc:
             self._lock_file.close()
             self._lock_file = None
-            raise ServiceAlreadyRunning(f"a local service already owns {self.state_dir}") from exc
+            raise ServiceCannotStart(f"a local service already owns {self.state_dir}") from exc
 
     def _release_state_folder(self) -> None:
         if self._lock_file is not None:
@@ -154,6 +167,7 @@ class LocalService:
         """Save after every completed execution, and unsaved writes at least every few seconds."""
         completed = self.runtime.completed_executions()
         last_save = time.monotonic()
+        failures = 0
         while not self._stopping.wait(SAVE_CHECK_S):
             now_completed = self.runtime.completed_executions()
             pending = self._writes != self._saved_writes
@@ -162,16 +176,24 @@ class LocalService:
                 writes = self._writes
                 try:
                     self.runtime.save()
-                except Exception as exc:  # a failed save is retried at the next tick, never fatal
+                except Exception as exc:  # retried with back-off, never fatal; clients are told (status)
                     self.runtime.log_warning(f"saving the local state failed: {exc!r}")
+                    self._stopping.wait(min(30.0, 2.0 * (1 + failures)))
+                    failures += 1
                     continue
+                failures = 0
                 completed, self._saved_writes, last_save = now_completed, writes, time.monotonic()
 
     # ---------------------------------------------------------------- control routes
     def control(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         route = path.removeprefix(CONTROL_PREFIX).strip("/")
         if route == "status" and method == "GET":
-            return 200, {"running": True, **self.info().as_dict(), "in_flight": self.runtime.in_flight()}
+            return 200, {
+                "running": True,
+                **self.info().as_dict(),
+                "in_flight": self.runtime.in_flight(),
+                "save_error": self.runtime.save_error,
+            }
         if route == "stop" and method == "POST":
             self.request_stop()
             return 202, {"stopping": True}
@@ -294,6 +316,10 @@ class _ServiceApp:
 
     def _control(self, environ: dict[str, Any], path: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
+        if not environ.get("HTTP_" + CONTROL_HEADER.upper().replace("-", "_")):
+            refusal = json.dumps({"error": "Forbidden", "message": f"the {CONTROL_HEADER} header is required"})
+            start_response("403 Forbidden", [("Content-Type", "application/json")])
+            return [refusal.encode()]
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             raw = environ["wsgi.input"].read(length) if length else b""
@@ -328,6 +354,19 @@ def _epoch_seconds(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.timestamp()
     return str(value)
+
+
+def _check_port_free(port: int) -> None:
+    """A taken port is one readable line, not werkzeug's two lines and exit."""
+    if not port:
+        return
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise ServiceCannotStart(f"port {port} on {LOOPBACK} is in use ({exc.strerror})") from exc
 
 
 def serve(root: Path | None, state_dir: Path | None, port: int, on_ready: Callable[[str], None]) -> None:

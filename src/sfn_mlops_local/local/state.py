@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ class StateFormatError(RuntimeError):
 
 def write_atomically(path: Path, payload: bytes) -> None:
     """Write, flush to disk, then rename over the old file: a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as out:
         out.write(payload)
         out.flush()
@@ -62,9 +63,10 @@ class ServiceInfo:
     pid: int
     state_dir: str
     resources: dict[str, str] = field(default_factory=dict)
+    save_error: str | None = None  # what the service last said about saving (from its status, not the file)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "save_error"}
 
     def write(self, state_dir: Path) -> None:
         write_atomically(state_dir / SERVICE_FILE, json.dumps(self.as_dict(), indent=2).encode())

@@ -1,0 +1,71 @@
+"""How a command finds the local service that owns its state folder, and what it says when it cannot."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def other_service() -> Iterator[dict[str, Any]]:
+    """An endpoint that answers like a local service, owning whatever folder the test says."""
+    answer: dict[str, Any] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    answer["endpoint"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield answer
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stale_service_file_pointing_at_another_folders_service_is_not_used(
+    tmp_path: Path, other_service: dict[str, Any]
+) -> None:
+    from sfn_mlops_local.local import client
+    from sfn_mlops_local.local.state import ServiceInfo
+
+    # Given a service.json left by a killed service whose port another folder's service now uses
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    ServiceInfo(endpoint=other_service["endpoint"], pid=111, state_dir=str(mine)).write(mine)
+    other_service.update({"running": True, "pid": 222, "state_dir": str(theirs)})
+    # When a command looks for the service of its own folder, Then it does not take the other one
+    assert client.running(mine) is None
+    # And when the endpoint does belong to its folder's service, it is used
+    other_service.update({"pid": 111, "state_dir": str(mine)})
+    found = client.running(mine)
+    assert found is not None and found.endpoint == other_service["endpoint"]
+
+
+def test_a_state_folder_that_cannot_be_used_is_one_line_naming_it(tmp_path: Path) -> None:
+    from sfn_mlops_local.local import client
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(client.LocalServiceError, match=r"cannot use .*file as the local state folder"):
+        client.start(not_a_folder)
+
+
+def test_stopping_a_folder_without_a_service_says_there_was_none(tmp_path: Path) -> None:
+    from sfn_mlops_local.local import client
+
+    assert client.stop(tmp_path) is None
