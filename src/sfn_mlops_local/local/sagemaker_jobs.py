@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from sfn_mlops.images import image_version
 from sfn_mlops.s3uri import split_s3_uri
 
+from sfn_mlops_local.local import job_process
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
 CONTAINER_ROOT = "/opt/ml"
@@ -85,7 +86,7 @@ class LocalJobRunner:
         self.jobs: dict[str, dict[str, Any]] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes: dict[str, job_process.JobProcess] = {}
         # Seconds inside job processes, and whole jobs with their S3 staging (what SageMaker bills).
         self.job_seconds: dict[str, float] = {}
         self.job_total_seconds: dict[str, float] = {}
@@ -243,7 +244,7 @@ class LocalJobRunner:
             )
         job["stop_requested"] = True
         process = self._processes.get(name)
-        if process is not None and process.poll() is None:
+        if process is not None and process.running():
             process.terminate()
         return {}
 
@@ -338,34 +339,24 @@ class LocalJobRunner:
     def _run_process(self, name: str, command: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        with open(self._log_dir / f"{name}.log", "wb") as log:
+        try:
+            process = job_process.start(command, env, cwd, self._log_dir / f"{name}.log")
+            self._processes[name] = process
             try:
-                process = subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=cwd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Its own session: Ctrl-C in the terminal of a foreground service must not kill the job
-                    # (the service decides what happens to in-flight work when it stops).
-                    start_new_session=True,
-                )
-                self._processes[name] = process
-                try:
-                    return process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired as exc:
-                    process.kill()
-                    process.wait()
-                    raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
-            finally:
-                self._processes.pop(name, None)
-                self.job_seconds[name] = time.perf_counter() - started
+                return process.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                process.kill()
+                process.wait(None)
+                raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
+        finally:
+            self._processes.pop(name, None)
+            self.job_seconds[name] = time.perf_counter() - started
 
     def terminate_all(self) -> list[str]:
         """Stop every job process still running (the service is stopping): none outlives the service."""
         stopped = []
         for name, process in list(self._processes.items()):
-            if process.poll() is None:
+            if process.running():
                 process.kill()
                 stopped.append(name)
         return stopped
