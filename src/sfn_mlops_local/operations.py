@@ -108,17 +108,27 @@ def upload_dataset(target: Target, pipeline: str, data_file: Path) -> tuple[str,
 
 
 def find_run_for_upload(target: Target, key: str, version_id: str | None, timeout: float = 60) -> tuple[str, str]:
-    """The trigger starts the flow asynchronously: find the execution whose input is this object version."""
+    """The trigger starts the flow asynchronously; its dedup record names the run (one GetItem a poll), whose
+    execution is named after it. Without a version id, look for the execution whose input is this object."""
     deadline = time.monotonic() + timeout
+    executions = target.training_flow_arn.replace(":stateMachine:", ":execution:", 1)
+    delay = 0.02
     while time.monotonic() < deadline:
-        page = target.sfn.list_executions(stateMachineArn=target.training_flow_arn, maxResults=50)
-        for execution in page["executions"]:
-            described = target.sfn.describe_execution(executionArn=execution["executionArn"])
-            run_input = json.loads(described.get("input") or "{}")
-            dataset = run_input.get("dataset") or {}
-            if dataset.get("key") == key and (version_id is None or dataset.get("version_id") == version_id):
-                return run_input["run_id"], execution["executionArn"]
-        time.sleep(0.05)
+        if version_id is not None:
+            run_id = target.table.trigger_run_id(f"s3://{target.bucket}/{key}#{version_id}")
+            if run_id is not None:
+                with contextlib.suppress(target.sfn.exceptions.ExecutionDoesNotExist):
+                    target.sfn.describe_execution(executionArn=f"{executions}:{run_id}")
+                    return run_id, f"{executions}:{run_id}"
+        else:
+            page = target.sfn.list_executions(stateMachineArn=target.training_flow_arn, maxResults=50)
+            for execution in page["executions"]:
+                described = target.sfn.describe_execution(executionArn=execution["executionArn"])
+                dataset = (json.loads(described.get("input") or "{}")).get("dataset") or {}
+                if dataset.get("key") == key:
+                    return str(json.loads(described["input"])["run_id"]), execution["executionArn"]
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)  # the trigger is usually there within tens of milliseconds
     raise SystemExit(f"no run started for s3://{target.bucket}/{key} within {timeout:.0f}s: is the trigger wired?")
 
 

@@ -174,6 +174,15 @@ class MetadataTable:
         run["units"] = units
         return _parsed_run(run)
 
+    def trigger_run_id(self, trigger_key: str) -> str | None:
+        """The run a trigger (e.g. ``s3://bucket/key#version``) started, from its dedup record: one GetItem."""
+        item = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": f"TRIGGER#{trigger_key}", "SK": "TRIGGER"}),
+            ConsistentRead=True,
+        ).get("Item")
+        return str(deserialize(item)["run_id"]) if item and "run_id" in item else None
+
     def running_records(self) -> list[dict[str, Any]]:
         """Every run and unit record marked RUNNING. A Scan: only for recovering a local service that
         stopped with executions in flight (AWS never loses a running execution, so nothing calls it there)."""
