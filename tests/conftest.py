@@ -120,6 +120,17 @@ def published(bucket: str) -> str:
 
 
 @pytest.fixture
+def sfn() -> Iterator[Any]:
+    """moto's ASL interpreter with every adaptation, executing state machines (the interpreter's own tests)."""
+    from sfn_mlops_local.local import moto_adaptations
+
+    moto_adaptations.apply()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        yield boto3.client("stepfunctions")
+    moto_adaptations.clear_task_faults()
+
+
+@pytest.fixture
 def lambda_context() -> Any:
     from sfn_mlops_local.local.lambda_host import FakeLambdaContext
 

@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         )
         run_id, execution_arn = operations.find_run_for_upload(target, key, version)
         console.print(f"run {run_id} started by the upload trigger")
-        summary = _follow_or_detach(args, target, console, run_id, execution_arn, started)
+        summary = _follow(args, target, console, run_id, execution_arn, started)
     return _finish(args, summary)
 
 
@@ -158,28 +158,6 @@ def _project_root() -> Path:
     from sfn_mlops_local.local.client import project_root
 
     return project_root()
-
-
-def _follow_or_detach(
-    args: argparse.Namespace,
-    target: Target,
-    console: Console,
-    run_id: str,
-    execution_arn: str,
-    started: float,
-    before: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Follow the run; Ctrl-C stops following, not the run (it goes on in the service or on AWS)."""
-    try:
-        return _follow(target, console, run_id, execution_arn, started, before)
-    except KeyboardInterrupt:
-        where = f" --stack {args.stack}" if args.stack else ""
-        console.print(
-            f"stopped following run {run_id}; it goes on ({target.description}). "
-            f"Follow it again: mlops status {run_id}{where}",
-            soft_wrap=True,
-        )
-        raise SystemExit(130) from None
 
 
 def _progress_line(unit: dict[str, Any]) -> str:
@@ -197,6 +175,7 @@ def _progress_line(unit: dict[str, Any]) -> str:
 
 
 def _follow(
+    args: argparse.Namespace,
     target: Target,
     console: Console,
     run_id: str,
@@ -238,7 +217,16 @@ def _follow(
             elif first_moved is not None and i < first_moved and unit["status"] in ("SUCCEEDED", "CACHED"):
                 report({**unit, "status": "SKIPPED"})  # a later unit moved: this one was not redone
 
-    summary = operations.follow_run(target, run_id, execution_arn, on_change)
+    try:
+        summary = operations.follow_run(target, run_id, execution_arn, on_change)
+    except KeyboardInterrupt:  # Ctrl-C stops following, not the run (it goes on in the service or on AWS)
+        where = f" --stack {args.stack}" if args.stack else ""
+        console.print(
+            f"stopped following run {run_id}; it goes on ({target.description}). "
+            f"Follow it again: mlops status {run_id}{where}",
+            soft_wrap=True,
+        )
+        raise SystemExit(130) from None
     for unit in summary.get("units", []):  # the flow's own word on what it skipped, cached or failed
         final = (unit["status"], unit["attempt"])
         if reported.get(unit["name"]) != final and (unit["status"] in ("SKIPPED", "CACHED", "FAILED") or moved(unit)):
@@ -271,7 +259,7 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
         )
         sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
         console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})", soft_wrap=True)
-        summary = _follow_or_detach(args, target, console, args.run_id, execution_arn, started, before)
+        summary = _follow(args, target, console, args.run_id, execution_arn, started, before)
     return _finish(args, summary)
 
 

@@ -9,25 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import pytest
-from moto import mock_aws
 
 from sfn_mlops_local.local import moto_adaptations
 from tests.conftest import wait_until
 
 ROLE = "arn:aws:iam::123456789012:role/test"
-
-
-@pytest.fixture
-def sfn() -> Iterator[Any]:
-    moto_adaptations.apply()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        yield boto3.client("stepfunctions")
-    moto_adaptations.clear_task_faults()
 
 
 def jsonata_machine(sfn: Any, name: str, states: dict[str, Any], start: str, language: str = "JSONata") -> str:

@@ -47,6 +47,10 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 12. The optimized ``lambda:invoke`` and ``dynamodb:*`` integrations return ``SdkHttpMetadata`` (the response's
     HTTP headers and status) and ``SdkResponseMetadata`` (its request ID) with the API's output, as AWS does;
     moto returned the output alone. ``aws-sdk:*`` integrations return the output alone, on AWS as in moto.
+13. S3 "Object Created" reaches the local event bus: moto sends a bucket's EventBridge notifications to its own
+    events backend, which cannot invoke our in-process functions. Hooked where moto's S3 model emits the
+    notification, so every writer is covered (HTTP clients of the local service, jobs and functions in-process),
+    for buckets with EventBridge notifications on, as on AWS; one event per multipart upload (moto sent two).
 """
 
 from __future__ import annotations
@@ -872,7 +876,7 @@ def apply() -> None:
     _applied = True
 
 
-# --------------------------------------------------------------------------- S3 "Object Created" to the event bus
+# --------------------------------------------------------------------------- 13. S3 "Object Created" to the bus
 # moto sends a bucket's EventBridge notifications to its own events backend, which cannot invoke our
 # in-process functions. Hooked where moto's S3 model emits the notification, every writer is covered:
 # the CLI and the AWS CLI over HTTP, jobs and functions in-process (on AWS every PutObject,
@@ -905,6 +909,8 @@ def _send_event_to_listener(account_id: str, event_name: Any, bucket: Any, key: 
     reason = _S3_CREATED_REASONS.get(str(getattr(event_name, "value", event_name)))
     listener = _object_created_listener
     configuration = bucket.notification_configuration
+    if reason == "PutObject" and getattr(key, "multipart", None) is not None:
+        return  # moto's CompleteMultipartUpload stores the object with put_object first: AWS sends one event
     if listener and reason and configuration is not None and configuration.event_bridge is not None:
         version = key.version_id if key.version_id not in (None, "null") else None
         listener(bucket.name, key.name, version, int(key.size), key.etag.strip('"'), reason)
