@@ -12,8 +12,9 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
    (moto names every unnamed execution "None"); ``InputDetails`` is there as on AWS.
 2. ``sagemaker:create*Job.sync``: unsupported in moto. We call the API, poll ``Describe*Job`` until the
    job ends and return its output, or fail with ``States.TaskFailed`` and the output as JSON cause.
-3. The poll interval of ``.sync`` integrations: 0.5 s in moto, 0.02 s here: three nested tiers would
-   otherwise wait up to 1.5 s per unit doing nothing.
+3. ``.sync`` waits wake when something ends: moto polls the child every 0.5 s (three nested tiers would wait
+   up to 1.5 s per unit doing nothing, and each poll is a full API call). Here a waiting task describes its
+   child, then sleeps until an execution or a SageMaker job ends (or 0.25 s at most) and looks again.
 4. Task fault injection (tests, ``mlops run --fail-at``): a registered fault makes a Task state fail
    before it calls its resource, with a chosen error name and cause, exactly as a failing task does:
    a TaskFailed event, then Retry/Catch by that name, else the execution fails with it.
@@ -47,6 +48,8 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 12. The optimized ``lambda:invoke`` and ``dynamodb:*`` integrations return ``SdkHttpMetadata`` (the response's
     HTTP headers and status) and ``SdkResponseMetadata`` (its request ID) with the API's output, as AWS does;
     moto returned the output alone. ``aws-sdk:*`` integrations return the output alone, on AWS as in moto.
+14. The interpreter's clients are shared: moto builds a new boto3 client for every task call and every ``.sync``
+    poll (tens of milliseconds each, a sixth of its time in a run); one per service, region and session here.
 13. S3 "Object Created" reaches the local event bus: moto sends a bucket's EventBridge notifications to its own
     events backend, which cannot invoke our in-process functions. Hooked where moto's S3 model emits the
     notification, so every writer is covered (HTTP clients of the local service, jobs and functions in-process),
@@ -61,6 +64,7 @@ import functools
 import hashlib
 import json
 import random
+import sys
 import threading
 import uuid
 import weakref
@@ -69,12 +73,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import botocore.session
 import jsonata
 import moto
 from botocore.exceptions import ClientError
 from jsonata.utils import Utils as JsonataUtils
 from moto.core.botocore_stubber import BotocoreStubber
+from moto.core.models import botocore_stubber
 from moto.stepfunctions.parser.api import (
     EvaluationFailedEventDetails,
     ExecutionStatus,
@@ -137,13 +143,16 @@ from moto.stepfunctions.parser.asl.component.state.fail.error_decl import Error 
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 PINNED_MOTO_VERSION = "5.2.5"
-SYNC_POLL_SECONDS = 0.02
+SYNC_POLL_SECONDS = 0.0  # the resolvers themselves wait for an ending (adaptation 3)
+# A waiting .sync task looks again at least this often, even if no ending was announced (an aborted child).
+SYNC_FALLBACK_SECONDS = 0.25
 
 _original_factory = state_task_service_factory.state_task_service_for
 ORIGINAL_SYNC_POLL_SECONDS = state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK
@@ -245,8 +254,10 @@ class AwsCasedStateTaskServiceSfn(StateTaskServiceSfn):
         execution_arn = env.stack.pop()["ExecutionArn"]
 
         def resolve() -> Any:
+            seen = work_generation()
             described = client.describe_execution(executionArn=execution_arn)
             if described["status"] in ("RUNNING", "PENDING_REDRIVE"):
+                wait_for_work_to_end(seen)
                 return None
             result = describe_execution_as_aws(described, parse_json)
             if described["status"] == "SUCCEEDED":
@@ -332,10 +343,12 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
         job_name = normalised_parameters[name_key]
 
         def resolve() -> Any:
+            seen = work_generation()
             described = getattr(client, describe)(**{name_key: job_name})
             described.pop("ResponseMetadata", None)
             status = described[status_key]
             if status in ("InProgress", "Stopping"):
+                wait_for_work_to_end(seen)
                 return None
             result = to_epoch_millis(described)
             if status == "Completed":
@@ -831,6 +844,67 @@ class DynamoDBWithSdkMetadata(StateTaskServiceDynamoDB):
             result.update(sdk_metadata(body, "application/x-amz-json-1.0", extra))
 
 
+# --------------------------------------------------------------------------- 3. waits that wake on an ending
+_ended = threading.Condition()
+_ended_generation = 0
+
+
+def notify_work_ended() -> None:
+    """An execution or a SageMaker job ended: every .sync task waiting on one looks now."""
+    global _ended_generation
+    with _ended:
+        _ended_generation += 1
+        _ended.notify_all()
+
+
+def work_generation() -> int:
+    return _ended_generation
+
+
+def wait_for_work_to_end(since: int, timeout: float = SYNC_FALLBACK_SECONDS) -> None:
+    """Wait until something ended after ``since`` was read (so an ending in between is never missed)."""
+    with _ended:
+        _ended.wait_for(lambda: _ended_generation != since, timeout)
+
+
+_original_terminated = BaseExecutionWorkerCommunication.terminated
+
+
+def _terminated_and_announced(self: Any) -> None:
+    try:
+        _original_terminated(self)
+    finally:
+        notify_work_ended()
+
+
+# --------------------------------------------------------------------------- 14. one client per service
+_original_boto_client_for = boto_client_module.boto_client_for
+_interpreter_clients: dict[tuple[Any, ...], Any] = {}
+_interpreter_clients_lock = threading.Lock()
+
+
+def _shared_boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    """moto's interpreter builds a new boto3 client for every task call and every .sync poll (tens of ms each,
+    a sixth of the interpreter's time). Clients are thread-safe: one per service and region, per default
+    session (a runtime that starts again registers its hooks on a new one, and gets new clients)."""
+    if state_credentials is not None:
+        return _original_boto_client_for(region, service, state_credentials)
+    key = (region, service, boto3.DEFAULT_SESSION, botocore_stubber.enabled)
+    with _interpreter_clients_lock:
+        client = _interpreter_clients.get(key)
+        if client is None:
+            client = _interpreter_clients[key] = _original_boto_client_for(region, service, state_credentials)
+    return client
+
+
+def _modules_using_boto_client_for() -> list[Any]:
+    return [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is not None
+    ] + [sys.modules[__name__]]
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -856,6 +930,9 @@ def apply() -> None:
         return
     state_task_factory.state_task_service_for = _service_for  # type: ignore[attr-defined]
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS  # type: ignore[misc]
+    BaseExecutionWorkerCommunication.terminated = _terminated_and_announced  # type: ignore[method-assign]
+    for module in _modules_using_boto_client_for():
+        module.boto_client_for = _shared_boto_client_for
     ExecutionState._evaluate_with_timeout = _evaluate_with_faults  # type: ignore[method-assign]
     for module in _SIZE_QUOTA_MODULES:
         module.is_within_size_quota = within_size_quota

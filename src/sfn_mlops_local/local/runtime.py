@@ -73,6 +73,8 @@ class LocalRuntime:
         self._mock: Any = None
         self.interrupted: list[dict[str, Any]] = []  # what a restart found in flight and marked
         self._save_lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self.save_error: str | None = None  # the last save's failure, shown to clients until a save succeeds
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
@@ -110,6 +112,7 @@ class LocalRuntime:
         self.lambdas = LambdaHost(functions, log_dir=self.state_dir / "logs")
         self.jobs = LocalJobRunner(lambda: self.client("s3"), self._work_dir(), self.state_dir / "logs")
         self.jobs.restore(saved_jobs)
+        self.jobs.on_job_end = moto_adaptations.notify_work_ended
         buckets = {
             b["Ref"]
             for logical, b in self.template.physical.items()
@@ -121,6 +124,7 @@ class LocalRuntime:
         events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
         events.register("before-call.lambda.Invoke", self.lambdas.on_invoke)
         events.register("before-call.sagemaker", self.jobs.on_call)
+        self._clients.clear()  # clients copy the session's hooks when created: only ones made from now on
         self._provision()
         provision_schedules(self.template, self.client("scheduler"))
         self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
@@ -144,6 +148,7 @@ class LocalRuntime:
         if self.persist:
             self.save(clean=True)
         self._mock.stop()
+        self._clients.clear()
         self._release_warnings()
         self._mock = None
         from sfn_mlops.aws import reset_clients
@@ -172,7 +177,12 @@ class LocalRuntime:
 
     # ---------------------------------------------------------------- clients and names
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+        """One client per service for this runtime (clients are thread-safe; creating one takes tens of ms)."""
+        with self._clients_lock:
+            client = self._clients.get(service)
+            if client is None:
+                client = self._clients[service] = boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+        return client
 
     def physical(self, logical_id: str, attribute: str = "Ref") -> str:
         return self.template.physical[logical_id][attribute]

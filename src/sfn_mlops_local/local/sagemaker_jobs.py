@@ -87,6 +87,7 @@ class LocalJobRunner:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._processes: dict[str, job_process.JobProcess] = {}
+        self.on_job_end: Callable[[], None] | None = None  # wakes the .sync tasks waiting on jobs
         # Seconds inside job processes, and whole jobs with their S3 staging (what SageMaker bills).
         self.job_seconds: dict[str, float] = {}
         self.job_total_seconds: dict[str, float] = {}
@@ -299,6 +300,8 @@ class LocalJobRunner:
                 self.job_total_seconds[name] = (job["ended"] - job["started"]).total_seconds()
                 job["billable"] = max(1, int((job["ended"] - job["started"]).total_seconds()))
                 shutil.rmtree(sandbox, ignore_errors=True)
+                if self.on_job_end is not None:
+                    self.on_job_end()
 
         thread = threading.Thread(target=run, name=f"sagemaker-job-{name}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()]  # finished jobs need no joining

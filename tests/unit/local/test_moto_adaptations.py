@@ -559,3 +559,40 @@ def test_objects_created_in_an_eventbridge_bucket_reach_the_listener_with_their_
         ("events-on", "data/c.csv", "CompleteMultipartUpload"),
     ]
     assert created[0][2] == put["VersionId"] and created[0][3] == 8 and created[0][4] == put["ETag"].strip('"')
+
+
+def test_upstream_still_builds_a_client_per_call_and_announces_endings_through_terminated() -> None:
+    # Adaptations 3 and 14 hook these; if moto changes them, re-check both.
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    upstream = moto_adaptations._original_boto_client_for
+    assert upstream.__module__ == "moto.stepfunctions.parser.asl.utils.boto_client"
+    with mock_aws():
+        assert upstream(region="us-east-1", service="dynamodb") is not upstream(region="us-east-1", service="dynamodb")
+    assert "terminated" in BaseExecutionWorkerCommunication.__dict__
+
+
+def test_a_waiting_sync_task_wakes_when_work_ends_not_when_its_poll_comes_round() -> None:
+    import threading
+
+    # Given a task waiting for its child, with a fallback far longer than the test's deadline
+    seen = moto_adaptations.work_generation()
+    woke = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (moto_adaptations.wait_for_work_to_end(seen, timeout=60), woke.set()), daemon=True
+    )
+    waiter.start()
+    # When an execution or job ends, Then it wakes at once
+    moto_adaptations.notify_work_ended()
+    assert woke.wait(10), "the waiting task did not wake on the ending"
+    # And an ending announced before it started waiting is not missed
+    assert moto_adaptations.wait_for_work_to_end(seen, timeout=60) is None
+
+
+def test_the_interpreter_reuses_one_client_per_service(sfn: Any) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_dynamodb
+
+    first = state_task_service_dynamodb.boto_client_for(region="us-east-1", service="dynamodb")
+    again = state_task_service_dynamodb.boto_client_for(region="us-east-1", service="dynamodb")
+    assert first is again
+    assert moto_adaptations._original_boto_client_for(region="us-east-1", service="dynamodb") is not first
