@@ -275,6 +275,7 @@ def test_ctrl_c_stops_following_not_the_run(terminal: Terminal) -> None:
 
 def test_a_killed_service_loses_only_the_in_flight_execution_and_says_so(terminal: Terminal) -> None:
     # Given a run in flight, in train
+    assert terminal.mlops("publish", "abalone")[0] == 0
     follower = terminal.start("run", "abalone", "--json")
     pid = json.loads((terminal.state / "service.json").read_text())["pid"]
     target, _ = service_target(terminal.state)
@@ -287,6 +288,10 @@ def test_a_killed_service_loses_only_the_in_flight_execution_and_says_so(termina
         return run["PK"].split("#", 1)[1] if run and run["units"].get("train", {}).get("status") == "RUNNING" else None
 
     run_id = wait_until(run_in_train, timeout=300, interval=0.2)
+    # (the service saves within 0.2 s of each execution starting; make sure this moment is the saved one)
+    from sfn_mlops_local.local import client
+
+    client.request(client.running(terminal.state), "POST", "save")  # type: ignore[arg-type]
     # When the service is killed (SIGKILL: no chance to save or clean up)
     os.kill(pid, signal.SIGKILL)
     code, _, err = Terminal.finish(follower)
@@ -306,6 +311,32 @@ def test_a_killed_service_loses_only_the_in_flight_execution_and_says_so(termina
     attempts = {u["name"]: u["attempt"] for u in rerun["units"]}
     assert attempts["train"] == units["train"]["attempt"] + 1
     assert {u["name"]: u["status"] for u in rerun["units"]}["preprocess"] == "SKIPPED"
+
+
+def test_an_acknowledged_upload_survives_a_kill_and_its_run_happens(terminal: Terminal, tmp_path: Path) -> None:
+    assert terminal.mlops("publish", "abalone")[0] == 0
+    target, info = service_target(terminal.state)
+    data = tmp_path / "y.csv"
+    data.write_bytes((ROOT / "models/abalone/data/abalone.csv").read_bytes())
+    # When an upload is acknowledged and the service is killed at once
+    copied = terminal.aws("s3", "cp", str(data), f"s3://{target.bucket}/data/abalone/y.csv", endpoint=info.endpoint)
+    assert copied.returncode == 0, copied.stderr
+    os.kill(info.pid, signal.SIGKILL)
+    # Then after a restart the upload is there and its run happens (or, if it had started, reads interrupted)
+    target, info = service_target(terminal.state)
+    assert target.s3.head_object(Bucket=target.bucket, Key="data/abalone/y.csv")["ContentLength"] == data.stat().st_size
+
+    def run_of_upload() -> dict[str, Any] | None:
+        runs = terminal.mlops("runs", "abalone")[1]["runs"]
+        mine = [r for r in runs if r["dataset"]["uri"].endswith("/data/abalone/y.csv") and r["status"] != "RUNNING"]
+        return mine[0] if mine else None
+
+    run = wait_until(run_of_upload, timeout=300, interval=1)
+    if run["status"] == "FAILED":
+        _, status, _ = terminal.mlops("status", run["run_id"])
+        assert status["error"]["error"] == "LocalServiceInterrupted", status["error"]
+    else:
+        assert run["status"] == "SUCCEEDED"
 
 
 def test_a_state_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -> None:

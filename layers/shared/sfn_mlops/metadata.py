@@ -201,6 +201,24 @@ class MetadataTable:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def unplanned_upload_claims(self) -> list[dict[str, Any]]:
+        """Upload trigger claims whose run has no record yet: the service stopped between starting the run and
+        planning it. A Scan plus one GetItem per claim, only for recovering a local service (as running_records)."""
+        claims: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "begins_with(PK, :upload) AND SK = :trigger",
+            "ExpressionAttributeValues": {":upload": {"S": "TRIGGER#s3://"}, ":trigger": {"S": "TRIGGER"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            claims.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [c for c in claims if c.get("run_id") and self.get_run(str(c["run_id"])) is None]
+
     def mark_interrupted(self, record: dict[str, Any], status: str, error: dict[str, Any]) -> bool:
         """Mark a RUNNING run (FAILED, error as the flow records it) or unit (ABANDONED) as interrupted;
         False if it changed meanwhile. The run keeps ``error`` as JSON text, a unit as error and cause."""

@@ -73,6 +73,8 @@ class LocalEventBus:
         self._lambdas = lambdas
         self._buckets = eventbridge_buckets
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._undelivered: dict[str, dict[str, Any]] = {}  # by event id, until its delivery completes
+        self._undelivered_lock = threading.Lock()
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=1000)  # recent deliveries, for tests and debugging
         self._thread = threading.Thread(target=self._work, name="local-eventbridge", daemon=True)
         self._thread.start()
@@ -83,10 +85,17 @@ class LocalEventBus:
     ) -> None:
         if bucket in self._buckets:
             head = {"ContentLength": size, "ETag": etag, "VersionId": version_id}
-            self._queue.put({"event": object_created_event(bucket, key, head, reason)})
+            self.put_event(object_created_event(bucket, key, head, reason))
 
     def put_event(self, event: dict[str, Any]) -> None:
+        with self._undelivered_lock:
+            self._undelivered[event["id"]] = event
         self._queue.put({"event": event})
+
+    def undelivered(self) -> list[dict[str, Any]]:
+        """Events queued or being delivered (saved with the state, delivered again after a restart)."""
+        with self._undelivered_lock:
+            return list(self._undelivered.values())
 
     def wait_idle(self, timeout: float = 900) -> bool:
         """Wait until every queued event was delivered (or ``timeout``); True if it was."""
@@ -107,4 +116,6 @@ class LocalEventBus:
             except Exception as exc:  # a failed delivery must not stop the bus
                 self.deliveries.append({"rule": None, "event": item, "result": None, "error": repr(exc)})
             finally:
+                with self._undelivered_lock:
+                    self._undelivered.pop(item["event"].get("id", ""), None)
                 self._queue.task_done()

@@ -51,3 +51,15 @@ def mark_interrupted_work(target: Target, stopped_cleanly: bool) -> list[dict[st
         if table.mark_interrupted(record, status, error):
             marked.append({"run_id": run_id, "unit": None if record["SK"] == RUN_SK else unit, "status": status})
     return marked
+
+
+def unplanned_uploads(target: Target) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, version) of uploads whose run was started but never planned before the service stopped:
+    their Object Created event is delivered again, and the trigger, finding its claim but no execution,
+    starts the run under the claimed run id (as it does for a delivery that died on AWS)."""
+    uploads = []
+    for claim in target.table.unplanned_upload_claims():
+        uri, _, version = str(claim["PK"]).removeprefix("TRIGGER#s3://").partition("#")
+        bucket, _, key = uri.partition("/")
+        uploads.append((bucket, key, version or None))
+    return uploads

@@ -24,7 +24,7 @@ from moto.backends import get_backend
 from sfn_mlops_local.local import moto_adaptations
 from sfn_mlops_local.local.events import LocalEventBus, rules_from_functions
 from sfn_mlops_local.local.lambda_host import LambdaHost
-from sfn_mlops_local.local.recovery import mark_interrupted_work
+from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads
 from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
 from sfn_mlops_local.local.scheduler import LocalScheduler, provision_schedules
 from sfn_mlops_local.local.state import STATE_FILE, dump_state, load_state
@@ -76,6 +76,8 @@ class LocalRuntime:
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
         self.save_error: str | None = None  # the last save's failure, shown to clients until a save succeeds
+        self.saves = 0
+        self._undelivered: list[dict[str, Any]] = []  # events a restored state had not delivered yet
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
         self.events: LocalEventBus
@@ -130,6 +132,17 @@ class LocalRuntime:
         self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
         if restored:
             self.interrupted = mark_interrupted_work(self.target(), self._stopped_cleanly())
+            # Events S3 had emitted but the bus had not delivered when the service stopped: EventBridge
+            # retries a delivery that did not complete; so does the bus (the trigger deduplicates).
+            for event in self._undelivered:
+                self.events.put_event(event)
+            undelivered = {
+                (e.get("detail", {}).get("bucket", {}).get("name"), e.get("detail", {}).get("object", {}).get("key"))
+                for e in self._undelivered
+            }
+            for bucket, key, version in unplanned_uploads(self.target()):
+                if (bucket, key) not in undelivered:
+                    self._redeliver_upload(bucket, key, version)
         # After the service hooks are registered: clients copy the session's hooks when created.
         self._warming = self.lambdas.warm()
 
@@ -270,8 +283,22 @@ class LocalRuntime:
         """How many executions have ended (read from moto's memory: no request, no lock)."""
         return sum(1 for e in self._executions() if e.exec_status is not None and e.exec_status.value != "RUNNING")
 
+    def execution_progress(self) -> tuple[int, int]:
+        """(executions started, executions ended): when it changes, there is something new to save."""
+        return len(self._executions()), self.completed_executions()
+
     def in_flight(self) -> list[str]:
         return [e.exec_arn for e in self._executions() if e.exec_status is None or e.exec_status.value == "RUNNING"]
+
+    def _redeliver_upload(self, bucket: str, key: str, version: str | None) -> None:
+        from sfn_mlops_local.local.events import object_created_event
+
+        head_kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+        try:
+            head = self.client("s3").head_object(**head_kwargs)
+        except Exception:  # the object is gone: nothing to run on
+            return
+        self.events.put_event(object_created_event(bucket, key, head, "PutObject"))
 
     # ---------------------------------------------------------------- schedules
     def start_scheduler(self) -> None:
@@ -456,13 +483,15 @@ class LocalRuntime:
             with moto_adaptations.moto_requests_lock():
                 backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
                 jobs = self.jobs.snapshot()
-            extra = {"jobs": jobs, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
+                events = self.events.undelivered()
+            extra = {"jobs": jobs, "events": events, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
             try:
                 dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
             except OSError as exc:
                 self.save_error = f"cannot save the local state to {self.state_dir / STATE_FILE}: {exc}"
                 raise
             self.save_error = None
+            self.saves += 1
 
     def _restore(self) -> tuple[dict[str, Any], bool]:
         saved = load_state(self.state_dir / STATE_FILE, moto.__version__) if self.persist else None
@@ -473,6 +502,7 @@ class LocalRuntime:
             for account, regions in pickle.loads(blob).items():
                 backend[account] = regions
         self._restored_clean = bool(saved.get("clean"))
+        self._undelivered = list(saved.get("events") or [])
         jobs: dict[str, Any] = saved["jobs"]
         return jobs, True
 

@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -33,8 +32,6 @@ _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
 LOOPBACK = "127.0.0.1"
 # How often the saver looks for completed executions and other writes (a save takes tens of ms).
 SAVE_CHECK_S = 0.2
-# With executions running, unsaved writes are saved at least this often even if none completed.
-SAVE_AT_LEAST_EVERY_S = 2.0
 # How long a stop lets in-flight executions and jobs finish before it stops them (they are then marked
 # interrupted at the next start, as after a kill).
 STOP_WAIT_S = 30.0
@@ -60,8 +57,6 @@ class LocalService:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._lock_file: Any = None
-        self._writes = 0
-        self._saved_writes = 0
         self.endpoint = ""
 
     # ---------------------------------------------------------------- lifecycle
@@ -159,30 +154,31 @@ class LocalService:
             self._lock_file = None
 
     # ---------------------------------------------------------------- durability
-    def _on_request(self) -> None:
-        """A client request changed the state (executions' own writes are saved as they end)."""
-        self._writes += 1
-
     def _save_loop(self) -> None:
-        """Save after every completed execution, and unsaved writes at least every few seconds."""
-        completed = self.runtime.completed_executions()
-        last_save = time.monotonic()
+        """Save within a tick of every execution that starts or ends (client writes are saved before their
+        response, in ``save_for_client``)."""
+        seen = self.runtime.execution_progress()
         failures = 0
         while not self._stopping.wait(SAVE_CHECK_S):
-            now_completed = self.runtime.completed_executions()
-            pending = self._writes != self._saved_writes
-            due = now_completed != completed or (pending and time.monotonic() - last_save >= SAVE_AT_LEAST_EVERY_S)
-            if due:
-                writes = self._writes
-                try:
-                    self.runtime.save()
-                except Exception as exc:  # retried with back-off, never fatal; clients are told (status)
-                    self.runtime.log_warning(f"saving the local state failed: {exc!r}")
-                    self._stopping.wait(min(30.0, 2.0 * (1 + failures)))
-                    failures += 1
-                    continue
-                failures = 0
-                completed, self._saved_writes, last_save = now_completed, writes, time.monotonic()
+            progress = self.runtime.execution_progress()
+            if progress == seen:
+                continue
+            try:
+                self.runtime.save()
+            except Exception as exc:  # retried with back-off, never fatal; clients are told (status)
+                self.runtime.log_warning(f"saving the local state failed: {exc!r}")
+                self._stopping.wait(min(30.0, 2.0 * (1 + failures)))
+                failures += 1
+                continue
+            failures = 0
+            seen = progress
+
+    def save_for_client(self) -> None:
+        """A client's write is acknowledged only once it is on disk (as AWS acknowledges a durable write)."""
+        try:
+            self.runtime.save()
+        except Exception as exc:  # the write happened in memory; the saver retries, and status says so
+            self.runtime.log_warning(f"saving the local state failed: {exc!r}")
 
     # ---------------------------------------------------------------- control routes
     def control(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -193,6 +189,7 @@ class LocalService:
                 **self.info().as_dict(),
                 "in_flight": self.runtime.in_flight(),
                 "save_error": self.runtime.save_error,
+                "saves": self.runtime.saves,
             }
         if route == "stop" and method == "POST":
             self.request_stop()
@@ -255,7 +252,8 @@ class _ServiceApp:
         with moto_adaptations.moto_requests_lock():
             # Drain the body inside the lock: moto builds some responses lazily from live backend dicts.
             chunks = list(self._moto(environ, start_response))
-        self._service._on_request()
+        if not _is_read(environ):
+            self._service.save_for_client()
         return chunks
 
     def _lambda_invoke(self, environ: dict[str, Any], name: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
