@@ -288,7 +288,7 @@ def test_a_killed_service_loses_only_the_in_flight_execution_and_says_so(termina
         return run["PK"].split("#", 1)[1] if run and run["units"].get("train", {}).get("status") == "RUNNING" else None
 
     run_id = wait_until(run_in_train, timeout=300, interval=0.2)
-    # (the service saves within 0.2 s of each execution starting; make sure this moment is the saved one)
+    # (the service saves within 0.2 s of each execution ending; make sure this moment is the saved one)
     from sfn_mlops_local.local import client
 
     client.request(client.running(terminal.state), "POST", "save")  # type: ignore[arg-type]

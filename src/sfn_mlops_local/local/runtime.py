@@ -283,10 +283,6 @@ class LocalRuntime:
         """How many executions have ended (read from moto's memory: no request, no lock)."""
         return sum(1 for e in self._executions() if e.exec_status is not None and e.exec_status.value != "RUNNING")
 
-    def execution_progress(self) -> tuple[int, int]:
-        """(executions started, executions ended): when it changes, there is something new to save."""
-        return len(self._executions()), self.completed_executions()
-
     def in_flight(self) -> list[str]:
         return [e.exec_arn for e in self._executions() if e.exec_status is None or e.exec_status.value == "RUNNING"]
 

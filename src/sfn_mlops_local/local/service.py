@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -155,14 +156,17 @@ class LocalService:
 
     # ---------------------------------------------------------------- durability
     def _save_loop(self) -> None:
-        """Save within a tick of every execution that starts or ends (client writes are saved before their
-        response, in ``save_for_client``)."""
-        seen = self.runtime.execution_progress()
+        """Save within a tick of every execution that ends. Client writes are saved before their response
+        (``save_for_client``), with the events they caused still undelivered: a kill before the next save
+        delivers them again after the restart, so starting executions need no save of their own."""
+        seen = self.runtime.completed_executions()
         failures = 0
-        while not self._stopping.wait(SAVE_CHECK_S):
-            progress = self.runtime.execution_progress()
+        pause = SAVE_CHECK_S
+        while not self._stopping.wait(pause):
+            progress = self.runtime.completed_executions()
             if progress == seen:
                 continue
+            started = time.monotonic()
             try:
                 self.runtime.save()
             except Exception as exc:  # retried with back-off, never fatal; clients are told (status)
@@ -172,6 +176,9 @@ class LocalService:
                 continue
             failures = 0
             seen = progress
+            # A save pickles the whole state under the request lock: as the state grows, save less often, so
+            # that saving never takes more than a fifth of the time (the durability window grows with it).
+            pause = max(SAVE_CHECK_S, 4 * (time.monotonic() - started))
 
     def save_for_client(self) -> None:
         """A client's write is acknowledged only once it is on disk (as AWS acknowledges a durable write)."""
