@@ -29,6 +29,7 @@ class Terminal:
 
     def __init__(self, state: Path) -> None:
         self.state = state
+        self.processes: list[subprocess.Popen[str]] = []
         self.env = {
             **os.environ,
             "MLOPS_LOCAL_STATE": str(state),
@@ -38,9 +39,21 @@ class Terminal:
         }
 
     def start(self, *argv: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [*MLOPS, *argv], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        self.processes.append(process)
+        return process
+
+    def close(self) -> None:
+        """Stop commands a failed test left running (one could start a service after the test), then the service."""
+        from sfn_mlops_local.local import client
+
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        client.stop(self.state)
 
     def mlops(self, *argv: str, timeout: float = 300) -> tuple[int, dict[str, Any], str]:
         """Exit code, the --json object (or {}), and stderr."""
@@ -68,10 +81,9 @@ def _last_json(out: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
     state = tmp_path_factory.mktemp("service") / "state"
-    yield Terminal(state)
-    from sfn_mlops_local.local import client
-
-    client.stop(state)
+    terminal = Terminal(state)
+    yield terminal
+    terminal.close()
 
 
 @pytest.fixture(scope="module")
@@ -345,8 +357,10 @@ def test_a_state_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -
     state.mkdir()
     (state / "state.pkl").write_bytes(b"not a state file")
     # When a command needs the service
-    process = Terminal(state).start("runs", "abalone")
+    terminal = Terminal(state)
+    process = terminal.start("runs", "abalone")
     _, err = process.communicate(timeout=300)
+    terminal.close()
     # Then it fails with one readable line naming the file and the way out, and nothing is overwritten
     assert process.returncode != 0 and "Traceback" not in err
     assert "state.pkl" in err and "mlops local reset" in err
