@@ -887,9 +887,10 @@ def _shared_boto_client_for(region: str, service: str, state_credentials: Any = 
     """moto's interpreter builds a new boto3 client for every task call and every .sync poll (tens of ms each,
     a sixth of the interpreter's time). Clients are thread-safe: one per service and region, per default
     session (a runtime that starts again registers its hooks on a new one, and gets new clients)."""
-    if state_credentials is not None:
-        return _original_boto_client_for(region, service, state_credentials)
-    key = (region, service, boto3.DEFAULT_SESSION, botocore_stubber.enabled)
+    # moto builds the same client whatever the state's credentials (it signs with fixed keys): keyed anyway,
+    # so that a version of moto that starts using them still gets one client per role.
+    role = getattr(state_credentials, "role_arn", None)
+    key = (region, service, role, boto3.DEFAULT_SESSION, botocore_stubber.enabled)
     with _interpreter_clients_lock:
         client = _interpreter_clients.get(key)
         if client is None:

@@ -590,9 +590,15 @@ def test_a_waiting_sync_task_wakes_when_work_ends_not_when_its_poll_comes_round(
 
 
 def test_the_interpreter_reuses_one_client_per_service(sfn: Any) -> None:
+    from types import SimpleNamespace
+
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_dynamodb
 
     first = state_task_service_dynamodb.boto_client_for(region="us-east-1", service="dynamodb")
     again = state_task_service_dynamodb.boto_client_for(region="us-east-1", service="dynamodb")
     assert first is again
+    # (tasks pass the state machine's credentials: one client per role too)
+    role = SimpleNamespace(role_arn="arn:aws:iam::123456789012:role/states")
+    with_role = state_task_service_dynamodb.boto_client_for("us-east-1", "dynamodb", role)
+    assert with_role is state_task_service_dynamodb.boto_client_for("us-east-1", "dynamodb", role)
     assert moto_adaptations._original_boto_client_for(region="us-east-1", service="dynamodb") is not first
