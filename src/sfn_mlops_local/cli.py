@@ -21,6 +21,7 @@ for _optional in ("awscrt", "OpenSSL"):
 from rich.console import Console  # noqa: E402
 
 from sfn_mlops_local import operations  # noqa: E402
+from sfn_mlops_local.local.client import project_root  # noqa: E402
 from sfn_mlops_local.operations import Target  # noqa: E402
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _public(summary: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     with target_for(args) as (target, runtime):
-        folder = operations.pipeline_dir(_project_root(), args.pipeline)
+        folder = operations.pipeline_dir(project_root(), args.pipeline)
         config = operations.publish_pipeline(target, folder)
         data_file = Path(args.data) if args.data else folder / config.data.sample_file
         if not data_file.is_file():
@@ -152,12 +153,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"run {run_id} started by the upload trigger")
         summary = _follow(args, target, console, run_id, execution_arn, started)
     return _finish(args, summary)
-
-
-def _project_root() -> Path:
-    from sfn_mlops_local.local.client import project_root
-
-    return project_root()
 
 
 def _progress_line(unit: dict[str, Any]) -> str:
@@ -368,7 +363,7 @@ def cmd_impact(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     with target_for(args) as (target, _runtime):
-        config = operations.publish_pipeline(target, operations.pipeline_dir(_project_root(), args.pipeline))
+        config = operations.publish_pipeline(target, operations.pipeline_dir(project_root(), args.pipeline))
     uri = f"s3://{target.bucket}/pipelines/{config.name}/"
     console.print(f"published pipeline {config.name} to {uri}")
     if args.json:

@@ -295,7 +295,8 @@ def follow_run(
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
-        status = target.sfn.describe_execution(executionArn=execution_arn)["status"]
+        described = target.sfn.describe_execution(executionArn=execution_arn)
+        status = described["status"]
         try:
             summary = run_summary(target, run_id)
         except SystemExit:
@@ -312,7 +313,6 @@ def follow_run(
         if status in FLOW_TERMINAL:
             # This execution ended without recording the run's outcome: it lost a unit to another execution
             # of the run (UnitAlreadyRunning; that one records the outcome), or it was stopped or broke.
-            described = target.sfn.describe_execution(executionArn=execution_arn)
             final = summary or {"run_id": run_id, "units": [], "metrics": {}, "model_package_arn": None}
             held = next((u["name"] for u in final.get("units", []) if u.get("recorded_status") == "RUNNING"), None)
             error = {

@@ -186,38 +186,31 @@ class MetadataTable:
     def running_records(self) -> list[dict[str, Any]]:
         """Every run and unit record marked RUNNING. A Scan: only for recovering a local service that
         stopped with executions in flight (AWS never loses a running execution, so nothing calls it there)."""
+        return self._scan(
+            FilterExpression="#status = :running",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":running": {"S": "RUNNING"}},
+        )
+
+    def unplanned_upload_claims(self) -> list[dict[str, Any]]:
+        """Upload trigger claims whose run has no record yet: the service stopped between starting the run and
+        planning it. A Scan plus one GetItem per claim, only for recovering a local service (as running_records)."""
+        claims = self._scan(
+            FilterExpression="begins_with(PK, :upload) AND SK = :trigger",
+            ExpressionAttributeValues={":upload": {"S": "TRIGGER#s3://"}, ":trigger": {"S": "TRIGGER"}},
+        )
+        return [c for c in claims if c.get("run_id") and self.get_run(str(c["run_id"])) is None]
+
+    def _scan(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every item the filter keeps, all pages, consistently read (local recovery only: see above)."""
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "FilterExpression": "#status = :running",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":running": {"S": "RUNNING"}},
-            "ConsistentRead": True,
-        }
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True, **filters}
         while True:
             page = self._client.scan(**kwargs)
             items.extend(deserialize(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def unplanned_upload_claims(self) -> list[dict[str, Any]]:
-        """Upload trigger claims whose run has no record yet: the service stopped between starting the run and
-        planning it. A Scan plus one GetItem per claim, only for recovering a local service (as running_records)."""
-        claims: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "FilterExpression": "begins_with(PK, :upload) AND SK = :trigger",
-            "ExpressionAttributeValues": {":upload": {"S": "TRIGGER#s3://"}, ":trigger": {"S": "TRIGGER"}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.scan(**kwargs)
-            claims.extend(deserialize(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [c for c in claims if c.get("run_id") and self.get_run(str(c["run_id"])) is None]
 
     def mark_interrupted(self, record: dict[str, Any], status: str, error: dict[str, Any]) -> bool:
         """Mark a RUNNING run (FAILED, error as the flow records it) or unit (ABANDONED) as interrupted;

@@ -19,7 +19,9 @@ from typing import Any
 
 from sfn_mlops_local.local.state import SERVICE_FILE, ServiceInfo
 
-CONTROL_HEADER = "X-Mlops-Local-Client"  # the service's own routes need it (see service.py)
+# The service's own routes need this header: a web page cannot send it cross-origin without a preflight,
+# which these routes never grant, so a page open in a browser cannot stop the service or inject faults.
+CONTROL_HEADER = "X-Mlops-Local-Client"
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 180  # a cold start imports moto and xgboost and provisions the template: seconds, not minutes

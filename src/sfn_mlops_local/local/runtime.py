@@ -22,7 +22,8 @@ from moto import mock_aws
 from moto.backends import get_backend
 
 from sfn_mlops_local.local import moto_adaptations
-from sfn_mlops_local.local.events import LocalEventBus, rules_from_functions
+from sfn_mlops_local.local.client import default_state_dir, project_root
+from sfn_mlops_local.local.events import LocalEventBus, object_created_event, rules_from_functions
 from sfn_mlops_local.local.lambda_host import LambdaHost
 from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads
 from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
@@ -56,18 +57,10 @@ def _task_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def project_root() -> Path:
-    """The folder holding template.yaml: the current one or a parent, else the installed source tree."""
-    for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / "template.yaml").exists() and (folder / "statemachines").is_dir():
-            return folder
-    return Path(__file__).resolve().parents[3]
-
-
 class LocalRuntime:
     def __init__(self, root: Path | None = None, state_dir: Path | None = None, persist: bool = True) -> None:
         self.root = root or project_root()
-        self.state_dir = state_dir or Path(os.environ.get("MLOPS_LOCAL_STATE", self.root / ".mlops-local"))
+        self.state_dir = state_dir or default_state_dir(self.root)
         self.persist = persist
         self.template: ResolvedTemplate = load_template(self.root)
         self._mock: Any = None
@@ -78,6 +71,7 @@ class LocalRuntime:
         self.save_error: str | None = None  # the last save's failure, shown to clients until a save succeeds
         self.saves = 0
         self._undelivered: list[dict[str, Any]] = []  # events a restored state had not delivered yet
+        self._restored_clean = False  # the restored state was saved by a stop, not by a service later killed
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
         self.events: LocalEventBus
@@ -131,7 +125,7 @@ class LocalRuntime:
         provision_schedules(self.template, self.client("scheduler"))
         self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
         if restored:
-            self.interrupted = mark_interrupted_work(self.target(), self._stopped_cleanly())
+            self.interrupted = mark_interrupted_work(self.target(), self._restored_clean)
             # Events S3 had emitted but the bus had not delivered when the service stopped: EventBridge
             # retries a delivery that did not complete; so does the bus (the trigger deduplicates).
             for event in self._undelivered:
@@ -287,8 +281,6 @@ class LocalRuntime:
         return [e.exec_arn for e in self._executions() if e.exec_status is None or e.exec_status.value == "RUNNING"]
 
     def _redeliver_upload(self, bucket: str, key: str, version: str | None) -> None:
-        from sfn_mlops_local.local.events import object_created_event
-
         head_kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
         try:
             head = self.client("s3").head_object(**head_kwargs)
@@ -501,6 +493,3 @@ class LocalRuntime:
         self._undelivered = list(saved.get("events") or [])
         jobs: dict[str, Any] = saved["jobs"]
         return jobs, True
-
-    def _stopped_cleanly(self) -> bool:
-        return getattr(self, "_restored_clean", False)

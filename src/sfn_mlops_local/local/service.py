@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from sfn_mlops_local.local.client import CONTROL_HEADER
 from sfn_mlops_local.local.state import ServiceInfo
 from sfn_mlops_local.local.template import REGION
 
@@ -36,9 +37,6 @@ SAVE_CHECK_S = 0.2
 # How long a stop lets in-flight executions and jobs finish before it stops them (they are then marked
 # interrupted at the next start, as after a kill).
 STOP_WAIT_S = 30.0
-# The project's own routes need this header: a web page cannot send it cross-origin without a preflight,
-# which these routes never grant, so a page open in a browser cannot stop the service or inject faults.
-CONTROL_HEADER = "X-Mlops-Local-Client"
 
 
 class ServiceCannotStart(RuntimeError):
@@ -281,9 +279,7 @@ class _ServiceApp:
                 [*headers, ("x-amzn-ErrorType", "ResourceNotFoundException"), ("Content-Length", str(len(body)))],
             )
             return [body]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
-        payload = json.loads(raw or b"{}")
+        payload = json.loads(_read_body(environ) or b"{}")
         kind = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
         if kind == "DryRun":
             start_response("204 No Content", headers)
@@ -302,8 +298,7 @@ class _ServiceApp:
         self, environ: dict[str, Any], operation: str, start_response: Callable[..., Any]
     ) -> Iterable[bytes] | None:
         """SageMaker jobs run in the local job runner, not in moto: its answers, for HTTP clients too."""
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b"{}"
+        raw = _read_body(environ)
         answer = self._service.runtime.jobs.handle(operation, json.loads(raw or b"{}"))
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again
@@ -326,9 +321,7 @@ class _ServiceApp:
             start_response("403 Forbidden", [("Content-Type", "application/json")])
             return [refusal.encode()]
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            raw = environ["wsgi.input"].read(length) if length else b""
-            body = json.loads(raw or b"{}")
+            body = json.loads(_read_body(environ) or b"{}")
             status, answer = self._service.control(method, path, body if isinstance(body, dict) else {})
         except (ValueError, KeyError, TypeError) as exc:
             status, answer = 400, {"error": type(exc).__name__, "message": str(exc).strip("'\"")}
@@ -341,6 +334,11 @@ class _ServiceApp:
             [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
         )
         return [payload]
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return bytes(environ["wsgi.input"].read(length)) if length else b""
 
 
 _READ_OPERATIONS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "Search")
