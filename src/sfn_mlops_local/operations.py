@@ -283,6 +283,10 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     return str(response["executionArn"])
 
 
+# Following a run, its records are read at least this often while nothing moves (its end is seen at once).
+PROGRESS_POLL_MAX_S = 0.4
+
+
 def follow_run(
     target: Target,
     run_id: str,
@@ -291,16 +295,32 @@ def follow_run(
     timeout: float = 3600,
     poll_s: float = 0.1,
 ) -> dict[str, Any]:
-    """Poll until the flow execution ends, reporting each change of the run's units."""
+    """Poll until the flow execution ends, reporting each change of the run's units.
+
+    The execution's status is read every ``poll_s`` (its end is noticed at once). The run's records are read
+    through a projected Query that says whether anything moved, every ``poll_s`` after a change and less often
+    (up to ``PROGRESS_POLL_MAX_S``) while nothing does; the whole run only when something moved or at the end.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
+    progress: Any = None
+    summary: dict[str, Any] | None = None
+    progress_every = poll_s
+    next_progress = 0.0
     while True:
         described = target.sfn.describe_execution(executionArn=execution_arn)
         status = described["status"]
-        try:
-            summary = run_summary(target, run_id)
-        except SystemExit:
-            summary = None
+        ended = status in FLOW_TERMINAL
+        if ended or time.monotonic() >= next_progress:
+            moved = None if ended else target.table.run_progress(run_id)
+            progress_every = poll_s if moved != progress else min(PROGRESS_POLL_MAX_S, progress_every * 2)
+            next_progress = time.monotonic() + progress_every
+            if ended or moved != progress:
+                progress = moved
+                try:
+                    summary = run_summary(target, run_id)
+                except SystemExit:
+                    summary = None
         if summary is not None:
             fingerprint = [(u["name"], u["status"], u["attempt"]) for u in summary["units"]] + [summary["status"]]
             if fingerprint != last:

@@ -174,6 +174,25 @@ class MetadataTable:
         run["units"] = units
         return _parsed_run(run)
 
+    def run_progress(self, run_id: str) -> list[dict[str, Any]]:
+        """What changes as a run moves (each record's status, attempt and end, the plan, the execution that
+        finished it), projected from the same Query as ``get_run``: a cheap poll for "has anything moved?"."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
+            "ProjectionExpression": "SK, #status, attempt, finished_at, unit_order, flow_execution_arn",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def trigger_run_id(self, trigger_key: str) -> str | None:
         """The run a trigger (e.g. ``s3://bucket/key#version``) started, from its dedup record: one GetItem."""
         item = self._client.get_item(

@@ -54,15 +54,28 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
     events backend, which cannot invoke our in-process functions. Hooked where moto's S3 model emits the
     notification, so every writer is covered (HTTP clients of the local service, jobs and functions in-process),
     for buckets with EventBridge notifications on, as on AWS; one event per multipart upload (moto sent two).
+15. A DynamoDB Query on a table's key reads that partition: moto listed and sorted every item of the table
+    for each Query, then kept the partition's, so following a run cost more with every run ever recorded.
+    The results (the partition's items, in sort-key order) are the same; GSI queries are left as they are.
+16. The local service finds a request's backend without listing moto's package folder: moto's dispatcher did
+    an ``os.listdir`` and an ``isdir`` per folder (~150) for every HTTP request.
+17. DynamoDB item responses (GetItem, Query, Scan, Put/Update/DeleteItem, BatchGetItem, TransactGetItems) are
+    written as JSON directly: moto walks botocore's output shape for every attribute of every item (the most
+    expensive part of serving a DynamoDB request, and the interpreter's DynamoDB tasks go through it too).
+    moto has already made the result plain (binary values as bytes, base64-encoded here as its serializer
+    does); members outside the output shape are left out as moto's serializer leaves them out; a result with
+    anything else (a date, a None, consumed capacity) goes to moto's serializer. A test compares the bodies.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email.utils
 import functools
 import hashlib
 import json
+import math
 import random
 import sys
 import threading
@@ -79,8 +92,13 @@ import jsonata
 import moto
 from botocore.exceptions import ClientError
 from jsonata.utils import Utils as JsonataUtils
+from moto import backends as moto_backends
+from moto import settings as moto_settings
 from moto.core.botocore_stubber import BotocoreStubber
 from moto.core.models import botocore_stubber
+from moto.core.serialize import XFormedAttributePicker
+from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoResult
 from moto.stepfunctions.parser.api import (
     EvaluationFailedEventDetails,
     ExecutionStatus,
@@ -155,6 +173,8 @@ SYNC_POLL_SECONDS = 0.0  # the resolvers themselves wait for an ending (adaptati
 SYNC_FALLBACK_SECONDS = 0.25
 
 _original_factory = state_task_service_factory.state_task_service_for
+_original_list_of_moto_modules = moto_backends.list_of_moto_modules
+_original_dynamodb_execute_result = DynamoResult.execute_result
 ORIGINAL_SYNC_POLL_SECONDS = state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK
 _applied = False
 
@@ -559,10 +579,35 @@ def _plain(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+@functools.lru_cache(maxsize=2048)
+def _parsed_jsonata(expression: str) -> Any:
+    """The expression's syntax tree, parsed once (parsing is most of an evaluation's cost; evaluating does not
+    change the tree). Raises the parse error, which is not cached."""
+    return jsonata.Jsonata(expression).ast
+
+
+def _jsonata_query(expression: str) -> jsonata.Jsonata:
+    """A new evaluator for each evaluation (the library keeps per-evaluation state on it) over the cached tree:
+    what ``Jsonata.__init__`` does, without parsing the text again."""
+    query = jsonata.Jsonata.__new__(jsonata.Jsonata)
+    query.regex_engine = jsonata.Jsonata.__init__.__defaults__[0]
+    query.timeout = query.stack = None
+    query.parser = jsonata.Jsonata.get_parser()
+    query.ast = _parsed_jsonata(expression)
+    query.errors = None
+    query.environment = query.create_frame(jsonata.Jsonata.static_frame)
+    query.timestamp = jsonata.timebox.Timebox.current_milli_time()
+    query.input = None
+    query.validate_input = True
+    query.output_convert_nulls = True
+    jsonata.Jsonata.CURRENT.jsonata = query
+    return query
+
+
 def evaluate_jsonata(expression: str, bindings: dict[str, Any]) -> Any:
     """Evaluate with jsonata-python: no context item (AWS's expressions read ``$states`` and variables), AWS's
     functions bound. Returns ``UNDEFINED`` for no value; raises what the expression raises."""
-    query = jsonata.Jsonata(expression)  # one per evaluation: the library keeps per-thread state on it
+    query = _jsonata_query(expression)
     query.set_output_convert_nulls(False)  # tell null from undefined
     for name, function in AWS_JSONATA_FUNCTIONS.items():
         query.register_lambda(name, function)
@@ -906,6 +951,111 @@ def _modules_using_boto_client_for() -> list[Any]:
     ] + [sys.modules[__name__]]
 
 
+# --------------------------------------------------------------------------- 15. a Query reads one partition
+_original_all_items = Table.all_items
+_query_partition = threading.local()
+
+
+def _partition_items(self: Any) -> list[Any]:
+    """Within a table (not index) Query: only the queried partition's items. ``Table.query`` itself keeps
+    those with the hash key and sorts them by range key, as it did with the whole table's items."""
+    hash_key = getattr(_query_partition, "hash_key", None)
+    if hash_key is None:
+        return _original_all_items(self)
+    partition = self.items.get(hash_key)  # .get: ``items`` is a defaultdict, and a read must not add to it
+    if partition is None:
+        return []
+    return list(partition.values()) if self.range_key_attr else [partition]
+
+
+def _query_one_partition(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original(self, hash_key, *args, **kwargs)
+        _query_partition.hash_key = hash_key
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            _query_partition.hash_key = None
+
+    return query
+
+
+# --------------------------------------------------------------------------- 16. backends found without listdir
+_moto_modules: frozenset[str] | None = None
+
+
+def _cached_moto_modules() -> frozenset[str]:
+    """The folder names of moto's services, listed once (moto lists its package folder for every request)."""
+    global _moto_modules
+    if _moto_modules is None:
+        _moto_modules = frozenset(_original_list_of_moto_modules())
+    return _moto_modules
+
+
+# --------------------------------------------------------------------------- 17. DynamoDB items as plain JSON
+PLAIN_ITEM_OPERATIONS = frozenset(
+    {"GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "TransactGetItems"}
+)
+
+PLAIN_ITEM_MEMBERS = frozenset(
+    {"Item", "Items", "Attributes", "Count", "ScannedCount", "LastEvaluatedKey", "Responses", "UnprocessedKeys"}
+)
+
+
+class _NotPlain(Exception):
+    """A value moto's shape-driven serializer must handle (a date, a None member)."""
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, dict):
+        return {key: _plain_json(member) for key, member in value.items()}
+    if isinstance(value, list):
+        return [_plain_json(member) for member in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("utf-8")
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise _NotPlain(type(value).__name__)
+
+
+@functools.cache
+def _plain_items_serializer(serializer_class: type) -> type:
+    class PlainItemsSerializer(serializer_class):  # type: ignore[misc, valid-type]
+        def _serialize_result(self, resp: Any, result: Any) -> Any:
+            shape = self.operation_model.output_shape
+            # Only the output shape's members are written (moto's results carry legacy extras), and only
+            # members made of items and counts are written directly (ConsumedCapacity & co go to moto).
+            members = {key: value for key, value in result.items() if key in shape.members}
+            try:
+                if not members.keys() <= PLAIN_ITEM_MEMBERS:
+                    raise _NotPlain(", ".join(sorted(members.keys() - PLAIN_ITEM_MEMBERS)))
+                plain = _plain_json(members)
+            except _NotPlain:
+                return super()._serialize_result(resp, result)
+            return self._serialized_result_to_response(resp, result, shape, plain)
+
+    return PlainItemsSerializer
+
+
+def _execute_dynamodb_result(self: Any, context: Any) -> Any:
+    if context.operation_model.name not in PLAIN_ITEM_OPERATIONS:
+        return _original_dynamodb_execute_result(self, context)
+    serializer = _plain_items_serializer(context.serializer_class)(
+        operation_model=context.operation_model,
+        pretty_print=moto_settings.PRETTIFY_RESPONSES,
+        value_picker=XFormedAttributePicker(
+            response_transformers=getattr(context.response, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None)
+        ),
+    )
+    serialized = serializer.serialize(self.result)
+    return serialized["status_code"], serialized["headers"], serialized["body"]
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -951,6 +1101,10 @@ def apply() -> None:
         component._eval_body = _naming_field(component._eval_body, segment)
     ExecutionWorker._get_evaluation_environment = _evaluation_environment  # type: ignore[method-assign]
     BaseExecutionWorkerCommunication._reflect_execution_status = _reflect_status_as_json  # type: ignore[method-assign]
+    Table.all_items = _partition_items  # type: ignore[method-assign]
+    Table.query = _query_one_partition(Table.query)  # type: ignore[method-assign]
+    moto_backends.list_of_moto_modules = _cached_moto_modules  # type: ignore[assignment]
+    DynamoResult.execute_result = _execute_dynamodb_result  # type: ignore[method-assign]
     _applied = True
 
 

@@ -602,3 +602,202 @@ def test_the_interpreter_reuses_one_client_per_service(sfn: Any) -> None:
     with_role = state_task_service_dynamodb.boto_client_for("us-east-1", "dynamodb", role)
     assert with_role is state_task_service_dynamodb.boto_client_for("us-east-1", "dynamodb", role)
     assert moto_adaptations._original_boto_client_for(region="us-east-1", service="dynamodb") is not first
+
+
+def _table_with_partitions(ddb: Any) -> None:
+    ddb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+            {"AttributeName": "G", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-g",
+                "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for run in ("a", "b", "c"):
+        for unit in ("train", "evaluate", "RUN", "preprocess"):
+            ddb.put_item(
+                TableName="t",
+                Item={"PK": {"S": f"RUN#{run}"}, "SK": {"S": unit}, "G": {"S": "all"}, "run": {"S": run}},
+            )
+
+
+def test_a_table_query_reads_its_partition_in_sort_key_order_and_leaves_index_queries_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.models.table import Table
+
+    moto_adaptations.apply()
+    listed: list[int] = []  # how many items each listing of the table's items returned
+    items_of = Table.all_items
+    monkeypatch.setattr(Table, "all_items", lambda table: (found := items_of(table), listed.append(len(found)))[0])
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        # Given a table holding three runs' records
+        _table_with_partitions(ddb)
+
+        # When one run is queried, in pages of two and backwards
+        def sort_keys(**extra: Any) -> list[str]:
+            keys, start = [], None
+            while True:
+                page = ddb.query(
+                    TableName="t",
+                    KeyConditionExpression="PK = :pk",
+                    ExpressionAttributeValues={":pk": {"S": "RUN#b"}},
+                    Limit=2,
+                    **({"ExclusiveStartKey": start} if start else {}),
+                    **extra,
+                )
+                assert {i["run"]["S"] for i in page["Items"]} <= {"b"}
+                keys += [i["SK"]["S"] for i in page["Items"]]
+                if "LastEvaluatedKey" not in page:
+                    return keys
+                start = page["LastEvaluatedKey"]
+
+        # Then it gets that run's records only, in sort-key order, without listing the table
+        assert sort_keys() == ["RUN", "evaluate", "preprocess", "train"]
+        assert sort_keys(ScanIndexForward=False) == ["train", "preprocess", "evaluate", "RUN"]
+        assert listed and max(listed) == 4
+        # And a partition nobody wrote is empty (and stays unwritten)
+        missing = ddb.query(
+            TableName="t", KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": "RUN#z"}}
+        )
+        assert missing["Items"] == [] and ddb.scan(TableName="t", Select="COUNT")["Count"] == 12
+        # And an index query still sees every partition, through moto's own listing
+        indexed = ddb.query(
+            TableName="t",
+            IndexName="by-g",
+            KeyConditionExpression="G = :g",
+            ExpressionAttributeValues={":g": {"S": "all"}},
+        )
+        assert len(indexed["Items"]) == 12 and max(listed) == 12
+
+
+def test_upstream_table_query_lists_the_whole_table_and_the_dispatcher_lists_moto_per_request() -> None:
+    # Adaptations 15 and 16 hook these two places; if moto stops doing either, drop the adaptation.
+    import inspect
+
+    from moto.dynamodb.models.table import Table
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    moto_adaptations.apply()
+    assert "for item in self.all_items()" in inspect.getsource(Table.query.__wrapped__)
+    assert "backends.list_of_moto_modules()" in inspect.getsource(DomainDispatcherApplication.get_backend_for_host)
+
+
+def test_the_service_dispatcher_finds_backends_without_listing_moto_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    moto_adaptations.apply()
+    listed: list[int] = []
+    monkeypatch.setattr(moto_adaptations, "_moto_modules", None)
+    original = moto_adaptations._original_list_of_moto_modules
+    monkeypatch.setattr(moto_adaptations, "_original_list_of_moto_modules", lambda: listed.append(1) or original())
+    dispatcher = DomainDispatcherApplication.__new__(DomainDispatcherApplication)
+    dispatcher.backend_url_patterns = []
+    for _ in range(3):
+        assert dispatcher.get_backend_for_host("dynamodb") == "dynamodb"
+        assert dispatcher.get_backend_for_host("stepfunctions") == "stepfunctions"
+    assert dispatcher.get_backend_for_host("no-such-service") is None
+    assert len(listed) == 1
+
+
+def test_dynamodb_item_responses_written_directly_are_the_bodies_moto_would_serialise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    moto_adaptations.apply()
+    compared: dict[str, int] = {}
+
+    def both(result: Any, context: Any) -> Any:
+        ours = moto_adaptations._execute_dynamodb_result(result, context)
+        theirs = moto_adaptations._original_dynamodb_execute_result(result, context)
+        name = context.operation_model.name
+        assert ours[0] == theirs[0] and ours[1]["Content-Type"] == theirs[1]["Content-Type"], name
+        assert json.loads(ours[2]) == json.loads(theirs[2]), name
+        compared[name] = compared.get(name, 0) + 1
+        return ours
+
+    monkeypatch.setattr(DynamoResult, "execute_result", both)
+    direct: list[str] = []
+    plain = moto_adaptations._plain_json
+
+    def recording(value: Any) -> Any:
+        if isinstance(value, dict):
+            direct.extend(value)
+        return plain(value)
+
+    monkeypatch.setattr(moto_adaptations, "_plain_json", recording)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        _table_with_partitions(ddb)
+        # Given an item with every attribute type, quotes and non-ASCII text
+        item = {
+            "PK": {"S": "RUN#typed"},
+            "SK": {"S": "RUN"},
+            "n": {"N": "1.50"},
+            "b": {"B": b"\x00\xff"},
+            "ss": {"SS": ["x", "y"]},
+            "ns": {"NS": ["1", "2"]},
+            "bs": {"BS": [b"a", b"\x01"]},
+            "m": {"M": {"q": {"L": [{"NULL": True}, {"BOOL": False}, {"S": 'é"\\'}, {"B": b"\x02"}]}}},
+        }
+        key = {"PK": item["PK"], "SK": item["SK"]}
+        typed = {":pk": {"S": "RUN#typed"}}
+        # When every item operation reads or writes it, with capacity and item collection metrics asked for
+        ddb.put_item(TableName="t", Item=item, ReturnConsumedCapacity="TOTAL", ReturnValues="ALL_OLD")
+        ddb.put_item(TableName="t", Item=item, ReturnValues="ALL_OLD")
+        got = ddb.get_item(TableName="t", Key=key, ReturnConsumedCapacity="INDEXES")
+        ddb.get_item(TableName="t", Key={"PK": {"S": "none"}, "SK": {"S": "none"}})
+        ddb.query(TableName="t", KeyConditionExpression="PK = :pk", ExpressionAttributeValues=typed)
+        ddb.query(
+            TableName="t",
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "RUN#a"}},
+            Limit=1,
+            ProjectionExpression="SK, #r",
+            ExpressionAttributeNames={"#r": "run"},
+        )
+        ddb.query(TableName="t", KeyConditionExpression="PK = :pk", ExpressionAttributeValues=typed, Select="COUNT")
+        ddb.scan(TableName="t", Limit=5, ReturnConsumedCapacity="TOTAL")
+        ddb.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET z = :z",
+            ExpressionAttributeValues={":z": {"N": "3"}},
+            ReturnValues="ALL_NEW",
+        )
+        ddb.update_item(TableName="t", Key=key, UpdateExpression="REMOVE z", ReturnValues="UPDATED_OLD")
+        ddb.batch_get_item(RequestItems={"t": {"Keys": [key, {"PK": {"S": "RUN#a"}, "SK": {"S": "RUN"}}]}})
+        ddb.transact_get_items(TransactItems=[{"Get": {"TableName": "t", "Key": key}}])
+        ddb.delete_item(TableName="t", Key=key, ReturnValues="ALL_OLD")
+        # Then moto's serializer would have written the same bodies, and the client reads the binary values back
+    assert set(compared) >= moto_adaptations.PLAIN_ITEM_OPERATIONS
+    assert {"Item", "Items", "Attributes", "Responses"} <= set(direct)  # they took the direct path
+    assert got["Item"]["b"]["B"] == b"\x00\xff" and got["Item"]["bs"]["BS"] == [b"a", b"\x01"]
+
+
+def test_a_jsonata_expression_is_parsed_once_and_its_evaluator_is_built_as_the_library_builds_it() -> None:
+    import jsonata
+
+    # Given the library's own evaluator and ours over the cached tree
+    fresh = jsonata.Jsonata("$x.a + 1")
+    ours = moto_adaptations._jsonata_query("$x.a + 1")
+    # Then they have the same fields with the same settings (if the library adds one, this fails)
+    assert set(vars(ours)) == set(vars(fresh))
+    for field in ("regex_engine", "timeout", "stack", "errors", "input", "validate_input", "output_convert_nulls"):
+        assert getattr(ours, field) == getattr(fresh, field), field
+    # And the tree is reused, and evaluating does not change it
+    assert moto_adaptations._parsed_jsonata("$x.a + 1") is ours.ast
+    assert [moto_adaptations.evaluate_jsonata("$x.a + 1", {"x": {"a": n}}) for n in (1, 2)] == [2, 3]
+    with pytest.raises(Exception, match="before end of expression"):  # a syntax error still raises
+        moto_adaptations.evaluate_jsonata("$x.(", {})
