@@ -105,15 +105,90 @@ class EvaluateSpec(_Strict):
 
 class RegisterSpec(_Strict):
     model_package_group: str = Field(min_length=1, max_length=63)
-    approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = "PendingManualApproval"
+    # Approval is a person's act (`mlops approve`), or the stack's when it is deployed with auto-approval on:
+    # a run registers packages pending approval, whatever its config says.
+    approval_status: Literal["PendingManualApproval"] = "PendingManualApproval"
     inference_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
     transform_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
+
+    @field_validator("approval_status", mode="before")
+    @classmethod
+    def _only_pending(cls, value: object) -> object:
+        if value != "PendingManualApproval":
+            raise ValueError(
+                f"a run registers packages PendingManualApproval, not {value!r}: approval is a person's act "
+                "(mlops approve PACKAGE_ARN --reason TEXT)"
+            )
+        return value
 
 
 class GateSpec(_Strict):
     metric: str = Field(min_length=1)
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     direction: Literal["minimize", "maximize"] = "minimize"
+    # Champion/challenger: the new model must beat the model serving the first deploy stage by at least this
+    # much of the metric (0: at least as good); None turns the comparison off.
+    champion_margin: float | None = Field(default=0.0, ge=0, allow_inf_nan=False)
+    # ... and a naive baseline (mean of the training labels, or the majority class) by at least this much.
+    baseline_margin: float | None = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
+ENDPOINT_STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+class ServerlessSpec(_Strict):
+    memory_size_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+
+
+class TrafficSpec(_Strict):
+    """SageMaker deployment guardrails: how an update shifts traffic to the new fleet (blue/green)."""
+
+    type: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "CANARY"
+    canary_percent: int = Field(default=10, ge=1, le=50)  # CANARY: the first step's share of capacity
+    linear_step_percent: int = Field(default=25, ge=5, le=50)  # LINEAR: each step's share
+    wait_s: int = Field(default=300, ge=0, le=3600)  # baking time between steps (alarms watched)
+    termination_wait_s: int = Field(default=300, ge=0, le=3600)  # old fleet kept (and alarms watched) after
+    max_execution_timeout_s: int = Field(default=3600, ge=600, le=14400)
+
+
+class AlarmSpec(_Strict):
+    """The CloudWatch alarms a deployment creates for its endpoint and rolls back on."""
+
+    invocation_5xx_errors: int = Field(default=1, ge=1)  # Invocation5XXErrors summed over one minute
+    model_latency_ms: int = Field(default=1000, ge=1)  # ModelLatency average over one minute
+
+
+class SmokeTestSpec(_Strict):
+    rows: int = Field(default=10, ge=1, le=1000)
+    tolerance: float = Field(default=1e-6, ge=0, allow_inf_nan=False)
+
+
+class DeploySpec(_Strict):
+    # One endpoint per stage; the first is deployed on approval, each next one by `mlops promote`.
+    stages: list[str] = Field(default_factory=lambda: ["staging", "prod"], min_length=1, max_length=4)
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = Field(default=1, ge=1, le=10)
+    serverless: ServerlessSpec | None = None
+    traffic: TrafficSpec = TrafficSpec()
+    alarms: AlarmSpec = AlarmSpec()
+    smoke_test: SmokeTestSpec = SmokeTestSpec()
+    endpoint_wait_s: int = Field(default=3600, ge=60, le=14400)  # the longest wait for InService
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[str]) -> list[str]:
+        bad = [stage for stage in value if not ENDPOINT_STAGE.match(stage)]
+        if bad or len(set(value)) != len(value):
+            raise ValueError(f"stages are distinct names of 1-12 lowercase letters and digits, not {value}")
+        return value
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError(f"not a SageMaker instance type: {value!r}")
+        return value
 
 
 class ScheduleSpec(_Strict):
@@ -132,6 +207,7 @@ class PipelineConfig(_Strict):
     # "register" would shadow BaseModel's ABC register(): keep the JSON name, rename the attribute.
     registration: RegisterSpec = Field(alias="register")
     gate: GateSpec
+    deploy: DeploySpec = DeploySpec()
     schedule: ScheduleSpec = ScheduleSpec()
 
     @field_validator("name")

@@ -15,6 +15,12 @@ class Settings(BaseModel):
     table_name: str = Field(min_length=3)
     artifact_bucket: str = Field(min_length=3)
     training_flow_arn: str = ""
+    deployment_flow_arn: str = ""
+    # Names the stack's own SageMaker models, endpoint configs, endpoints and alarms (IAM is scoped to it).
+    resource_prefix: str = "sfn-mlops"
+    sagemaker_role_arn: str = ""
+    # Off unless the stack is deployed with AutoApproval=true: then a run approves what passed its gate.
+    auto_approve: bool = False
     data_prefix: str = "data/"
     pipelines_prefix: str = "pipelines/"
     runs_prefix: str = "runs/"
@@ -26,6 +32,10 @@ class Settings(BaseModel):
             table_name=env.get("METADATA_TABLE", ""),
             artifact_bucket=env.get("ARTIFACT_BUCKET", ""),
             training_flow_arn=env.get("TRAINING_FLOW_ARN", ""),
+            deployment_flow_arn=env.get("DEPLOYMENT_FLOW_ARN", ""),
+            resource_prefix=env.get("RESOURCE_PREFIX", "sfn-mlops"),
+            sagemaker_role_arn=env.get("SAGEMAKER_ROLE_ARN", ""),
+            auto_approve=env.get("AUTO_APPROVE", "false").lower() == "true",
             data_prefix=env.get("DATA_PREFIX", "data/"),
             pipelines_prefix=env.get("PIPELINES_PREFIX", "pipelines/"),
             runs_prefix=env.get("RUNS_PREFIX", "runs/"),
