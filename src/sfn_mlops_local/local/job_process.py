@@ -41,6 +41,11 @@ def _warm_context() -> ForkServerContext:
     return _context
 
 
+def warm_context() -> ForkServerContext:
+    """The warm forkserver context, for other long-lived local processes (endpoint containers) to fork from."""
+    return _warm_context()
+
+
 def runs_warm(command: list[str]) -> bool:
     """Python scripts and modules run by this interpreter can start warm; anything else is a plain process."""
     if len(command) < 2 or command[0] != sys.executable:

@@ -23,6 +23,7 @@ from moto.backends import get_backend
 
 from sfn_mlops_local.local import moto_adaptations
 from sfn_mlops_local.local.client import default_state_dir, project_root
+from sfn_mlops_local.local.endpoints import EndpointService
 from sfn_mlops_local.local.events import LocalEventBus, object_created_event, rules_from_functions
 from sfn_mlops_local.local.lambda_host import LambdaHost
 from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads
@@ -32,7 +33,7 @@ from sfn_mlops_local.local.state import STATE_FILE, dump_state, load_state
 from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template
 from sfn_mlops_local.operations import Target
 
-PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam", "scheduler")
+PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam", "scheduler", "cloudwatch")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # Resource types whose physical names clients need (buckets, tables, state machines, functions).
 NAMED_RESOURCES = (
@@ -72,9 +73,11 @@ class LocalRuntime:
         self.saves = 0
         self._undelivered: list[dict[str, Any]] = []  # events a restored state had not delivered yet
         self._restored_clean = False  # the restored state was saved by a stop, not by a service later killed
+        self._saved_endpoints: dict[str, Any] | None = None  # models, endpoint configs and endpoints restored
         self.lambdas: LambdaHost
         self.jobs: LocalJobRunner
         self.events: LocalEventBus
+        self.endpoints: EndpointService
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalRuntime:
@@ -109,6 +112,7 @@ class LocalRuntime:
         self.jobs = LocalJobRunner(lambda: self.client("s3"), self._work_dir(), self.state_dir / "logs")
         self.jobs.restore(saved_jobs)
         self.jobs.on_job_end = moto_adaptations.notify_work_ended
+        self.endpoints = EndpointService(self.client, self.state_dir, self.state_dir / "logs")
         buckets = {
             b["Ref"]
             for logical, b in self.template.physical.items()
@@ -120,10 +124,15 @@ class LocalRuntime:
         events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
         events.register("before-call.lambda.Invoke", self.lambdas.on_invoke)
         events.register("before-call.sagemaker", self.jobs.on_call)
+        events.register("before-call.sagemaker", self.endpoints.on_call)
+        events.register("before-call.sagemaker-runtime.InvokeEndpoint", self.endpoints.on_invoke)
         self._clients.clear()  # clients copy the session's hooks when created: only ones made from now on
         self._provision()
         provision_schedules(self.template, self.client("scheduler"))
         self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
+        # Endpoints come back as they were (an update in flight comes back rolled back); changes are saved.
+        self.endpoints.restore(self._saved_endpoints, self._restored_clean)
+        self.endpoints.on_change = self._save_after_change
         if restored:
             self.interrupted = mark_interrupted_work(self.target(), self._restored_clean)
             # Events S3 had emitted but the bus had not delivered when the service stopped: EventBridge
@@ -147,6 +156,7 @@ class LocalRuntime:
             return
         self.wait_idle(timeout=wait_s)
         self.jobs.terminate_all()
+        self.endpoints.stop()  # their containers end; endpoints are saved as they are and come back at a start
         # A warm-up still creating clients must not leave them to the next runtime, hooked to this one.
         self._warming.join()
         self.scheduler.stop()
@@ -472,7 +482,14 @@ class LocalRuntime:
                 backends = {service: pickle.dumps(dict(get_backend(service))) for service in PERSISTED_SERVICES}  # type: ignore[call-overload]
                 jobs = self.jobs.snapshot()
                 events = self.events.undelivered()
-            extra = {"jobs": jobs, "events": events, "saved_at": datetime.now(UTC).isoformat(), "clean": clean}
+                endpoints = self.endpoints.snapshot()
+            extra = {
+                "jobs": jobs,
+                "events": events,
+                "endpoints": endpoints,
+                "saved_at": datetime.now(UTC).isoformat(),
+                "clean": clean,
+            }
             try:
                 dump_state(self.state_dir / STATE_FILE, moto.__version__, backends, extra)
             except OSError as exc:
@@ -480,6 +497,15 @@ class LocalRuntime:
                 raise
             self.save_error = None
             self.saves += 1
+
+    def _save_after_change(self) -> None:
+        """An endpoint change (a client's write, or a status an endpoint reached) is saved at once."""
+        if not self.persist or self._mock is None:
+            return
+        try:
+            self.save()
+        except Exception as exc:  # retried by the next save; clients are told (status)
+            self.log_warning(f"saving the local state failed: {exc!r}")
 
     def _restore(self) -> tuple[dict[str, Any], bool]:
         saved = load_state(self.state_dir / STATE_FILE, moto.__version__) if self.persist else None
@@ -491,5 +517,6 @@ class LocalRuntime:
                 backend[account] = regions
         self._restored_clean = bool(saved.get("clean"))
         self._undelivered = list(saved.get("events") or [])
+        self._saved_endpoints = saved.get("endpoints")
         jobs: dict[str, Any] = saved["jobs"]
         return jobs, True

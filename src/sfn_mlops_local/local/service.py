@@ -31,6 +31,7 @@ from sfn_mlops_local.local.template import REGION
 
 CONTROL_PREFIX = "/_mlops/"
 _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+_ENDPOINT_INVOKE = re.compile(r"^/endpoints/[^/]+/invocations$")  # sagemaker-runtime InvokeEndpoint
 LOOPBACK = "127.0.0.1"
 # How often the saver looks for completed executions and other writes (a save takes tens of ms).
 SAVE_CHECK_S = 0.2
@@ -247,6 +248,8 @@ class _ServiceApp:
         invoked = _LAMBDA_INVOKE.match(path)
         if invoked and environ.get("REQUEST_METHOD") == "POST":
             return self._lambda_invoke(environ, unquote(invoked.group(1)), start_response)
+        if _ENDPOINT_INVOKE.match(path) and environ.get("REQUEST_METHOD") == "POST":
+            return self._service.runtime.endpoints.wsgi_invoke(environ, _read_body(environ), start_response)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target.startswith("SageMaker."):
             served = self._sagemaker_job(environ, target.removeprefix("SageMaker."), start_response)
@@ -297,9 +300,12 @@ class _ServiceApp:
     def _sagemaker_job(
         self, environ: dict[str, Any], operation: str, start_response: Callable[..., Any]
     ) -> Iterable[bytes] | None:
-        """SageMaker jobs run in the local job runner, not in moto: its answers, for HTTP clients too."""
+        """SageMaker jobs run in the local job runner and endpoints in the endpoint service, not in moto: their
+        answers, for HTTP clients too (the endpoint service saves its writes before answering)."""
         raw = _read_body(environ)
-        answer = self._service.runtime.jobs.handle(operation, json.loads(raw or b"{}"))
+        request = json.loads(raw or b"{}")
+        runtime = self._service.runtime
+        answer = runtime.jobs.handle(operation, request) or runtime.endpoints.handle(operation, request)
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again
             return None

@@ -14,7 +14,7 @@ STATE_FILE = "state.pkl"
 SERVICE_FILE = "service.json"
 # Bump when what is saved changes shape; a file with another stamp is refused, never half-read.
 STATE_FORMAT = "sfn-mlops-local-state"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: endpoints (models, configs, endpoints) and CloudWatch
 
 
 class StateFormatError(RuntimeError):
