@@ -110,7 +110,7 @@ def published(bucket: str) -> str:
     s3 = boto3.client("s3")
     folder = ROOT / "models" / "abalone"
     s3.put_object(Bucket=bucket, Key="pipelines/abalone/pipeline.json", Body=(folder / "pipeline.json").read_bytes())
-    for script in ("preprocess.py", "evaluate.py"):
+    for script in ("preprocess.py", "evaluate.py", "inference.py"):
         s3.put_object(
             Bucket=bucket,
             Key=f"pipelines/abalone/scripts/{script}",

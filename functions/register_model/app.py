@@ -1,4 +1,6 @@
-"""Register worker: a model package with metrics and lineage; the same artifact is registered once."""
+"""Register worker: an inference-pipeline model package (fitted preprocessing, then the model) with metrics and
+lineage, pending approval (approved by the stack itself only when it is deployed with auto-approval on); the
+same artifacts are registered once."""
 
 from typing import Any
 
@@ -19,8 +21,11 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    table = MetadataTable(client("dynamodb"), get_settings().table_name)
-    registered = register_model(client("sagemaker"), table, event)
+    settings = get_settings()
+    table = MetadataTable(client("dynamodb"), settings.table_name)
+    registered = register_model(client("sagemaker"), client("s3"), table, settings, event)
     name = "ModelPackagesReused" if registered["reused"] else "ModelPackagesRegistered"
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if not registered["reused"] and registered["approval_status"] == "Approved":
+        metrics.add_metric(name="ModelPackagesAutoApproved", unit=MetricUnit.Count, value=1)
     return registered

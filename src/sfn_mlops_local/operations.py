@@ -53,6 +53,10 @@ class Target:
     def sagemaker(self) -> Any:
         return self._client("sagemaker")
 
+    @cached_property
+    def sts(self) -> Any:
+        return self._client("sts")
+
     def client(self, service: str) -> Any:
         return self._client(service)
 

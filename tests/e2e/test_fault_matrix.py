@@ -189,8 +189,13 @@ def failed_tasks(runtime: Any, execution_arn: str) -> list[dict[str, Any]]:
 
 def packages_of_run(runtime: Any, run_id: str) -> list[str]:
     sm = runtime.client("sagemaker")
+    # the stack's group for the pipeline: <resource prefix>-abalone
+    groups = [g["ModelPackageGroupName"] for g in sm.list_model_package_groups()["ModelPackageGroupSummaryList"]]
     arns = [
-        p["ModelPackageArn"] for p in sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]
+        p["ModelPackageArn"]
+        for group in groups
+        if group.endswith("-abalone")
+        for p in sm.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     ]
     return [
         arn

@@ -42,8 +42,11 @@ class Cli:
         described = target.sagemaker.describe_model_package(ModelPackageName=model_package_arn)
         return str(described["ModelApprovalStatus"])
 
-    def model_packages(self, group: str) -> list[str]:
+    def model_packages(self, pipeline: str) -> list[str]:
+        """The packages in the stack's group for the pipeline (<resource prefix>-<pipeline>)."""
         target, _ = service_target(self.state)
+        groups = target.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+        [group] = [g["ModelPackageGroupName"] for g in groups if g["ModelPackageGroupName"].endswith(f"-{pipeline}")]
         listed = target.sagemaker.list_model_packages(ModelPackageGroupName=group)
         return [p["ModelPackageArn"] for p in listed["ModelPackageSummaryList"]]
 
@@ -227,6 +230,9 @@ def test_bad_rerun_requests_fail_before_anything_starts(cli: Cli, failed_run: di
         (["rerun", run_id, "--set", "train.nonsense.depth=3"], "has no 'train.nonsense'"),
         (["rerun", run_id, "--set", "gate.threshold=high"], "gate.threshold"),
         (["rerun", run_id, "--set", "name=other"], "cannot be overridden"),
+        # approval is a person's act, and a pipeline's group is its own: no --set changes either
+        (["rerun", run_id, "--set", "register.approval_status=Approved"], "approval is a person's act"),
+        (["rerun", run_id, "--set", "register.model_package_group=other"], "the group cannot be overridden"),
         (["rerun", "abalone-20990101t000000-00000000"], "no run"),
     ]:
         with pytest.raises(SystemExit, match=message):

@@ -76,7 +76,9 @@ def test_run_abalone_succeeds_with_all_units_and_a_model_package(first_run: dict
     assert all(u["status"] == "SUCCEEDED" and u["attempt"] == 1 for u in summary["units"])
     assert all(u["duration_s"] > 0 for u in summary["units"])
     assert 1.0 < summary["metrics"]["rmse"] < 3.1
-    assert summary["model_package_arn"].startswith("arn:aws:sagemaker:us-east-1:123456789012:model-package/abalone/")
+    # in the stack's group for the pipeline (<resource prefix>-abalone)
+    assert summary["model_package_arn"].startswith("arn:aws:sagemaker:us-east-1:123456789012:model-package/")
+    assert summary["model_package_arn"].rsplit("/", 2)[-2].endswith("-abalone")
     assert summary["error"] is None
 
 
@@ -110,11 +112,44 @@ def test_model_artifact_loads_with_container_xgboost_and_reproduces_rmse(
     rmse = float(np.sqrt(np.mean((predictions - data[:, 0]) ** 2)))
     # ... which reproduces the recorded RMSE, and the package carries the run and dataset identity
     assert rmse == pytest.approx(first_run["summary"]["metrics"]["rmse"], rel=1e-6)
-    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_data
-    assert package["InferenceSpecification"]["Containers"][0]["Image"].endswith("sagemaker-xgboost:1.7-1")
+    preprocessing, model = package["InferenceSpecification"]["Containers"]
+    assert model["ModelDataUrl"] == model_data and model["Image"].endswith("sagemaker-xgboost:1.7-1")
+    assert preprocessing["Image"].endswith("sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert preprocessing["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    }
+    # ... and the package is an inference pipeline: its preprocessing container turns the raw test rows into
+    # exactly the rows the model was evaluated on, so the two containers predict what the evaluation measured
+    bucket, key = split_s3_uri(preprocessing["ModelDataUrl"])
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        tar.extractall(tmp_path / "preprocessing", filter="data")
+    inference = _module(tmp_path / "preprocessing" / "code" / "inference.py")
+    transform = inference.model_fn(str(tmp_path / "preprocessing"))
+    header, *raw = (ROOT / "models/abalone/data/abalone.csv").read_text().splitlines()
+    document = json.loads((tmp_path / "preprocessing" / "preprocessing.json").read_text())
+    order = np.random.RandomState(42).permutation(len(raw))  # preprocess's seeded split (pipeline.json seed)
+    test_raw = [raw[i] for i in order[len(raw) - data.shape[0] :]]
+    label = header.split(",").index("rings")
+    body = "".join(",".join(c for j, c in enumerate(row.split(",")) if j != label) + "\n" for row in test_raw)
+    encoded, mimetype = inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), transform), "")
+    assert mimetype == "text/csv" and document["input_columns"] == [c for c in header.split(",") if c != "rings"]
+    from_raw = booster.predict(xgboost.DMatrix(np.loadtxt(io.StringIO(encoded), delimiter=",", ndmin=2)))
+    assert np.allclose(from_raw, predictions, rtol=0, atol=1e-6)
     metadata = package["CustomerMetadataProperties"]
     assert metadata["sfn-mlops:run-id"] == first_run["summary"]["run_id"]
     assert metadata["sfn-mlops:dataset-version"] == first_run["summary"]["dataset"]["version_id"]
+
+
+def _module(path: Path) -> Any:
+    """A package's inference script, imported as its container imports SAGEMAKER_PROGRAM."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("package_inference", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_reexecuting_the_flow_with_the_same_run_id_runs_no_sagemaker_job(first_run: dict[str, Any]) -> None:

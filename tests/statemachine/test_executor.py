@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
 from typing import Any
 
-from tests.conftest import wait_until
+import pytest
 
+from tests.conftest import ROOT, wait_until
+
+# The register worker is the executor's unit here: a cheap worker with real outputs. What it reads (the preprocess
+# unit's schema output, the pinned inference script) is staged in a bucket of its own by the fixture below.
+EXEC_BUCKET = "exec-test-bucket"
+INFERENCE = (ROOT / "models/abalone/scripts/inference.py").read_bytes()
+SCHEMA = {"label": "y", "columns": ["x", "c", "y"], "categorical": {"c": ["a", "b"]}, "features": ["x", "c_a", "c_b"]}
 REGISTER_INPUT = {
     "config": {
-        "model_package_group": "exec-test",
-        "approval_status": "PendingManualApproval",
+        "model_package_group": "",  # the runtime stack's group for pipeline "exec": set by the fixture
         "inference_instance_types": ["ml.m5.large"],
         "transform_instance_types": ["ml.m5.large"],
         "image_uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "preprocessing_image_uri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        "script": {
+            "uri": f"s3://{EXEC_BUCKET}/runs/x/code/scripts/inference.py",
+            "sha256": hashlib.sha256(INFERENCE).hexdigest(),
+        },
+        "runs_root": f"s3://{EXEC_BUCKET}/runs/x/",
     },
-    "model": {"model_data": "s3://bucket/runs/x/model.tar.gz"},
-    "evaluation": {"metrics": {"rmse": 2.0}, "evaluation_uri": "s3://bucket/runs/x/evaluation.json"},
-    "dataset": {"uri": "s3://bucket/data/x/a.csv", "version": "v1", "etag": "e"},
+    "data": {"schema_uri": f"s3://{EXEC_BUCKET}/runs/x/preprocess/a1/schema/"},
+    "model": {"model_data": f"s3://{EXEC_BUCKET}/runs/x/model.tar.gz"},
+    "evaluation": {"metrics": {"rmse": 2.0}, "evaluation_uri": f"s3://{EXEC_BUCKET}/runs/x/evaluation.json"},
+    "dataset": {"uri": f"s3://{EXEC_BUCKET}/data/x/a.csv", "version": "v1", "etag": "e"},
 }
+
+
+@pytest.fixture(autouse=True)
+def register_inputs(runtime: Any) -> None:
+    s3 = runtime.client("s3")
+    s3.create_bucket(Bucket=EXEC_BUCKET)
+    s3.put_object(Bucket=EXEC_BUCKET, Key="runs/x/code/scripts/inference.py", Body=INFERENCE)
+    s3.put_object(Bucket=EXEC_BUCKET, Key="runs/x/preprocess/a1/schema/schema.json", Body=json.dumps(SCHEMA).encode())
+    prefix = runtime.template.functions()["RegisterModelFunction"].environment.get("RESOURCE_PREFIX", "sfn-mlops")
+    REGISTER_INPUT["config"]["model_package_group"] = f"{prefix}-exec"
 
 
 def start_executor(

@@ -67,7 +67,12 @@ def run_chain(runtime: Any, plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
         (
             "RegisterWorker",
             "register",
-            lambda: {"model": outputs["train"], "evaluation": outputs["evaluate"], "dataset": plan["dataset"]},
+            lambda: {
+                "model": outputs["train"],
+                "evaluation": outputs["evaluate"],
+                "data": outputs["preprocess"],
+                "dataset": plan["dataset"],
+            },
         ),
     ]
     for worker, unit, inputs in steps:
@@ -105,10 +110,15 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
     # evaluate: metrics for the gate
     evaluation = json.loads(results["evaluate"]["output"])
     assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}
-    # register: a model package in the pipeline's group
+    # register: an inference-pipeline package in the pipeline's group of this stack, pending approval
     package = json.loads(results["register"]["output"])
-    assert package["model_package_group"] == "abalone" and package["model_package_version"] == 1
+    assert package["model_package_group"] == plan["units"]["register"]["model_package_group"]
+    assert package["model_package_group"].endswith("-abalone") and package["model_package_version"] == 1
     assert package["approval_status"] == "PendingManualApproval"
+    described = runtime.client("sagemaker").describe_model_package(ModelPackageName=package["model_package_arn"])
+    containers = described["InferenceSpecification"]["Containers"]
+    assert [c["ModelDataUrl"] for c in containers] == [package["preprocessing_data"], model["model_data"]]
+    assert containers[0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
 
 
 def test_preprocess_worker_rejects_a_bad_dataset_before_any_job(runtime: Any, plan: dict[str, Any]) -> None:
@@ -223,7 +233,8 @@ def test_each_worker_retries_a_transient_error_and_succeeds(runtime: Any, plan: 
     }
     assert first_calls == throttled and runtime.pending_task_faults() == []
     assert sorted(runtime.jobs.jobs) == sorted(f"{RUN_ID}-{code}-a1" for code in ("prep", "train", "eval"))
-    packages = runtime.client("sagemaker").list_model_packages(ModelPackageGroupName="abalone")
+    group = plan["units"]["register"]["model_package_group"]
+    packages = runtime.client("sagemaker").list_model_packages(ModelPackageGroupName=group)
     assert len(packages["ModelPackageSummaryList"]) == 1
 
 

@@ -43,3 +43,11 @@ class JobNameInUse(MlopsError):
 
 class LineageNotFound(MlopsError):
     """The metadata table has no lineage for this dataset or model package."""
+
+
+class ModelPackageNotFound(MlopsError):
+    """No such model package, or it is not in one of this stack's model package groups."""
+
+
+class ApprovalRefused(MlopsError):
+    """An approval or rejection that cannot be given (no reason, the quality gate rejected the package...)."""

@@ -9,7 +9,16 @@ import json
 from typing import Any
 
 from sfn_mlops.errors import LineageNotFound
-from sfn_mlops.metadata import MetadataTable, dataset_pk, dataset_version_sk, deserialize, model_pk, now_iso, serialize
+from sfn_mlops.metadata import (
+    APPROVAL_SK_PREFIX,
+    MetadataTable,
+    dataset_pk,
+    dataset_version_sk,
+    deserialize,
+    model_pk,
+    now_iso,
+    serialize,
+)
 
 
 def record_dataset_use(table: MetadataTable, run_id: str, pipeline: str, dataset: dict[str, Any]) -> None:
@@ -62,12 +71,14 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
 
 
 def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any]:
-    """The run, dataset versions, metrics, artifact, the units that made it and those reused from other runs
-    behind a model package (one Query; a second for packages registered before units were recorded)."""
+    """The run, dataset versions, metrics, artifacts, the units that made it and those reused from other runs
+    behind a model package, and its approval history (who, when, why): one Query of the package's partition (a
+    second for packages registered before units were recorded)."""
     items = _query(table, model_pk(model_package_arn))
-    if not items:
+    links = [i for i in items if str(i["SK"]).startswith("DATASET#")]
+    if not links:
         raise LineageNotFound(f"no lineage recorded for model package {model_package_arn}")
-    first = items[0]
+    first = links[0]
     metrics = first.get("metrics")
     # The units as they stood when the model was registered (later reruns of the run do not change them);
     # items written before that snapshot existed fall back to the run's current records.
@@ -80,17 +91,31 @@ def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any
         for unit, state in units.items()
         if state.get("status") == "CACHED" and isinstance(state.get("cached_from"), dict)
     ]
+    approvals = [
+        {
+            "status": i.get("status"),
+            "previous_status": i.get("previous_status"),
+            "reason": i.get("reason"),
+            "by": i.get("identity"),
+            "at": i.get("at"),
+        }
+        for i in items
+        if str(i["SK"]).startswith(APPROVAL_SK_PREFIX)
+    ]
     return {
         "model_package_arn": model_package_arn,
+        "model_package_group": first.get("model_package_group"),
         "run_id": first.get("run_id"),
         "units": units,
         "reused": reused,
         "datasets": [
-            {**(i.get("dataset") or {}), "uri": i["dataset_uri"], "version": i["dataset_version"]} for i in items
+            {**(i.get("dataset") or {}), "uri": i["dataset_uri"], "version": i["dataset_version"]} for i in links
         ],
         "metrics": json.loads(metrics) if isinstance(metrics, str) else metrics or {},
         "model_data": first.get("model_data"),
+        "preprocessing_data": first.get("preprocessing_data"),
         "registered_at": first.get("created_at"),
+        "approvals": approvals,
     }
 
 

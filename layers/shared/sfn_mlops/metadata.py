@@ -9,7 +9,8 @@ One table, single-table design:
 | dataset → run     | DATASET#<uri>         | VERSION#<version>#RUN#<id>  |                                            |
 | dataset → model   | DATASET#<uri>         | VERSION#<version>#MODEL#<arn> |                                          |
 | model → dataset   | MODEL#<package arn>   | DATASET#<uri>#<version>     |                                            |
-| artifact → pkg    | ARTIFACT#<model data> | MODEL                       |                                            |
+| artifact → pkg    | ARTIFACT#<model data> | MODEL#<preprocessing digest> |                                           |
+| approval of a pkg | MODEL#<package arn>   | APPROVAL#<at>               |                                            |
 | trigger (dedup)   | TRIGGER#<object id>   | TRIGGER                     | (TTL: expires_at)                          |
 
 A unit's GSI1 keys are set only while it is SUCCEEDED: that index is the cache across runs.
@@ -28,6 +29,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 RUN_SK = "RUN"
 UNIT_SK_PREFIX = "UNIT#"
+APPROVAL_SK_PREFIX = "APPROVAL#"
 # PARTIAL: the run's last execution ran one unit (--only); the units after it are not up to date.
 TERMINAL_RUN_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED", "PARTIAL"}
 
@@ -61,6 +63,11 @@ def model_pk(model_package_arn: str) -> str:
 
 def artifact_pk(model_data: str) -> str:
     return f"ARTIFACT#{model_data}"
+
+
+def artifact_sk(preprocessing_digest: str | None) -> str:
+    """A model artifact is registered once per preprocessing it is served behind ("MODEL": none recorded)."""
+    return f"MODEL#{preprocessing_digest}" if preprocessing_digest else "MODEL"
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -280,10 +287,13 @@ class MetadataTable:
             for unit, record in run["units"].items()
         }
 
-    def find_package_for_artifact(self, model_data: str) -> dict[str, Any] | None:
+    def find_package_for_artifact(
+        self, model_data: str, preprocessing_digest: str | None = None
+    ) -> dict[str, Any] | None:
+        """The package registered for a model artifact with this preprocessing (one GetItem)."""
         response = self._client.get_item(
             TableName=self.table_name,
-            Key=serialize({"PK": artifact_pk(model_data), "SK": "MODEL"}),
+            Key=serialize({"PK": artifact_pk(model_data), "SK": artifact_sk(preprocessing_digest)}),
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -297,13 +307,24 @@ class MetadataTable:
         dataset: dict[str, Any],
         metrics: dict[str, Any],
         units: dict[str, dict[str, Any]] | None = None,
+        preprocessing: dict[str, str] | None = None,
+        group: str | None = None,
+        approval: dict[str, Any] | None = None,
     ) -> None:
-        """Link artifact, model package and dataset version both ways, in one transaction.
+        """Link artifacts, model package and dataset version both ways, in one transaction.
 
         ``units`` is how each upstream unit stood when the model was registered (attempt, status, the run
-        a cached unit came from): a later rerun of the run changes its unit records, not this model's past."""
+        a cached unit came from): a later rerun of the run changes its unit records, not this model's past.
+        ``preprocessing`` is the package's preprocessing model (``uri``, ``digest``); ``approval`` the stack's
+        own approval at registration (auto-approval), written to the approval history in the same transaction."""
         now = now_iso()
-        common = {"run_id": run_id, "created_at": now}
+        common = {
+            "run_id": run_id,
+            "created_at": now,
+            "model_package_group": group,
+            "preprocessing_data": (preprocessing or {}).get("uri"),
+            "preprocessing_digest": (preprocessing or {}).get("digest"),
+        }
         link = {
             "model_package_arn": model_package_arn,
             "dataset_uri": dataset["uri"],
@@ -313,7 +334,7 @@ class MetadataTable:
         items = [
             {
                 "PK": artifact_pk(model_data),
-                "SK": "MODEL",
+                "SK": artifact_sk((preprocessing or {}).get("digest")),
                 "model_package_arn": model_package_arn,
                 "model_data": model_data,
                 **common,
@@ -333,6 +354,49 @@ class MetadataTable:
                 **link,
             },
         ]
+        if approval is not None:
+            items.append(self._approval_item(model_package_arn, approval, group))
         self._client.transact_write_items(
             TransactItems=[{"Put": {"TableName": self.table_name, "Item": serialize(i)}} for i in items]
         )
+
+    # approvals
+    # A package's approval history lives in its MODEL# partition (APPROVAL#<at>), beside its lineage: one Query
+    # answers both. Each record says who decided, when, why, and the status before and after.
+    def record_approval(self, model_package_arn: str, approval: dict[str, Any], group: str | None = None) -> None:
+        """One decision on a package (``status``, ``previous_status``, ``reason``, ``identity``, ``at``)."""
+        self._client.put_item(
+            TableName=self.table_name,
+            Item=serialize(self._approval_item(model_package_arn, approval, group)),
+            ConditionExpression="attribute_not_exists(PK)",  # a record is never overwritten
+        )
+
+    def approval_history(self, model_package_arn: str) -> list[dict[str, Any]]:
+        """A package's decisions, oldest first (one Query)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
+            "ExpressionAttributeValues": serialize({":pk": model_pk(model_package_arn), ":sk": APPROVAL_SK_PREFIX}),
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _approval_item(model_package_arn: str, approval: dict[str, Any], group: str | None) -> dict[str, Any]:
+        return {
+            "PK": model_pk(model_package_arn),
+            "SK": f"{APPROVAL_SK_PREFIX}{approval['at']}",
+            "model_package_arn": model_package_arn,
+            "model_package_group": group,
+            "status": approval["status"],
+            "previous_status": approval.get("previous_status"),
+            "reason": approval["reason"],
+            "identity": approval["identity"],
+            "at": approval["at"],
+        }

@@ -104,12 +104,24 @@ class EvaluateSpec(_Strict):
 
 
 class RegisterSpec(_Strict):
-    model_package_group: str = Field(min_length=1, max_length=63)
     # Approval is a person's act (`mlops approve`), or the stack's when it is deployed with auto-approval on:
     # a run registers packages pending approval, whatever its config says.
     approval_status: Literal["PendingManualApproval"] = "PendingManualApproval"
+    # A package is an inference pipeline that takes raw rows: this script runs the fitted preprocessing in the
+    # scikit-learn container, in front of the model's container.
+    inference_script: ScriptPath = "scripts/inference.py"
     inference_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
     transform_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_group(cls, data: object) -> object:
+        if isinstance(data, dict) and "model_package_group" in data:
+            raise ValueError(
+                "model_package_group is no longer configurable: a pipeline's packages are registered in the "
+                "stack's group for the pipeline (<resource prefix>-<pipeline>); remove it from the register section"
+            )
+        return data
 
     @field_validator("approval_status", mode="before")
     @classmethod

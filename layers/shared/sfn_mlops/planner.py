@@ -20,6 +20,7 @@ from sfn_mlops.pipeline import (
     TrainSpec,
     parse_pipeline_config,
 )
+from sfn_mlops.registry import model_package_group
 from sfn_mlops.rerun import apply_overrides, parse_rerun, unit_policies
 from sfn_mlops.s3uri import s3_uri
 from sfn_mlops.settings import Settings
@@ -75,7 +76,10 @@ def pin_script(s3: Any, settings: Settings, pipeline: str, run_id: str, script: 
         try:
             body = s3.get_object(Bucket=bucket, Key=source_key)["Body"].read()
         except s3.exceptions.NoSuchKey as exc:
-            raise PipelineNotFound(f"pipeline {pipeline!r} has no script s3://{bucket}/{source_key}") from exc
+            raise PipelineNotFound(
+                f"pipeline {pipeline!r} has no script s3://{bucket}/{source_key}: publish it again "
+                f"('mlops publish {pipeline}')"
+            ) from exc
         s3.put_object(Bucket=bucket, Key=target_key, Body=body)
     return {"uri": s3_uri(bucket, target_key), "sha256": hashlib.sha256(body).hexdigest()}
 
@@ -142,9 +146,16 @@ def build_plan(
             "gate": {"metric": config.gate.metric, "direction": config.gate.direction},
             "runs_root": runs_root,
         },
+        # An inference pipeline: the fitted preprocessing (inference script, scikit-learn image), then the model.
+        # The group is the pipeline's own in this stack, and the worker, not the run, decides the approval.
         "register": {
-            **config.registration.model_dump(),
+            "model_package_group": model_package_group(settings.resource_prefix, pipeline),
+            "inference_instance_types": config.registration.inference_instance_types,
+            "transform_instance_types": config.registration.transform_instance_types,
             "image_uri": xgboost_image,
+            "preprocessing_image_uri": image_uri("sklearn"),
+            "script": pin_script(s3, settings, pipeline, run_id, config.registration.inference_script),
+            "runs_root": runs_root,
             "problem_type": config.problem_type,
         },
     }

@@ -14,7 +14,21 @@ from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
 # ("reuse": --only takes its inputs from the recorded upstream outputs), or never ("force": --from).
 RESUME, REUSE, FORCE = "resume", "reuse", "force"
 DONE_STATUSES = {"SUCCEEDED", "CACHED"}
-LOCKED_KEYS = {"name"}
+_APPROVAL = (
+    "approval is a person's act (mlops approve PACKAGE_ARN --reason TEXT), or the stack's when it is deployed "
+    "with auto-approval on: no run config or override can approve a package"
+)
+# Keys (and everything under them) no --set may change, and why.
+LOCKED_KEYS = {
+    "name": "the pipeline's name cannot be overridden",
+    # replacing the whole section could set any of the keys below (its other keys can be set one by one)
+    "register": f"the register section cannot be replaced as a whole ({_APPROVAL})",
+    "register.approval_status": _APPROVAL,
+    "register.model_package_group": (
+        "a pipeline's packages are registered in the stack's model package group for the pipeline "
+        "(<resource prefix>-<pipeline>): the group cannot be overridden"
+    ),
+}
 
 
 class RerunOptions(BaseModel):
@@ -32,7 +46,22 @@ def parse_rerun(raw: Any) -> RerunOptions:
         raise InvalidRerun(f"invalid rerun options: {exc.errors()[0]['msg']} ({raw!r})") from exc
     if options.from_unit and options.only:
         raise InvalidRerun("use either --from or --only, not both")
+    for key in sorted(options.overrides):
+        refuse_locked_key(key)
     return options
+
+
+_SECTIONS_SET_KEY_BY_KEY = {"register"}
+
+
+def refuse_locked_key(key: str) -> None:
+    """A --set of a key no override may change (the pipeline's name, its approval, its model package group)."""
+    parts = key.strip().split(".")
+    for depth in range(1, len(parts) + 1):
+        locked = ".".join(parts[:depth])
+        reason = LOCKED_KEYS.get(locked)
+        if reason is not None and (depth == len(parts) or locked not in _SECTIONS_SET_KEY_BY_KEY):
+            raise InvalidRerun(f"--set {key}: {reason}")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -40,6 +69,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise InvalidRerun(f"--set takes KEY=VALUE (e.g. train.hyperparameters.max_depth=4), not {text!r}")
+    refuse_locked_key(key)
     try:
         value: Any = json.loads(raw)
     except json.JSONDecodeError:
@@ -53,9 +83,8 @@ def apply_overrides(config: PipelineConfig, overrides: dict[str, Any], source: s
         return config
     data: dict[str, Any] = config.model_dump(by_alias=True)
     for key, value in sorted(overrides.items()):
+        refuse_locked_key(key)
         path = key.split(".")
-        if path[0] in LOCKED_KEYS:
-            raise InvalidRerun(f"--set {key}: the pipeline's {path[0]} cannot be overridden")
         node: Any = data
         for i, part in enumerate(path[:-1]):
             if not isinstance(node, dict) or part not in node:

@@ -6,7 +6,8 @@ library and numpy are used, and newer syntax appears in annotations only.
 
 Input: one headered CSV in --input-dir. Output under --output-dir: train/train.csv,
 validation/validation.csv and test/test.csv (label first, no header, no index, all numeric,
-which is what the built-in algorithm's text/csv channels expect) and schema/schema.json.
+which is what the built-in algorithm's text/csv channels expect) and schema/schema.json (the raw
+columns, label, categories and encoded feature order: what inference.py needs to encode raw rows).
 
 Exit codes: 0 success; 1 bad input or arguments (reason in --message-file, which SageMaker
 reports as the job's FailureReason); 2 unexpected error.
@@ -299,8 +300,19 @@ def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, 
                 out.write(",".join(format_number(column[i]) for column in columns) + "\n")
 
 
-def write_schema(output_dir: Path, names: list[str], sizes: dict[str, int]) -> None:
-    schema = {"label": names[0], "features": names[1:], "rows": sizes}
+def write_schema(
+    output_dir: Path, table: Table, categorical: dict[str, list[str]], names: list[str], sizes: dict[str, int]
+) -> None:
+    """What the encoding was fitted on: the raw columns in file order, the label, the categories of each
+    categorical column, and the encoded feature order. Registration turns it into the preprocessing
+    container's preprocessing.json, so an endpoint encodes raw rows exactly as the training rows were."""
+    schema = {
+        "label": names[0],
+        "features": names[1:],
+        "rows": sizes,
+        "columns": table.header,
+        "categorical": {column: categorical[column] for column in categorical},
+    }
     path = output_dir / "schema" / "schema.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
@@ -314,7 +326,7 @@ def run(args: argparse.Namespace) -> str:
     names, columns = encode(table, args.label, categorical)
     sizes = split_sizes(len(table.rows), args.train_ratio, args.validation_ratio)
     write_splits(args.output_dir, columns, sizes, args.seed)
-    write_schema(args.output_dir, names, sizes)
+    write_schema(args.output_dir, table, categorical, names, sizes)
     counts = " ".join(f"{split}={n}" for split, n in sizes.items())
     return (
         f"preprocess: {len(table.rows)} rows from {table.name} -> {counts}; "

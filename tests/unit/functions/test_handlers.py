@@ -116,6 +116,13 @@ def test_plan_run_pins_dataset_and_code_and_records_the_run(
         == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/scripts/preprocess.py"
     )
     assert plan["run_attempt"] == 1
+    # register: an inference pipeline in the pipeline's own group of this stack, its inference script pinned
+    register = plan["units"]["register"]
+    assert register["model_package_group"] == "sfn-mlops-abalone"
+    assert register["script"]["uri"] == f"s3://{BUCKET}/runs/abalone/{RUN_ID}/code/scripts/inference.py"
+    assert register["preprocessing_image_uri"].endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert register["image_uri"].endswith("/sagemaker-xgboost:1.7-1")
+    assert "approval_status" not in register  # the worker's stack decides, never the run
     # The sample event is a rerun --from evaluate with the gate threshold overridden
     assert {u: c["policy"] for u, c in plan["control"].items()} == {
         "preprocess": "resume",
@@ -218,90 +225,6 @@ def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any, m
     assert result["gate"] == {"metric": "rmse", "threshold": 3.1, "direction": "minimize", "value": 2.5}
     assert result["metrics"] == {"rmse": 2.5, "mae": 1.5}
     assert metered == ["QualityGateValue"]  # model quality over time, by gate metric
-
-
-def test_register_model_creates_one_package_per_artifact(
-    bucket: str, table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    event = sample_event("RegisterModelFunction")
-    app = handler_module("register_model")
-    metered = meter(app, monkeypatch)
-    first = app.lambda_handler(event, lambda_context)
-    again = app.lambda_handler(event, lambda_context)  # the same artifact, e.g. a retried unit
-    assert metered == ["ModelPackagesRegistered", "ModelPackagesReused"]
-    sm = boto3.client("sagemaker")
-    assert first["model_package_version"] == 1 and first["reused"] is False
-    assert again["model_package_arn"] == first["model_package_arn"] and again["reused"] is True
-    assert len(sm.list_model_packages(ModelPackageGroupName="abalone")["ModelPackageSummaryList"]) == 1
-    package = sm.describe_model_package(ModelPackageName=first["model_package_arn"])
-    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID
-    assert package["CustomerMetadataProperties"]["metric:rmse"] == "2.04"
-    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("evaluation.json")
-    # lineage both ways
-    from sfn_mlops.lineage import dataset_lineage, model_lineage
-    from sfn_mlops.metadata import MetadataTable
-
-    table = MetadataTable(boto3.client("dynamodb"), TABLE)
-    dataset = event["inputs"]["dataset"]
-    by_model = model_lineage(table, first["model_package_arn"])
-    assert by_model["run_id"] == RUN_ID and by_model["metrics"]["rmse"] == 2.04
-    assert [(d["uri"], d["version"]) for d in by_model["datasets"]] == [(dataset["uri"], dataset["version"])]
-    by_dataset = dataset_lineage(table, dataset["uri"], version=dataset["version"])
-    assert by_dataset["model_packages"] == [
-        {"model_package_arn": first["model_package_arn"], "run_id": RUN_ID, "version": dataset["version"]}
-    ]
-
-
-def test_a_rerun_of_register_applies_a_new_approval_status_or_group_but_keeps_a_decision(
-    bucket: str, table: str, lambda_context: Any
-) -> None:
-    event = sample_event("RegisterModelFunction")
-    app = handler_module("register_model")
-    sm = boto3.client("sagemaker")
-    first = app.lambda_handler(event, lambda_context)
-    assert first["approval_status"] == "PendingManualApproval"
-    # When register reruns with --set register.approval_status=Approved, Then the same package is approved
-    event["inputs"]["config"]["approval_status"] = "Approved"
-    approved = app.lambda_handler(event, lambda_context)
-    assert (approved["model_package_arn"], approved["approval_status"]) == (first["model_package_arn"], "Approved")
-    package = sm.describe_model_package(ModelPackageName=first["model_package_arn"])
-    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID  # lineage kept on the package
-    # When it reruns with the default status again, Then the decision already made stands
-    event["inputs"]["config"]["approval_status"] = "PendingManualApproval"
-    assert app.lambda_handler(event, lambda_context)["approval_status"] == "Approved"
-    # When it reruns with --set register.model_package_group=other, Then the artifact is registered there
-    event["inputs"]["config"]["model_package_group"] = "abalone-candidates"
-    moved = app.lambda_handler(event, lambda_context)
-    assert moved["model_package_group"] == "abalone-candidates" and moved["reused"] is False
-    assert moved["model_package_arn"] != first["model_package_arn"]
-
-
-def test_reject_model_rejects_an_undecided_package_and_keeps_a_decision(
-    bucket: str, table: str, lambda_context: Any
-) -> None:
-    # Given two packages of earlier executions: one nobody decided on, one already approved
-    register = handler_module("register_model")
-    pending = register.lambda_handler(sample_event("RegisterModelFunction"), lambda_context)["model_package_arn"]
-    decided_event = sample_event("RegisterModelFunction")
-    decided_event["inputs"]["model"]["model_data"] = decided_event["inputs"]["model"]["model_data"] + ".other"
-    decided_event["inputs"]["config"]["approval_status"] = "Approved"
-    decided = register.lambda_handler(decided_event, lambda_context)["model_package_arn"]
-    reject = handler_module("reject_model")
-    event = sample_event("RejectModelFunction")
-    # When a rerun's gate rejects, Then the undecided package is rejected, with the reason on it
-    result = reject.lambda_handler(event | {"model_package_arn": pending}, lambda_context)
-    assert result == {"model_package_arn": pending, "approval_status": "Rejected", "changed": True}
-    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=pending)
-    assert "rmse 2.04 is not < 1.5" in package["ApprovalDescription"]
-    assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID  # lineage kept on the package
-    # And the approved one keeps the decision somebody made
-    kept = reject.lambda_handler(event | {"model_package_arn": decided}, lambda_context)
-    assert (kept["approval_status"], kept["changed"]) == ("Approved", False)
-    # And malformed input is a named error
-    from sfn_mlops.errors import InvalidUnitInput
-
-    with pytest.raises(InvalidUnitInput, match="reject input is missing or malformed"):
-        reject.lambda_handler({"run_id": RUN_ID}, lambda_context)
 
 
 def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:

@@ -90,12 +90,14 @@ def test_splits_the_real_data_into_numeric_headerless_csvs_with_the_label_first(
     assert sorted(row[1] for row in rows) == sorted(float(r["length"]) for r in source)
     assert all(sum(row[8:]) == 1 and set(row[8:]) <= {0, 1} for row in rows)
     assert sum(row[8] for row in rows) == sum(r["sex"] == "M" for r in source)
-    # And the schema records label, feature order and row counts
+    # And the schema records label, feature order, row counts and what the encoding was fitted on
     schema = json.loads((result.output_dir / "schema" / "schema.json").read_text())
     assert schema == {
         "label": "rings",
         "features": FEATURES,
         "rows": {"train": 2923, "validation": 626, "test": 628},
+        "columns": list(source[0]),
+        "categorical": {"sex": ["M", "F", "I"]},
     }
     assert "train=2923 validation=626 test=628" in result.stdout
 
@@ -126,6 +128,7 @@ def test_categorical_order_and_split_ratios_follow_the_arguments(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     schema = json.loads((result.output_dir / "schema" / "schema.json").read_text())
     assert schema["features"][-3:] == ["sex_I", "sex_F", "sex_M"]
+    assert schema["categorical"] == {"sex": ["I", "F", "M"]}
     assert schema["rows"] == {"train": 50, "validation": 25, "test": 25}
 
 

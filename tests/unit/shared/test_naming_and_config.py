@@ -60,6 +60,10 @@ def test_the_bundled_abalone_config_validates() -> None:
         ({"surprise": True}, "surprise: Extra inputs are not permitted"),
         ({"evaluate": {"script": "../other/evaluate.py"}}, "a script is a relative path to a .py file"),
         ({"preprocess": {"script": "/abs/preprocess.py"}}, "inside the pipeline folder"),
+        # an old config naming its group: groups are bound to the pipeline now
+        ({"register": {"model_package_group": "abalone"}}, "model_package_group is no longer configurable"),
+        ({"register": {"approval_status": "Approved"}}, "approval is a person's act"),
+        ({"register": {"inference_script": "../inference.py"}}, "a script is a relative path to a .py file"),
     ],
 )
 def test_a_bad_config_names_the_field_and_the_problem(change: dict[str, object], problem: str) -> None:

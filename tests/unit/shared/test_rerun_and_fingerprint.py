@@ -59,7 +59,7 @@ def test_overrides_parse_json_values_and_validate_like_a_published_config() -> N
     from sfn_mlops.rerun import apply_overrides, parse_override
 
     assert parse_override("train.hyperparameters.max_depth=4") == ("train.hyperparameters.max_depth", 4)
-    assert parse_override("register.approval_status=Approved") == ("register.approval_status", "Approved")
+    assert parse_override('register.inference_instance_types=["ml.m5.large"]')[1] == ["ml.m5.large"]
     changed = apply_overrides(config(), {"train.hyperparameters.max_depth": 4, "gate.threshold": 2.5}, "abalone")
     assert changed.train.hyperparameters["max_depth"] == 4 and changed.gate.threshold == 2.5
     with pytest.raises(InvalidRerun, match="must leave rows for the test split"):
@@ -106,3 +106,32 @@ def test_only_refuses_a_set_that_would_change_a_unit_it_reuses() -> None:
     # a parameter of the unit itself, or of a later one, is fine
     options = parse_rerun({"only": "train", "overrides": {"train.hyperparameters.max_depth": 3, "gate.threshold": 2}})
     assert unit_policies(order, options, done)["train"] == "force"
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("register.approval_status", "approval is a person's act (mlops approve PACKAGE_ARN --reason TEXT)"),
+        ("register.model_package_group", "the group cannot be overridden"),
+        ("register", "the register section cannot be replaced as a whole"),
+        ("register.approval_status.x", "approval is a person's act"),
+        ("name", "the pipeline's name cannot be overridden"),
+    ],
+)
+def test_no_override_can_approve_a_package_or_move_it_to_another_group(key: str, problem: str) -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import apply_overrides, parse_override, parse_rerun
+
+    # Given a --set of the approval, the group, or the register section as a whole
+    # When the command line is parsed, Then it fails at once with one readable line naming the key
+    with pytest.raises(InvalidRerun, match=f"^--set {key}: ") as raised:
+        parse_override(f"{key}=Approved")
+    assert problem in str(raised.value) and "\n" not in str(raised.value)
+    # And so do rerun options given another way (the executor's console input) and the planner's merge
+    with pytest.raises(InvalidRerun, match=f"--set {key}: "):
+        parse_rerun({"overrides": {key: "Approved"}})
+    with pytest.raises(InvalidRerun, match=f"--set {key}: "):
+        apply_overrides(config(), {key: "Approved"}, "abalone")
+    # While the register section's other keys can still be overridden
+    changed = apply_overrides(config(), {"register.transform_instance_types": ["ml.m5.xlarge"]}, "abalone")
+    assert changed.registration.transform_instance_types == ["ml.m5.xlarge"]
