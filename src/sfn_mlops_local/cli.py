@@ -62,6 +62,8 @@ def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
         table_name=info.resources["MetadataTable"],
         training_flow_arn=info.resources["TrainingFlow"],
         description=f"local service {info.endpoint}",
+        deployment_flow_arn=info.resources.get("DeploymentFlow", ""),
+        stack_name=info.resources.get("AWS::StackName", "sfn-mlops-local"),
     )
     yield target, LocalHandle(info)
 
@@ -79,6 +81,8 @@ def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
         table_name=outputs["MetadataTableName"],
         training_flow_arn=outputs["TrainingFlowArn"],
         description=f"stack {args.stack}",
+        deployment_flow_arn=outputs.get("DeploymentFlowArn", ""),
+        stack_name=args.stack,
     )
     yield target, None
 
@@ -117,6 +121,11 @@ def render_tree(summary: dict[str, Any]) -> Tree:
             node.add(f"[red]{unit['error']['error']}[/]: {unit['error']['cause']}")
     if summary.get("metrics"):
         tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
+    verdict = summary.get("gate_verdict") or {}
+    if verdict.get("reasons"):
+        gate = tree.add(f"quality gate {'[green]passed[/]' if verdict.get('passed') else '[yellow]rejected[/]'}")
+        for reason in verdict["reasons"]:
+            gate.add(reason)
     if summary.get("model_package_arn"):
         tree.add(f"model package {summary['model_package_arn']}")
     if summary.get("error"):
@@ -177,6 +186,7 @@ def _follow(
     execution_arn: str,
     started: float,
     before: dict[str, Any] | None = None,
+    show_tree: bool = True,
 ) -> dict[str, Any]:
     """Print each unit's progress through the three tiers as it changes, then the run as a tree.
 
@@ -226,7 +236,8 @@ def _follow(
         final = (unit["status"], unit["attempt"])
         if reported.get(unit["name"]) != final and (unit["status"] in ("SKIPPED", "CACHED", "FAILED") or moved(unit)):
             report(unit)
-    console.print(render_tree(summary))
+    if show_tree:
+        console.print(render_tree(summary))
     return summary
 
 
@@ -254,6 +265,10 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
         )
         sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
         console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})", soft_wrap=True)
+        if (before.get("kind") or "") == "deployment":
+            from sfn_mlops_local import cli_serving
+
+            return cli_serving.finish_deployment(args, target, console, args.run_id, execution_arn, started, before)
         summary = _follow(args, target, console, args.run_id, execution_arn, started, before)
     return _finish(args, summary)
 
@@ -534,6 +549,9 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", parents=[common], help="upload a pipeline's config and scripts")
     publish.add_argument("pipeline")
     publish.set_defaults(handler=cmd_publish)
+    from sfn_mlops_local import cli_serving
+
+    cli_serving.add_commands(sub, common)
     local = sub.add_parser("local", help="manage the local service (the embedded runtime on 127.0.0.1)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
     json_flag = argparse.ArgumentParser(add_help=False)

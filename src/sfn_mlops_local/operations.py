@@ -29,13 +29,23 @@ class Target:
     """Where the pipeline runs: clients (created on first use) plus the names of the stack's resources."""
 
     def __init__(
-        self, client: Callable[..., Any], bucket: str, table_name: str, training_flow_arn: str, description: str
+        self,
+        client: Callable[..., Any],
+        bucket: str,
+        table_name: str,
+        training_flow_arn: str,
+        description: str,
+        deployment_flow_arn: str = "",
+        stack_name: str = "sfn-mlops",
     ) -> None:
         self._client = client
         self.bucket = bucket
         self.table_name = table_name
         self.training_flow_arn = training_flow_arn
         self.description = description
+        self.deployment_flow_arn = deployment_flow_arn
+        # Names the stack's SageMaker resources (endpoints, model package groups): the stack's RESOURCE_PREFIX.
+        self.stack_name = stack_name
 
     @cached_property
     def s3(self) -> Any:
@@ -66,10 +76,17 @@ class Target:
 
     @classmethod
     def from_clients(
-        cls, client: Callable[..., Any], bucket: str, table_name: str, training_flow_arn: str, description: str
+        cls,
+        client: Callable[..., Any],
+        bucket: str,
+        table_name: str,
+        training_flow_arn: str,
+        description: str,
+        deployment_flow_arn: str = "",
+        stack_name: str = "sfn-mlops",
     ) -> Target:
         """One client factory (a boto3 session's, the local service's, or the in-process runtime's)."""
-        return cls(client, bucket, table_name, training_flow_arn, description)
+        return cls(client, bucket, table_name, training_flow_arn, description, deployment_flow_arn, stack_name)
 
 
 def pipeline_dir(root: Path, pipeline: str) -> Path:
@@ -197,6 +214,7 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
     error = run.get("error") if run.get("status") == "FAILED" else None
     return {
         "run_id": run_id,
+        "kind": run.get("kind") or "training",
         "pipeline": run.get("pipeline"),
         "status": run.get("status"),
         "run_attempt": run.get("run_attempt"),
@@ -210,6 +228,7 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         "units": units,
         "metrics": run.get("metrics") or {},
         "gate": run.get("gate"),
+        "gate_verdict": run.get("gate_verdict"),
         "model_package_arn": run.get("model_package_arn"),
         "error": error,
     }
@@ -244,6 +263,15 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     run = target.table.get_run(run_id)
     if run is None:
         raise SystemExit(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")
+    if run.get("kind") == "deployment":
+        from sfn_mlops_local.deployments import start_deployment_rerun
+
+        if options.overrides:
+            raise SystemExit(
+                f"cannot rerun {run_id} with --set: a deployment reruns as it was planned; "
+                "change the pipeline's deploy section and deploy again"
+            )
+        return start_deployment_rerun(target, run, options.model_dump(by_alias=True, exclude_defaults=True))
     # No check that the run is idle: as on AWS, the executor's unit lock decides. A rerun beside a running
     # execution of the same run fails fast with UnitAlreadyRunning at the first unit the other one holds.
     # A run that failed before it was planned has only the input its flow was started with.

@@ -99,6 +99,10 @@ ONLY_ON_EVERY_RESOURCE = {
     "logs:PutResourcePolicy",
     "logs:DescribeResourcePolicies",
     "logs:DescribeLogGroups",
+    # List calls name no resource; the deploy workers use them to adopt what an earlier attempt created.
+    "sagemaker:ListModels",
+    "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListEndpoints",
 }
 
 

@@ -30,8 +30,13 @@ def read_metrics(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
             f"the evaluation report {evaluation_uri} has no numeric metric {metric!r} for the quality gate; "
             f"found: {', '.join(sorted(metrics))}"
         )
+    compared = {}
+    for other in ("champion", "baseline"):  # scored on the same test rows, when the job had them
+        other_value = ((report.get(other) or {}).get("metrics") or {}).get(metric)
+        if isinstance(other_value, int | float) and math.isfinite(other_value):
+            compared[f"{other}_value"] = float(other_value)
     return {
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-        "gate": {**gate, "value": float(value)},
+        "gate": {**gate, "value": float(value), **compared},
         "evaluation_uri": evaluation_uri,
     }

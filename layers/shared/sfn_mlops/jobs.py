@@ -174,8 +174,30 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
     model_data = _require(inputs, "model", "model_data")
     test_uri = _require(inputs, "data", "test_uri")
     prefix = _unit_prefix(config, "evaluate", attempt)
+    train_uri = _require(inputs, "data", "train_uri")
+    # The model serving the pipeline's first stage, scored on the same rows (champion/challenger gate).
+    champion = (config.get("champion") or {}).get("model_data")
     script_name = config["script"]["uri"].rsplit("/", 1)[-1]
     name = job_name(run_id, "evaluate", attempt)
+    arguments = [
+        "--model-dir",
+        f"{PROCESSING_ROOT}/model",
+        "--test-dir",
+        f"{PROCESSING_ROOT}/test",
+        "--train-dir",
+        f"{PROCESSING_ROOT}/train",
+        "--output-dir",
+        f"{PROCESSING_ROOT}/evaluation",
+    ]
+    channels = [
+        _s3_input("model", model_data, f"{PROCESSING_ROOT}/model"),
+        _s3_input("test", test_uri, f"{PROCESSING_ROOT}/test"),
+        _s3_input("train", train_uri, f"{PROCESSING_ROOT}/train"),
+        _s3_input("code", config["script"]["uri"], CODE_DIR),
+    ]
+    if champion:
+        arguments += ["--champion-dir", f"{PROCESSING_ROOT}/champion"]
+        channels.append(_s3_input("champion", champion, f"{PROCESSING_ROOT}/champion"))
     return {
         "job_name": name,
         "request": {
@@ -183,20 +205,9 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
             "AppSpecification": {
                 "ImageUri": config["image_uri"],
                 "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{script_name}"],
-                "ContainerArguments": [
-                    "--model-dir",
-                    f"{PROCESSING_ROOT}/model",
-                    "--test-dir",
-                    f"{PROCESSING_ROOT}/test",
-                    "--output-dir",
-                    f"{PROCESSING_ROOT}/evaluation",
-                ],
+                "ContainerArguments": arguments,
             },
-            "ProcessingInputs": [
-                _s3_input("model", model_data, f"{PROCESSING_ROOT}/model"),
-                _s3_input("test", test_uri, f"{PROCESSING_ROOT}/test"),
-                _s3_input("code", config["script"]["uri"], CODE_DIR),
-            ],
+            "ProcessingInputs": channels,
             "ProcessingOutputConfig": {
                 "Outputs": [_s3_output("evaluation", f"{prefix}evaluation/", f"{PROCESSING_ROOT}/evaluation")]
             },
@@ -206,7 +217,10 @@ def evaluate_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str,
             "NetworkConfig": ISOLATED_PROCESSING,
             "Tags": _tags(run_id, pipeline, "evaluate"),
         },
-        "outputs": {"evaluation_uri": f"{prefix}evaluation/evaluation.json"},
+        "outputs": {
+            "evaluation_uri": f"{prefix}evaluation/evaluation.json",
+            "predictions_uri": f"{prefix}evaluation/predictions.csv",
+        },
     }
 
 

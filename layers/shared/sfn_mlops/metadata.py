@@ -20,6 +20,7 @@ The executor state machine writes unit records with DynamoDB's native integratio
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,6 +31,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 RUN_SK = "RUN"
 UNIT_SK_PREFIX = "UNIT#"
 APPROVAL_SK_PREFIX = "APPROVAL#"
+ENDPOINT_SK = "ENDPOINT"
+ENDPOINTS_INDEX_PK = "ENDPOINTS"
 # PARTIAL: the run's last execution ran one unit (--only); the units after it are not up to date.
 TERMINAL_RUN_STATUSES = {"SUCCEEDED", "FAILED", "REJECTED", "PARTIAL"}
 
@@ -59,6 +62,14 @@ def dataset_version_sk(version: str, kind: str, ident: str) -> str:
 
 def model_pk(model_package_arn: str) -> str:
     return f"MODEL#{model_package_arn}"
+
+
+def endpoint_pk(endpoint_name: str) -> str:
+    return f"ENDPOINT#{endpoint_name}"
+
+
+def deployments_pk(pipeline: str) -> str:
+    return f"DEPLOYMENTS#{pipeline}"
 
 
 def artifact_pk(model_data: str) -> str:
@@ -100,7 +111,7 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def _parsed_run(run: dict[str, Any]) -> dict[str, Any]:
     """A run item with the fields it keeps as JSON text parsed."""
-    for field in ("metrics", "error", "unit_results", "overrides"):
+    for field in ("metrics", "error", "unit_results", "overrides", "traffic_steps", "gate_verdict"):
         if isinstance(run.get(field), str):
             run[field] = json.loads(run[field])
     return run
@@ -154,6 +165,204 @@ class MetadataTable:
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["run_attempt"]["N"])
+
+    # ---------------------------------------------------------------------------------------- deployments
+    def start_deployment(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
+        """Create the deployment's record (a run record of kind "deployment", listed per pipeline apart from
+        training runs), or mark it RUNNING again for a rerun. Returns the attempt."""
+        now = now_iso()
+        run_id = plan["run_id"]
+        fields = {
+            "kind": "deployment",
+            "pipeline": plan["pipeline"],
+            "stage": plan["stage"],
+            "deploy_action": plan["action"],
+            "deploy_trigger": plan["trigger"],
+            "model_package_arn": plan["model_package_arn"],
+            "previous_model_package_arn": plan["previous_model_package_arn"],
+            "endpoint_name": plan["endpoint_name"],
+            "strategy": plan["strategy"],
+            "unit_order": plan["order"],
+            "scope": plan["scope"],
+            "flow_execution_arn": flow_execution_arn,
+            "updated_at": now,
+        }
+        names = {f"#{i}": name for i, name in enumerate(fields)}
+        assignments = ", ".join(f"#{i} = :{i}" for i in range(len(fields)))
+        values = {f":{i}": value for i, value in enumerate(fields.values())}
+        response = self._client.update_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
+            UpdateExpression=(
+                f"SET {assignments}, #status = :running, started_at = if_not_exists(started_at, :now), "
+                "GSI1PK = :gsi1pk, GSI1SK = if_not_exists(GSI1SK, :gsi1sk), "
+                "run_attempt = if_not_exists(run_attempt, :zero) + :one "
+                "REMOVE finished_at, #error, unit_results"
+            ),
+            ExpressionAttributeNames={**names, "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=serialize(
+                {
+                    **values,
+                    ":running": "RUNNING",
+                    ":now": now,
+                    ":gsi1pk": deployments_pk(plan["pipeline"]),
+                    ":gsi1sk": f"{now}#{run_id}",
+                    ":zero": 0,
+                    ":one": 1,
+                }
+            ),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["run_attempt"]["N"])
+
+    def get_endpoint(self, endpoint_name: str) -> dict[str, Any] | None:
+        """What serves an endpoint of this stack (one GetItem): package, previous package, config, stage."""
+        item = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": endpoint_pk(endpoint_name), "SK": ENDPOINT_SK}),
+            ConsistentRead=True,
+        ).get("Item")
+        return deserialize(item) if item else None
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        """Every endpoint of this stack, by pipeline and stage (one Query of the index)."""
+        return self._query_index(ENDPOINTS_INDEX_PK, forward=True, limit=None)
+
+    def list_deployments(self, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A pipeline's deployments, newest first (one Query of the index)."""
+        return [_parsed_run(item) for item in self._query_index(deployments_pk(pipeline), forward=False, limit=limit)]
+
+    def _query_index(self, pk: str, forward: bool, limit: int | None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "GSI1",
+            "KeyConditionExpression": "GSI1PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ScanIndexForward": forward,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(items)
+            page = self._client.query(**kwargs)
+            items.extend(deserialize(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page or (limit is not None and len(items) >= limit):
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def record_deployment(self, plan: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """A deployment's outcome, in one transaction: the deployment record; on success the endpoint record
+        (what serves it now, and what served it before) and the serving lineage both ways (the package's
+        partition names the endpoints that served it and when; each dataset version behind it names them)."""
+        now = now_iso()
+        status = outcome["status"]
+        run_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": serialize({"PK": run_pk(plan["run_id"]), "SK": RUN_SK}),
+                "UpdateExpression": (
+                    "SET #status = :status, finished_at = :now, unit_results = :results, "
+                    "flow_execution_arn = :flow, traffic_steps = :steps, updated_at = :now"
+                    + (", #error = :error" if outcome.get("error") else " REMOVE #error")
+                ),
+                "ExpressionAttributeNames": {"#status": "status", "#error": "error"},
+                "ExpressionAttributeValues": serialize(
+                    {
+                        ":status": status,
+                        ":now": now,
+                        ":results": json.dumps(outcome.get("results") or {}, sort_keys=True),
+                        ":flow": outcome.get("flow_execution_arn") or "",
+                        ":steps": json.dumps(outcome.get("traffic_steps") or []),
+                        **({":error": json.dumps(outcome["error"])} if outcome.get("error") else {}),
+                    }
+                ),
+            }
+        }
+        items: list[dict[str, Any]] = []
+        if status == "SUCCEEDED":
+            items = self._serving_items(plan, outcome, now)
+        self._client.transact_write_items(
+            TransactItems=[run_update, *({"Put": {"TableName": self.table_name, "Item": serialize(i)}} for i in items)]
+        )
+        if status == "SUCCEEDED" and plan.get("previous_model_package_arn"):
+            self._end_serving(plan, now)
+
+    def _serving_items(self, plan: dict[str, Any], outcome: dict[str, Any], now: str) -> list[dict[str, Any]]:
+        endpoint = plan["endpoint_name"]
+        current = self.get_endpoint(endpoint) or {}
+        same_package = current.get("model_package_arn") == plan["model_package_arn"]
+        serving = {
+            "endpoint_name": endpoint,
+            "pipeline": plan["pipeline"],
+            "stage": plan["stage"],
+            "model_package_arn": plan["model_package_arn"],
+            "deployment_id": plan["run_id"],
+            "from": current.get("serving_since") if same_package else now,
+        }
+        items = [
+            {
+                "PK": endpoint_pk(endpoint),
+                "SK": ENDPOINT_SK,
+                **serving,
+                "status": "InService",
+                "model_data": plan.get("model_data") or "",
+                "endpoint_config_name": plan["units"]["endpoint_config"]["endpoint_config_name"],
+                "previous_model_package_arn": current.get("previous_model_package_arn")
+                if same_package
+                else current.get("model_package_arn") or "",
+                "previous_endpoint_config_name": current.get("endpoint_config_name") or "",
+                "serving_since": serving["from"],
+                "updated_at": now,
+                "GSI1PK": ENDPOINTS_INDEX_PK,
+                "GSI1SK": f"{plan['pipeline']}#{plan['stage']}",
+            },
+            {"PK": model_pk(plan["model_package_arn"]), "SK": f"SERVED#{endpoint}#{serving['from']}", **serving},
+        ]
+        for link in self._package_datasets(plan["model_package_arn"]):
+            items.append(
+                {
+                    "PK": dataset_pk(link["dataset_uri"]),
+                    "SK": dataset_version_sk(link["dataset_version"], "ENDPOINT", f"{endpoint}#{serving['from']}"),
+                    **serving,
+                }
+            )
+        return items
+
+    def _package_datasets(self, model_package_arn: str) -> list[dict[str, Any]]:
+        page = self._client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ExpressionAttributeValues=serialize({":pk": model_pk(model_package_arn), ":sk": "DATASET#"}),
+        )
+        return [deserialize(i) for i in page.get("Items", [])]
+
+    def _end_serving(self, plan: dict[str, Any], now: str) -> None:
+        """The package that served the endpoint before stops serving it now (its lineage gets an end time)."""
+        previous = plan["previous_model_package_arn"]
+        if previous == plan["model_package_arn"]:
+            return
+        endpoint = plan["endpoint_name"]
+        page = self._client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ExpressionAttributeValues=serialize({":pk": model_pk(previous), ":sk": f"SERVED#{endpoint}#"}),
+        )
+        open_spans = [deserialize(i) for i in page.get("Items", []) if "to" not in deserialize(i)]
+        keys = [(model_pk(previous), span["SK"]) for span in open_spans]
+        for link in self._package_datasets(previous):
+            for span in open_spans:
+                sk = dataset_version_sk(link["dataset_version"], "ENDPOINT", f"{endpoint}#{span['from']}")
+                keys.append((dataset_pk(link["dataset_uri"]), sk))
+        for pk, sk in keys:
+            with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({"PK": pk, "SK": sk}),
+                    UpdateExpression="SET #to = :now",
+                    ConditionExpression="attribute_exists(PK)",
+                    ExpressionAttributeNames={"#to": "to"},
+                    ExpressionAttributeValues=serialize({":now": now}),
+                )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run and all its units in one Query."""

@@ -102,13 +102,17 @@ def start_run(
     pipeline: str,
     run_id: str,
     dataset: dict[str, Any],
+    flow_arn: str | None = None,
+    run_input: dict[str, Any] | None = None,
 ) -> TriggerDecision:
-    """Start the flow once per trigger: a dedup record in the table, then the run id as execution name.
+    """Start the flow (the training flow unless ``flow_arn`` says otherwise) once per trigger: a dedup record
+    in the table, then the run id as execution name.
 
     A delivery that finds the record but no execution takes over: the delivery that claimed it crashed or
     timed out before starting the run. Starting is idempotent (the execution name is the run id)."""
+    flow_arn = flow_arn or settings.training_flow_arn
     earlier = claim_trigger(table, trigger_key, run_id, pipeline)
-    taking_over = earlier is not None and not _execution_exists(sfn, settings.training_flow_arn, earlier)
+    taking_over = earlier is not None and not _execution_exists(sfn, flow_arn, earlier)
     if earlier is not None and not taking_over:
         return TriggerDecision(
             started=False,
@@ -118,11 +122,9 @@ def start_run(
             run_id=earlier,
         )
     run_id = earlier or run_id
-    run_input = {"pipeline": pipeline, "run_id": run_id, "dataset": dataset}
+    run_input = {**(run_input or {"pipeline": pipeline, "dataset": dataset}), "run_id": run_id}
     try:
-        response = sfn.start_execution(
-            stateMachineArn=settings.training_flow_arn, name=run_id, input=json.dumps(run_input)
-        )
+        response = sfn.start_execution(stateMachineArn=flow_arn, name=run_id, input=json.dumps(run_input))
     except sfn.exceptions.ExecutionAlreadyExists:
         return TriggerDecision(
             started=False, duplicate=True, reason="already started", pipeline=pipeline, run_id=run_id
@@ -193,11 +195,46 @@ def handle_schedule(
     return start_run(sfn, table, settings, trigger_key, pipeline, run_id, dataset)
 
 
+APPROVAL_EVENT = "SageMaker Model Package State Change"
+
+
+def handle_approval(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
+    """A package of one of this stack's groups became Approved: deploy it to its pipeline's first stage, once
+    per approval (duplicate deliveries of the event carry the same id)."""
+    detail = event.get("detail") or {}
+    group = str(detail.get("ModelPackageGroupName", ""))
+    arn = str(detail.get("ModelPackageArn", ""))
+    prefix = f"{settings.resource_prefix}-"
+    pipeline = group[len(prefix) :] if group.startswith(prefix) else ""
+    if detail.get("ModelApprovalStatus") != "Approved" or not arn:
+        return TriggerDecision(started=False, reason=f"{arn or 'a model package'} is not Approved: nothing to deploy")
+    if not PIPELINE_NAME_PATTERN.match(pipeline) or not pipeline_exists(s3, settings, pipeline):
+        return TriggerDecision(started=False, reason=f"model package group {group!r} is not a pipeline of this stack")
+    identity = f"{arn}#{event.get('id') or detail.get('ModelPackageVersion')}"
+    run_id = make_run_id(pipeline, _event_time(event), f"deploy|{identity}")
+    request = {"pipeline": pipeline, "action": "deploy", "model_package_arn": arn, "trigger": "approval"}
+    return start_run(
+        sfn,
+        table,
+        settings,
+        f"approval#{identity}",
+        pipeline,
+        run_id,
+        {},
+        flow_arn=settings.deployment_flow_arn,
+        run_input=request,
+    )
+
+
 def handle_trigger(
     sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> TriggerDecision:
     if event.get("detail-type") == "Object Created":
         return handle_s3_event(sfn, s3, table, settings, event)
+    if event.get("detail-type") == APPROVAL_EVENT and event.get("source") == "aws.sagemaker":
+        return handle_approval(sfn, s3, table, settings, event)
     if event.get("trigger") == "schedule":
         return handle_schedule(sfn, s3, table, settings, event)
     return TriggerDecision(started=False, reason="unrecognised trigger event")

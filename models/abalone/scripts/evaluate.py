@@ -2,9 +2,13 @@
 
 Runs as a SageMaker Processing job in the SageMaker XGBoost 1.7-1 container. Input:
 --model-dir/model.tar.gz (the training job's artifact, holding `xgboost-model` saved with
-Booster.save_model) and one headerless CSV in --test-dir (label first). Output:
---output-dir/evaluation.json in the SageMaker model-quality layout, plus a flat "metrics"
-map for easy lookup from Step Functions.
+Booster.save_model) and one headerless CSV in --test-dir (label first). Optional: the training
+split in --train-dir (for a naive baseline: the mean of the training labels), and the model
+serving the pipeline today in --champion-dir/model.tar.gz (scored on the same test rows).
+Output: --output-dir/evaluation.json in the SageMaker model-quality layout, plus a flat
+"metrics" map for easy lookup from Step Functions, "baseline" and "champion" metrics when
+given, and --output-dir/predictions.csv (one prediction per test row, in order: what the
+deployment's smoke test compares an endpoint with).
 
 Exit codes: 0 success; 1 bad input or arguments (reason in --message-file, which SageMaker
 reports as the job's FailureReason); 2 unexpected error.
@@ -52,6 +56,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, default=Path(DEFAULT_TEST_DIR))
     parser.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT_DIR))
     parser.add_argument("--message-file", type=Path, default=Path(DEFAULT_MESSAGE_FILE))
+    parser.add_argument("--train-dir", type=Path, help="training split: scores a naive baseline (label mean)")
+    parser.add_argument("--champion-dir", type=Path, help="model.tar.gz of the model serving today")
     return parser.parse_args(argv)
 
 
@@ -199,20 +205,44 @@ def evaluation_report(metrics: dict[str, float], rows: int, xgboost_version: str
     }
 
 
+def _flat(metrics: dict[str, float]) -> dict[str, float]:
+    return {"rmse": metrics["rmse"], "mae": metrics["mae"], "r2": metrics["r2"]}
+
+
+def score_archive(archive: Path, features: np.ndarray) -> tuple[np.ndarray, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return score(extract_model(archive, Path(tmp)), features)
+
+
 def run(args: argparse.Namespace) -> str:
     archive = find_model_archive(args.model_dir)
     test_file = find_test_file(args.test_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_path = extract_model(archive, Path(tmp))
-        labels, features = read_test_set(test_file)
-        predictions, xgboost_version = score(model_path, features)
+    labels, features = read_test_set(test_file)
+    predictions, xgboost_version = score_archive(archive, features)
     metrics = regression_metrics(labels, predictions)
     report = evaluation_report(metrics, len(labels), xgboost_version)
+    notes = []
+    if args.train_dir is not None:
+        # The naive baseline predicts the training labels' mean for every row: a model must beat it.
+        train_labels, _ = read_test_set(find_test_file(args.train_dir))
+        mean = float(np.mean(train_labels))
+        baseline = regression_metrics(labels, np.full(len(labels), mean))
+        report["baseline"] = {"kind": "mean of the training labels", "value": mean, "metrics": _flat(baseline)}
+        notes.append(f"baseline rmse={baseline['rmse']:.4f}")
+    if args.champion_dir is not None:
+        champion_predictions, _ = score_archive(find_model_archive(args.champion_dir), features)
+        champion = regression_metrics(labels, champion_predictions)
+        report["champion"] = {"metrics": _flat(champion)}
+        notes.append(f"champion rmse={champion['rmse']:.4f}")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    # repr: the shortest text that reads back as the same float
+    lines = "".join(f"{float(value)!r}\n" for value in predictions)
+    (args.output_dir / "predictions.csv").write_text(lines, encoding="utf-8")
+    extra = f"; {', '.join(notes)}" if notes else ""
     return (
         f"evaluate: {len(labels)} test rows, rmse={metrics['rmse']:.4f} mae={metrics['mae']:.4f} "
-        f"r2={metrics['r2']:.4f} (xgboost {xgboost_version})"
+        f"r2={metrics['r2']:.4f} (xgboost {xgboost_version}){extra}"
     )
 
 

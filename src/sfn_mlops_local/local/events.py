@@ -1,4 +1,5 @@
-"""S3 → EventBridge → rule → target, as AWS does it: S3 emits "Object Created", rules from the template match."""
+"""Events → EventBridge → rule → target, as AWS does it: S3 emits "Object Created", SageMaker "Model Package State
+Change"; rules from the template match."""
 
 from __future__ import annotations
 
@@ -65,6 +66,22 @@ def object_created_event(bucket: str, key: str, head: dict[str, Any], reason: st
     }
 
 
+def model_package_event(description: dict[str, Any]) -> dict[str, Any]:
+    """The event SageMaker sends to EventBridge when a model package is created or its approval changes."""
+    detail = json.loads(json.dumps(description, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "SageMaker Model Package State Change",
+        "source": "aws.sagemaker",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [description.get("ModelPackageArn", "")],
+        "detail": detail,
+    }
+
+
 class LocalEventBus:
     """Delivers events to matching rules' targets on a background thread, like EventBridge (async)."""
 
@@ -86,6 +103,10 @@ class LocalEventBus:
         if bucket in self._buckets:
             head = {"ContentLength": size, "ETag": etag, "VersionId": version_id}
             self.put_event(object_created_event(bucket, key, head, reason))
+
+    # moto_adaptations.on_model_package_changed: also called inside a request.
+    def on_model_package_changed(self, description: dict[str, Any]) -> None:
+        self.put_event(model_package_event(description))
 
     def put_event(self, event: dict[str, Any]) -> None:
         with self._undelivered_lock:

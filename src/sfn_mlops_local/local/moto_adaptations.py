@@ -65,6 +65,11 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
     moto has already made the result plain (binary values as bytes, base64-encoded here as its serializer
     does); members outside the output shape are left out as moto's serializer leaves them out; a result with
     anything else (a date, a None, consumed capacity) goes to moto's serializer. A test compares the bodies.
+18. ``UpdateModelPackage`` changes what it is given and nothing else, as on AWS: moto set every field the call
+    left out to None (an approval cleared the package's CustomerMetadataProperties, which carry its run id; a
+    metadata update cleared its approval status). And a package created with, or changed to, another approval
+    status sends "SageMaker Model Package State Change" to the local event bus, as SageMaker sends it to
+    EventBridge (moto sends none): an approval starts the deployment flow locally as on AWS.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ from moto.core.models import botocore_stubber
 from moto.core.serialize import XFormedAttributePicker
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoResult
+from moto.sagemaker.models import SageMakerModelBackend
 from moto.stepfunctions.parser.api import (
     EvaluationFailedEventDetails,
     ExecutionStatus,
@@ -175,6 +181,15 @@ SYNC_FALLBACK_SECONDS = 0.25
 _original_factory = state_task_service_factory.state_task_service_for
 _original_list_of_moto_modules = moto_backends.list_of_moto_modules
 _original_dynamodb_execute_result = DynamoResult.execute_result
+_original_update_model_package = SageMakerModelBackend.update_model_package
+_original_create_model_package = SageMakerModelBackend.create_model_package
+_UPDATE_MODEL_PACKAGE_ARGS = (
+    "model_approval_status",
+    "approval_description",
+    "customer_metadata_properties",
+    "customer_metadata_properties_to_remove",
+    "additional_inference_specifications_to_add",
+)
 ORIGINAL_SYNC_POLL_SECONDS = state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK
 _applied = False
 
@@ -1056,6 +1071,51 @@ def _execute_dynamodb_result(self: Any, context: Any) -> Any:
     return serialized["status_code"], serialized["headers"], serialized["body"]
 
 
+# --------------------------------------------------------------------------- 18. model package updates and events
+_model_package_listener: Callable[[dict[str, Any]], None] | None = None
+
+
+def on_model_package_changed(listener: Callable[[dict[str, Any]], None] | None) -> None:
+    """``listener(description)`` (the package as DescribeModelPackage shows it) when a package is created or its
+    approval status changes; None removes it. Called inside the request: it must only queue."""
+    global _model_package_listener
+    _model_package_listener = listener
+
+
+def _announce_model_package(package: Any) -> None:
+    listener = _model_package_listener
+    if listener is not None:
+        listener(package.gen_response_object())
+
+
+def _update_model_package(self: Any, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+    package = self.model_packages.get(self.model_package_name_mapping.get(model_package_arn, model_package_arn))
+    if package is None:
+        return str(_original_update_model_package(self, model_package_arn, *args, **kwargs))
+    given = dict(zip(_UPDATE_MODEL_PACKAGE_ARGS, args, strict=False)) | kwargs
+    before = package.model_approval_status
+    if given.get("model_approval_status") is None:
+        given["model_approval_status"] = before
+    if given.get("approval_description") is None:
+        given["approval_description"] = package.approval_description
+    given["customer_metadata_properties"] = {
+        **(package.customer_metadata_properties or {}),
+        **(given.get("customer_metadata_properties") or {}),
+    }
+    arn = str(_original_update_model_package(self, model_package_arn, **given))
+    if package.model_approval_status != before:
+        _announce_model_package(package)
+    return arn
+
+
+def _create_model_package(self: Any, *args: Any, **kwargs: Any) -> str:
+    arn = str(_original_create_model_package(self, *args, **kwargs))
+    package = self.model_packages.get(self.model_package_name_mapping.get(arn, arn))
+    if package is not None and package.model_package_type == "Versioned":
+        _announce_model_package(package)
+    return arn
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -1105,6 +1165,8 @@ def apply() -> None:
     Table.query = _query_one_partition(Table.query)  # type: ignore[method-assign]
     moto_backends.list_of_moto_modules = _cached_moto_modules  # type: ignore[assignment]
     DynamoResult.execute_result = _execute_dynamodb_result  # type: ignore[method-assign]
+    SageMakerModelBackend.update_model_package = _update_model_package  # type: ignore[method-assign]
+    SageMakerModelBackend.create_model_package = _create_model_package  # type: ignore[method-assign]
     _applied = True
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import threading
 import time
@@ -121,6 +122,7 @@ class LocalRuntime:
         self.events = LocalEventBus(rules_from_functions(functions), self.lambdas, buckets)
         # S3 emits "Object Created" for every writer: the CLI, the AWS CLI over HTTP, jobs, functions.
         moto_adaptations.on_object_created(self.events.on_object_created)
+        moto_adaptations.on_model_package_changed(self.events.on_model_package_changed)
         events: Any = boto3.DEFAULT_SESSION.events  # type: ignore[union-attr]
         events.register("before-call.lambda.Invoke", self.lambdas.on_invoke)
         events.register("before-call.sagemaker", self.jobs.on_call)
@@ -162,6 +164,7 @@ class LocalRuntime:
         self.scheduler.stop()
         moto_adaptations.clear_task_faults()
         moto_adaptations.on_object_created(None)
+        moto_adaptations.on_model_package_changed(None)
         if self.persist:
             self.save(clean=True)
         self._mock.stop()
@@ -242,9 +245,10 @@ class LocalRuntime:
         )
 
     def fail_unit(self, unit: str, error: str = "InjectedFault", times: int = 1) -> None:
-        """Make a unit's real work fail once: its worker's SageMaker job task, or its only Lambda task."""
+        """Make a unit's real work fail once: its worker's SageMaker job task, or else its last Task state (a
+        Lambda task, or the deploy worker's look at the endpoint, which every deployment reaches)."""
         workers = {
-            logical.removesuffix("Worker").lower(): logical
+            re.sub(r"(?<!^)(?=[A-Z])", "_", logical.removesuffix("Worker")).lower(): logical
             for logical in self.task_states()
             if logical.endswith("Worker")
         }
@@ -252,7 +256,9 @@ class LocalRuntime:
             raise ValueError(f"unknown unit {unit!r}; the units are {', '.join(workers)}")
         definition = json.loads(self.template.definition(self.template.state_machines()[workers[unit]]))["States"]
         tasks = _task_states(definition)
-        work = next((name for name, state in tasks.items() if ":sagemaker:create" in state["Resource"]), None)
+        work = next(
+            (name for name, state in tasks.items() if re.search(r":sagemaker:create\w*Job", state["Resource"])), None
+        )
         self.fail_task(
             workers[unit], work or list(tasks)[-1], error, f"{unit} failed: fault injected by --fail-at", times
         )
@@ -271,11 +277,12 @@ class LocalRuntime:
     # ---------------------------------------------------------------- what the service reports
     def resource_names(self) -> dict[str, str]:
         """Physical names (ARNs for state machines) of the template's resources that clients address."""
-        return {
+        names = {
             logical: names["Ref"]
             for logical, names in self.template.physical.items()
             if self.template.raw["Resources"][logical]["Type"] in NAMED_RESOURCES
         }
+        return {**names, "AWS::StackName": self.template.stack_name}
 
     def _executions(self) -> list[Any]:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends

@@ -246,8 +246,8 @@ def test_runtime_fault_api_validates_names(runtime: Any) -> None:
         runtime.fail_task("Nope", "Get unit record")
     with pytest.raises(ValueError, match="Executor has no Task state 'Unit failed'; its Task states: Get unit record"):
         runtime.fail_task("Executor", "Unit failed")
-    with pytest.raises(ValueError, match="unknown unit 'deploy'"):
-        runtime.fail_unit("deploy")
+    with pytest.raises(ValueError, match="unknown unit 'serve'; the units are preprocess, train, evaluate, register"):
+        runtime.fail_unit("serve")
     assert runtime.task_states()["Executor"][:2] == ["Get unit record", "Look up cached success"]
 
 
@@ -801,3 +801,36 @@ def test_a_jsonata_expression_is_parsed_once_and_its_evaluator_is_built_as_the_l
     assert [moto_adaptations.evaluate_jsonata("$x.a + 1", {"x": {"a": n}}) for n in (1, 2)] == [2, 3]
     with pytest.raises(Exception, match="before end of expression"):  # a syntax error still raises
         moto_adaptations.evaluate_jsonata("$x.(", {})
+
+
+def test_update_model_package_changes_only_what_it_is_given_and_announces_approval_changes() -> None:
+    moto_adaptations.apply()
+    announced: list[dict[str, Any]] = []
+    moto_adaptations.on_model_package_changed(announced.append)
+    try:
+        with mock_aws():
+            sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+            sagemaker.create_model_package_group(ModelPackageGroupName="g")
+            # Given a package with metadata, pending approval
+            arn = sagemaker.create_model_package(
+                ModelPackageGroupName="g",
+                ModelApprovalStatus="PendingManualApproval",
+                CustomerMetadataProperties={"sfn-mlops:run-id": "r1"},
+            )["ModelPackageArn"]
+            # When a person approves it (status and description only)
+            sagemaker.update_model_package(
+                ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="ok"
+            )
+            described = sagemaker.describe_model_package(ModelPackageName=arn)
+            # Then its metadata stays (moto cleared it), and creating and approving it were both announced
+            assert described["CustomerMetadataProperties"] == {"sfn-mlops:run-id": "r1"}
+            assert described["ModelApprovalStatus"] == "Approved"
+            assert [a["ModelApprovalStatus"] for a in announced] == ["PendingManualApproval", "Approved"]
+            # And a metadata-only update keeps the approval and announces nothing
+            sagemaker.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"note": "x"})
+            described = sagemaker.describe_model_package(ModelPackageName=arn)
+            assert described["ModelApprovalStatus"] == "Approved" and described["ApprovalDescription"] == "ok"
+            assert described["CustomerMetadataProperties"] == {"sfn-mlops:run-id": "r1", "note": "x"}
+            assert len(announced) == 2
+    finally:
+        moto_adaptations.on_model_package_changed(None)
