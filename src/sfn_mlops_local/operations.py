@@ -106,7 +106,7 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
     config = parse_pipeline_config((folder / "pipeline.json").read_bytes(), source=str(folder / "pipeline.json"))
     if config.name != folder.name:
         raise SystemExit(f"{folder}/pipeline.json names pipeline {config.name!r}; the folder is {folder.name!r}")
-    scripts = {config.preprocess.script, config.evaluate.script}
+    scripts = {config.preprocess.script, config.evaluate.script, config.registration.inference_script}
     for script in sorted(scripts):
         path = folder / script
         if not path.is_file():

@@ -109,7 +109,12 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
         }
     # evaluate: metrics for the gate
     evaluation = json.loads(results["evaluate"]["output"])
-    assert evaluation["gate"] == {**plan["gate"], "value": evaluation["metrics"]["rmse"]}
+    gate = evaluation["gate"]
+    assert gate == {**plan["gate"], "value": evaluation["metrics"]["rmse"], "baseline_value": gate["baseline_value"]}
+    # the naive baseline (the training labels' mean) scores far worse than the model; no champion serves yet
+    assert gate["baseline_value"] > gate["value"] and "champion_value" not in gate
+    # and the predictions the deployment's smoke test will compare with, one per test row
+    assert evaluation["predictions_uri"].endswith("/evaluation/predictions.csv")
     # register: an inference-pipeline package in the pipeline's group of this stack, pending approval
     package = json.loads(results["register"]["output"])
     assert package["model_package_group"] == plan["units"]["register"]["model_package_group"]

@@ -80,8 +80,18 @@ def endpoint_name(settings: Settings, pipeline: str, stage: str) -> str:
     return resource_name(settings, pipeline, stage)
 
 
+def champion_for(table: MetadataTable, settings: Settings, pipeline: str, stage: str) -> dict[str, str] | None:
+    """The package serving a stage of the pipeline now, and its model artifact (one GetItem)."""
+    record = table.get_endpoint(endpoint_name(settings, pipeline, stage))
+    if not record or not record.get("model_data") or not record.get("model_package_arn"):
+        return None
+    return {"model_package_arn": str(record["model_package_arn"]), "model_data": str(record["model_data"])}
+
+
 def model_package_group(settings: Settings, pipeline: str) -> str:
-    return f"{settings.resource_prefix}-{pipeline}"
+    from sfn_mlops.registry import model_package_group as group_of
+
+    return group_of(settings.resource_prefix, pipeline)
 
 
 def alarm_names(endpoint: str) -> dict[str, str]:
@@ -199,16 +209,19 @@ def check_deployable(package: dict[str, Any], group: str) -> None:
     status = package.get("ModelApprovalStatus")
     if status != "Approved":
         raise DeploymentRefused(f"model package {arn} is {status}, not Approved: only approved packages deploy")
-    if (package.get("CustomerMetadataProperties") or {}).get("sfn-mlops:gate") == "rejected":
-        raise DeploymentRefused(f"model package {arn} failed its quality gate and cannot be deployed")
 
 
 def _smoke_test_data(table: MetadataTable, package: dict[str, Any]) -> dict[str, Any]:
-    """Where the package's run left its test split and the evaluate unit's predictions for it."""
+    """Where the package's run left its test split and the evaluate unit's predictions for it; refused if the
+    run's quality gate (perhaps on a later rerun with a stricter gate) rejected the model."""
+    arn = package.get("ModelPackageArn")
     run_id = (package.get("CustomerMetadataProperties") or {}).get("sfn-mlops:run-id")
     run = table.get_run(run_id) if run_id else None
     if run is None:
-        raise DeploymentRefused(f"model package {package.get('ModelPackageArn')} names no run of this stack")
+        raise DeploymentRefused(f"model package {arn} names no run of this stack")
+    if run.get("status") == "REJECTED":
+        reasons = "; ".join((run.get("gate_verdict") or {}).get("reasons") or []) or "see mlops status " + run_id
+        raise DeploymentRefused(f"model package {arn}: the quality gate of run {run_id} rejected it ({reasons})")
     units = run.get("units") or {}
     preprocess = units.get("preprocess", {}).get("outputs") or {}
     evaluate = units.get("evaluate", {}).get("outputs") or {}

@@ -97,7 +97,7 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
         "--seed",
         str(config["seed"]),
     ]
-    splits = ["train", "validation", "test", "schema"]
+    splits = ["train", "validation", "test", "schema", "smoke"]
     name = job_name(run_id, "preprocess", attempt)
     return {
         "job_name": name,
@@ -119,7 +119,11 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
             "NetworkConfig": ISOLATED_PROCESSING,
             "Tags": _tags(run_id, pipeline, "preprocess"),
         },
-        "outputs": {**{f"{s}_uri": f"{prefix}{s}/" for s in splits}, "dataset_snapshot": snapshot},
+        "outputs": {
+            **{f"{s}_uri": f"{prefix}{s}/" for s in splits},
+            "raw_test_uri": f"{prefix}smoke/raw.csv",
+            "dataset_snapshot": snapshot,
+        },
     }
 
 

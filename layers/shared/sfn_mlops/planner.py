@@ -101,9 +101,16 @@ def _control(cache: CacheSpec | None, lease_s: int, policy: str | None, fingerpr
 
 
 def build_plan(
-    s3: Any, settings: Settings, event: dict[str, Any], recorded: dict[str, Any] | None = None
+    s3: Any,
+    settings: Settings,
+    event: dict[str, Any],
+    recorded: dict[str, Any] | None = None,
+    table: MetadataTable | None = None,
 ) -> dict[str, Any]:
-    """The run's plan: each unit's worker config, and each executor's policy, fingerprint, cache and lease."""
+    """The run's plan: each unit's worker config, and each executor's policy, fingerprint, cache and lease.
+
+    With ``table``, the model serving the pipeline's first stage is the champion the evaluate unit also scores
+    (a different champion is a different input: evaluate runs again)."""
     pipeline = str(event.get("pipeline", ""))
     run_id = str(event.get("run_id", ""))
     raw_dataset = event.get("dataset") or {}
@@ -159,6 +166,12 @@ def build_plan(
             "problem_type": config.problem_type,
         },
     }
+    if table is not None and config.gate.champion_margin is not None:
+        from sfn_mlops.deployment import champion_for
+
+        champion = champion_for(table, settings, pipeline, config.deploy.stages[0])
+        if champion:
+            units["evaluate"]["champion"] = champion
     dataset_dict = dataset.to_dict()
     fingerprints = static_fingerprints(units, dataset_dict)
     specs: dict[str, PreprocessSpec | TrainSpec | EvaluateSpec] = {
@@ -196,7 +209,7 @@ def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str,
     """``event``: ``{"run": <the job flow's input>, "execution_arn": ...}`` (or the flow input itself)."""
     run: dict[str, Any] = event["run"] if isinstance(event.get("run"), dict) else event
     recorded = table.get_run(str(run.get("run_id", ""))) if run.get("run_id") else None
-    plan = build_plan(s3, settings, run, recorded)
+    plan = build_plan(s3, settings, run, recorded, table)
     plan["run_attempt"] = table.start_run(plan, flow_execution_arn=str(event.get("execution_arn", "")))
     record_dataset_use(table, plan["run_id"], plan["pipeline"], plan["dataset"])
     return plan

@@ -7,7 +7,9 @@ library and numpy are used, and newer syntax appears in annotations only.
 Input: one headered CSV in --input-dir. Output under --output-dir: train/train.csv,
 validation/validation.csv and test/test.csv (label first, no header, no index, all numeric,
 which is what the built-in algorithm's text/csv channels expect) and schema/schema.json (the raw
-columns, label, categories and encoded feature order: what inference.py needs to encode raw rows).
+columns, label, categories and encoded feature order: what inference.py needs to encode raw rows),
+and smoke/raw.csv: the first test rows as they came in, without the label and without a header
+(what a deployment's smoke test sends to the endpoint; row i is row i of test/test.csv).
 
 Exit codes: 0 success; 1 bad input or arguments (reason in --message-file, which SageMaker
 reports as the job's FailureReason); 2 unexpected error.
@@ -34,6 +36,7 @@ DEFAULT_OUTPUT_DIR = "/opt/ml/processing/output"
 DEFAULT_MESSAGE_FILE = "/opt/ml/output/message"
 DEFAULT_CATEGORICAL = "sex=M,F,I"
 SPLITS = ("train", "validation", "test")
+SMOKE_ROWS = 100
 # Cells spelled like this are treated as missing rather than as bad numbers.
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 MAX_MESSAGE_BYTES = 1000
@@ -284,7 +287,8 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
-def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, int], seed: int) -> None:
+def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, int], seed: int) -> list[int]:
+    """Write the splits; returns the test split's row indices, in the order test.csv has them."""
     rows = len(columns[0])
     # RandomState's stream is stable across numpy versions, so a seed gives the same split
     # locally and in the container.
@@ -298,6 +302,18 @@ def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, 
         with path.open("w", encoding="utf-8", newline="\n") as out:
             for i in indices:
                 out.write(",".join(format_number(column[i]) for column in columns) + "\n")
+    return [int(i) for i in order[start - sizes[SPLITS[-1]] : start]]
+
+
+def write_smoke_rows(output_dir: Path, table: Table, label: str, test_indices: list[int]) -> None:
+    """The first test rows as raw input (no label, no header), for the deployment's smoke test."""
+    keep = [i for i, name in enumerate(table.header) if name != label]
+    path = output_dir / "smoke" / "raw.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        for index in test_indices[:SMOKE_ROWS]:
+            writer.writerow([table.rows[index][i] for i in keep])
 
 
 def write_schema(
@@ -325,8 +341,9 @@ def run(args: argparse.Namespace) -> str:
     check_columns(table, args.label, categorical)
     names, columns = encode(table, args.label, categorical)
     sizes = split_sizes(len(table.rows), args.train_ratio, args.validation_ratio)
-    write_splits(args.output_dir, columns, sizes, args.seed)
+    test_indices = write_splits(args.output_dir, columns, sizes, args.seed)
     write_schema(args.output_dir, table, categorical, names, sizes)
+    write_smoke_rows(args.output_dir, table, args.label, test_indices)
     counts = " ".join(f"{split}={n}" for split, n in sizes.items())
     return (
         f"preprocess: {len(table.rows)} rows from {table.name} -> {counts}; "

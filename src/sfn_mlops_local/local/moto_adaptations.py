@@ -70,6 +70,9 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
     metadata update cleared its approval status). And a package created with, or changed to, another approval
     status sends "SageMaker Model Package State Change" to the local event bus, as SageMaker sends it to
     EventBridge (moto sends none): an approval starts the deployment flow locally as on AWS.
+19. ``aws-sdk:*`` task results carry timestamps as ISO-8601 strings in UTC with milliseconds
+    ("2013-08-23T01:02:15.422Z"), as Step Functions returns them; moto left Python datetimes in the result,
+    which a JSONata state cannot read (``States.QueryEvaluationError``: unsupported result type).
 """
 
 from __future__ import annotations
@@ -148,6 +151,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_factory,
 )
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
 )
@@ -1116,6 +1122,28 @@ def _create_model_package(self: Any, *args: Any, **kwargs: Any) -> str:
     return arn
 
 
+# --------------------------------------------------------------------------- 19. SDK results' timestamps
+def sdk_timestamps(value: Any) -> Any:
+    """Datetimes in an SDK response as Step Functions writes them: UTC, milliseconds, a Z."""
+    if isinstance(value, datetime.datetime):
+        moment = value.astimezone(datetime.UTC) if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: sdk_timestamps(member) for key, member in value.items()}
+    if isinstance(value, list):
+        return [sdk_timestamps(member) for member in value]
+    return value
+
+
+def _aws_sdk_task_with_iso_timestamps(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def evaluate(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, env, *args, **kwargs)
+        env.stack[-1] = sdk_timestamps(env.stack[-1])
+
+    return evaluate
+
+
 # --------------------------------------------------------------------------- wiring
 def _service_for(service_name: str) -> Any:
     if service_name == "states":
@@ -1167,6 +1195,9 @@ def apply() -> None:
     DynamoResult.execute_result = _execute_dynamodb_result  # type: ignore[method-assign]
     SageMakerModelBackend.update_model_package = _update_model_package  # type: ignore[method-assign]
     SageMakerModelBackend.create_model_package = _create_model_package  # type: ignore[method-assign]
+    StateTaskServiceAwsSdk._eval_service_task = _aws_sdk_task_with_iso_timestamps(  # type: ignore[method-assign]
+        StateTaskServiceAwsSdk.__dict__["_eval_service_task"]
+    )
     _applied = True
 
 
