@@ -14,7 +14,6 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 
@@ -76,7 +75,9 @@ def raw_rows(count: int) -> tuple[str, list[list[str]]]:
         reader = csv.reader(source)
         header = next(reader)
         label = header.index("rings")
-        rows = [[cell for i, cell in enumerate(row) if i != label] for _, row in zip(range(count), reader, strict=False)]
+        rows = [
+            [cell for i, cell in enumerate(row) if i != label] for _, row in zip(range(count), reader, strict=False)
+        ]
     columns = [c for i, c in enumerate(header) if i != label]
     text = "\n".join(",".join(row) for row in [columns, *rows]) + "\n"
     return text, rows
@@ -104,9 +105,7 @@ def predict_by_hand(target: Any, package_arn: str, rows: list[list[str]], tmp: P
     spec.loader.exec_module(inference)
     fitted = inference.model_fn(str(folders[0]))
     body = "\n".join(",".join(row) for row in rows)
-    encoded = inference.output_fn(
-        inference.predict_fn(inference.input_fn(body, "text/csv"), fitted), "text/csv"
-    )
+    encoded = inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), fitted), "text/csv")
     encoded_text = encoded if isinstance(encoded, str) else encoded[0] if isinstance(encoded, tuple) else encoded
     if isinstance(encoded_text, bytes):
         encoded_text = encoded_text.decode()
@@ -151,7 +150,9 @@ def test_a_second_approved_package_is_a_canary_update_and_a_failed_smoke_test_ro
     first = service["first"]["model_package_arn"]
     wait_until(lambda: endpoint().get("model_package_arn") == first, timeout=120)
     # Given a second model, registered and approved
-    code, second_run = mlops("rerun", service["first"]["run_id"], "--from", "train", "--set", "train.hyperparameters.num_round=40")
+    code, second_run = mlops(
+        "rerun", service["first"]["run_id"], "--from", "train", "--set", "train.hyperparameters.num_round=40"
+    )
     assert code == 0, second_run
     second = second_run["model_package_arn"]
     assert second != first
@@ -176,7 +177,7 @@ def test_a_second_approved_package_is_a_canary_update_and_a_failed_smoke_test_ro
     assert endpoint()["model_package_arn"] == second
     # And once the fault is gone, a rerun of that deployment completes
     code, again = mlops("rerun", failed["deployment_id"])
-    assert code == 0 and again["status"] == "SUCCEEDED", again
+    assert code == 0 and again["status"] == "SUCCEEDED", again["error"]
     assert endpoint()["model_package_arn"] == first
 
 
@@ -191,15 +192,16 @@ def test_an_alarm_during_baking_rolls_the_update_back(service: dict[str, Any]) -
         if p["ModelPackageArn"] != current
     )
     publish_with(target, traffic={**FAST_TRAFFIC, "wait_s": 20})
+    name = endpoint()["name"]
+    alarm = f"{name}-invocation-5xx"
+    cloudwatch = target.client("cloudwatch")
     try:
-        alarm = f"{endpoint()['name']}-invocation-5xx"
-        cloudwatch = target.client("cloudwatch")
 
         def fire_when_canary_bakes() -> None:
-            # While the canary bakes, an invocation error alarm fires
+            # While the canary bakes, an invocation error alarm fires (set by hand: see decision 0012)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                described = target.sagemaker.describe_endpoint(EndpointName=endpoint()["name"])
+                described = target.sagemaker.describe_endpoint(EndpointName=name)
                 if described.get("PendingDeploymentSummary"):
                     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test: 5XX errors")
                     return
@@ -224,7 +226,7 @@ def test_promote_then_rollback(service: dict[str, Any]) -> None:
     staging = endpoint()
     # When staging's package is promoted to prod
     code, promoted = mlops("promote", "abalone", "--to", "prod")
-    assert code == 0 and promoted["status"] == "SUCCEEDED", promoted
+    assert code == 0 and promoted["status"] == "SUCCEEDED", promoted["error"]
     assert endpoint("prod")["model_package_arn"] == staging["model_package_arn"]
     # And staging is rolled back
     code, back = mlops("rollback", "abalone")
@@ -239,8 +241,6 @@ def test_runs_cannot_approve_and_unapproved_packages_cannot_deploy(service: dict
     assert code != 0 and "approval" in refused["message"]
     # and a package nobody approved does not deploy
     group = service["first"]["model_package_arn"].split("/")[-2]
-    pending = boto3.client  # (placeholder to keep imports used in all branches)
-    del pending
     target = service["target"]
     arn = target.sagemaker.create_model_package(
         ModelPackageGroupName=group,

@@ -176,6 +176,14 @@ def _pinned_config(s3: Any, settings: Settings, pipeline: str, run_id: str) -> P
         return config
 
 
+def _live_config(sagemaker: Any, endpoint: str) -> str:
+    """The endpoint config an endpoint serves now ("" if there is no such endpoint)."""
+    try:
+        return str(sagemaker.describe_endpoint(EndpointName=endpoint).get("EndpointConfigName") or "")
+    except sagemaker.exceptions.ClientError:
+        return ""
+
+
 def _package(sagemaker: Any, arn: str) -> dict[str, Any]:
     try:
         return dict(sagemaker.describe_model_package(ModelPackageName=arn))
@@ -222,12 +230,14 @@ def _smoke_test_data(table: MetadataTable, package: dict[str, Any]) -> dict[str,
     if run.get("status") == "REJECTED":
         reasons = "; ".join((run.get("gate_verdict") or {}).get("reasons") or []) or "see mlops status " + run_id
         raise DeploymentRefused(f"model package {arn}: the quality gate of run {run_id} rejected it ({reasons})")
+    # The units as they stood when this package was registered (a later rerun of the run evaluates a later
+    # model elsewhere), else the run's current records.
+    registered = table.registered_units(str(arn)) or {}
     units = run.get("units") or {}
-    preprocess = units.get("preprocess", {}).get("outputs") or {}
-    evaluate = units.get("evaluate", {}).get("outputs") or {}
+    preprocess = registered.get("preprocess") or units.get("preprocess", {}).get("outputs") or {}
+    evaluate = registered.get("evaluate") or units.get("evaluate", {}).get("outputs") or {}
     return {
         "run_id": run_id,
-        "test_uri": preprocess.get("test_uri"),
         "raw_test_uri": preprocess.get("raw_test_uri"),
         "predictions_uri": evaluate.get("predictions_uri"),
     }
@@ -277,6 +287,7 @@ def build_deployment_plan(
     check_deployable(package, model_package_group(settings, request.pipeline))
     endpoint = endpoint_name(settings, request.pipeline, stage)
     serving = table.get_endpoint(endpoint) or {}
+    live = _live_config(sagemaker, endpoint)
     version = str(package.get("ModelPackageVersion") or package_arn.rsplit("/", 1)[-1])
     model = resource_name(settings, request.pipeline, f"v{version}", canonical_hash(package_arn)[:6])
     config_name = resource_name(settings, request.pipeline, stage, request.run_id.rsplit("-", 1)[-1])
@@ -311,7 +322,11 @@ def build_deployment_plan(
             "policy": policies.get(unit),
             # The endpoint's state is part of what a deployment starts from: a rerun after someone else
             # changed the endpoint deploys again rather than reusing the recorded outcome.
-            "fingerprint": canonical_hash({"unit": unit, **units[unit], "endpoint": endpoint}),
+            # The endpoint's live config is part of what deploy starts from: after the flow put the previous config
+            # back (a failed smoke test), a rerun deploys again instead of reusing the recorded success.
+            "fingerprint": canonical_hash(
+                {"unit": unit, **units[unit], "endpoint": endpoint, **({"live": live} if unit == "deploy" else {})}
+            ),
             "cache": {"enabled": False, "max_age_s": 0},
             "lease_s": lease,
         }

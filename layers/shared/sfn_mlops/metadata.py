@@ -286,6 +286,18 @@ class MetadataTable:
         )
         if status == "SUCCEEDED" and plan.get("previous_model_package_arn"):
             self._end_serving(plan, now)
+        if status == "ROLLED_BACK":
+            # The endpoint is back on the previous config: the deploy unit's success no longer holds, so a rerun
+            # of this deployment deploys again (the executor reuses only SUCCEEDED records).
+            with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize({"PK": run_pk(plan["run_id"]), "SK": unit_sk("deploy")}),
+                    UpdateExpression="SET #status = :rolled_back",
+                    ConditionExpression="#status = :succeeded",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=serialize({":rolled_back": "ROLLED_BACK", ":succeeded": "SUCCEEDED"}),
+                )
 
     def _serving_items(self, plan: dict[str, Any], outcome: dict[str, Any], now: str) -> list[dict[str, Any]]:
         endpoint = plan["endpoint_name"]
@@ -327,6 +339,13 @@ class MetadataTable:
                 }
             )
         return items
+
+    def registered_units(self, model_package_arn: str) -> dict[str, dict[str, Any]] | None:
+        """The units behind a package as they stood when it was registered (from its lineage; one Query)."""
+        for link in self._package_datasets(model_package_arn):
+            if isinstance(link.get("units"), str):
+                return dict(json.loads(link["units"]))
+        return None
 
     def _package_datasets(self, model_package_arn: str) -> list[dict[str, Any]]:
         page = self._client.query(
@@ -492,6 +511,12 @@ class MetadataTable:
                 "attempt": record.get("attempt"),
                 "job_name": (record.get("outputs") or {}).get("job_name"),
                 "cached_from": record.get("cached_from"),
+                # What a deployment's smoke test sends and expects for this model (later attempts write elsewhere).
+                **{
+                    key: value
+                    for key, value in (record.get("outputs") or {}).items()
+                    if key in ("raw_test_uri", "predictions_uri")
+                },
             }
             for unit, record in run["units"].items()
         }
