@@ -30,7 +30,8 @@ def transitions(sfn: Any, execution_arn: str) -> int:
     count = 0
     token: str | None = None
     while True:
-        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        more = {"nextToken": token} if token else {}
+        page = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000, **more)
         for event in page["events"]:
             if event["type"].endswith("StateEntered"):
                 count += 1

@@ -162,7 +162,8 @@ def test_a_second_approved_package_is_a_canary_update_and_a_failed_smoke_test_ro
     code, listed = mlops("deployments", "abalone")
     update = listed["deployments"][0]
     assert update["status"] == "SUCCEEDED" and update["strategy"] == "CANARY"
-    code, detail = mlops("status", update["deployment_id"])
+    code, detail = mlops("status", update["deployment_id"])  # a deployment is a run: status shows its units
+    assert code == 0 and [u["name"] for u in detail["units"]] == ["model", "endpoint_config", "deploy", "smoke_test"]
     # (the deployment's own summary has the traffic steps the deploy worker saw)
     target = service["target"]
     from sfn_mlops_local.deployments import deployment_summary
@@ -173,7 +174,7 @@ def test_a_second_approved_package_is_a_canary_update_and_a_failed_smoke_test_ro
     code, failed = mlops("deploy", "abalone", "--package", first, "--fail-at", "smoke_test")
     # Then the deployment is ROLLED_BACK with a readable cause, and staging still serves the second package
     assert code == 1 and failed["status"] == "ROLLED_BACK", failed
-    assert "smoke_test" == failed["error"]["unit"] and failed["error"]["cause"]
+    assert failed["error"]["unit"] == "smoke_test" and failed["error"]["cause"]
     assert endpoint()["model_package_arn"] == second
     # And once the fault is gone, a rerun of that deployment completes
     code, again = mlops("rerun", failed["deployment_id"])
