@@ -271,7 +271,13 @@ class LocalRuntime:
 
     def target(self) -> Target:
         return Target.from_clients(
-            self.client, self.bucket, self.table, self.state_machine_arn("TrainingFlow"), "local runtime"
+            self.client,
+            self.bucket,
+            self.table,
+            self.state_machine_arn("TrainingFlow"),
+            "local runtime",
+            self.state_machine_arn("DeploymentFlow"),
+            self.template.stack_name,
         )
 
     # ---------------------------------------------------------------- what the service reports
