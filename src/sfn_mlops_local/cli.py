@@ -338,6 +338,11 @@ def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
         tree.add(f"[blue]{reuse['unit']} reused from run {reuse['run_id']} (attempt {reuse.get('attempt')})[/]")
     if answer.get("metrics"):
         tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in answer["metrics"].items()))
+    for approval in answer.get("approvals", []):
+        tree.add(f"{approval.get('status')} by {approval.get('by')} at {approval.get('at')}: {approval.get('reason')}")
+    for span in [*answer.get("served_by", []), *answer.get("endpoints", [])]:
+        until = f"until {span['to']}" if span.get("to") else "[green]serving now[/]"
+        tree.add(f"endpoint {span['endpoint_name']} ({span.get('stage')}) from {span.get('from')} {until}")
     return tree
 
 

@@ -252,3 +252,22 @@ def test_runs_cannot_approve_and_unapproved_packages_cannot_deploy(service: dict
     )["ModelPackageArn"]
     code, failed = mlops("deploy", "abalone", "--package", arn)
     assert code == 1 and "not Approved" in json.dumps(failed)
+
+
+def test_lineage_names_the_endpoints_that_served_a_package_and_impact_those_serving_a_dataset(
+    service: dict[str, Any],
+) -> None:
+    first = service["first"]
+    # When the lineage of the first package is asked for
+    code, lineage = mlops("lineage", "model", first["model_package_arn"])
+    assert code == 0, lineage
+    # Then it names its approval and every endpoint that served it, with stage and time range
+    assert [a["status"] for a in lineage["approvals"]][:1] == ["Approved"]
+    spans = lineage["served_by"]
+    assert {s["stage"] for s in spans} >= {"staging"}
+    assert all(s["from"] and (s["to"] is None or s["to"] >= s["from"]) for s in spans)
+    assert any(s["to"] is not None for s in spans), "staging moved to the second package and back: a closed span"
+    # And the dataset's impact lists the endpoints that served a model trained on it
+    code, impact = mlops("impact", first["dataset"]["uri"])
+    assert code == 0, impact
+    assert {e["endpoint_name"] for e in impact["endpoints"]} >= {s["endpoint_name"] for s in spans}

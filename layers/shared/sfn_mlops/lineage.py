@@ -56,7 +56,7 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
     if not items:
         which = f" version {version}" if version else ""
         raise LineageNotFound(f"no run has read {uri}{which}")
-    runs, packages, versions = [], [], []
+    runs, packages, versions, endpoints = [], [], [], []
     for item in items:
         item_version = item["SK"].split("#", 2)[1]
         if item_version not in versions:
@@ -67,7 +67,29 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
             packages.append(
                 {"model_package_arn": item["model_package_arn"], "run_id": item["run_id"], "version": item_version}
             )
-    return {"uri": uri, "version": version, "versions": versions, "runs": runs, "model_packages": packages}
+        elif "#ENDPOINT#" in item["SK"]:
+            endpoints.append({**_serving(item), "version": item_version})
+    return {
+        "uri": uri,
+        "version": version,
+        "versions": versions,
+        "runs": runs,
+        "model_packages": packages,
+        # endpoints that served (or serve: "to" is None) a model trained on the dataset
+        "endpoints": endpoints,
+    }
+
+
+def _serving(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "endpoint_name": item.get("endpoint_name"),
+        "pipeline": item.get("pipeline"),
+        "stage": item.get("stage"),
+        "model_package_arn": item.get("model_package_arn"),
+        "deployment_id": item.get("deployment_id"),
+        "from": item.get("from"),
+        "to": item.get("to"),
+    }
 
 
 def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any]:
@@ -116,6 +138,8 @@ def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any
         "preprocessing_data": first.get("preprocessing_data"),
         "registered_at": first.get("created_at"),
         "approvals": approvals,
+        # the endpoints (and stages) that served the package, from when to when ("to" None: serving now)
+        "served_by": [_serving(i) for i in items if str(i["SK"]).startswith("SERVED#")],
     }
 
 
@@ -153,7 +177,7 @@ def impact(table: MetadataTable, uri: str, version: str | None = None) -> dict[s
         "runs": runs,
         "derived_datasets": derived,
         "model_packages": lineage["model_packages"],
-        # Deployment and batch inference flows record theirs here once they exist.
-        "endpoints": [],
+        "endpoints": lineage["endpoints"],
+        # The batch inference flow records its outputs here once it exists.
         "batch_outputs": [],
     }
