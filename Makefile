@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/orchestration_overhead.py
 	$(BIN)/python bench/rerun_cost.py
 	$(BIN)/python bench/asl_shape.py
+	$(BIN)/python bench/deployment.py
 
 reset: $(STAMP)
 	$(BIN)/mlops local reset
