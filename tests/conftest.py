@@ -66,6 +66,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("METADATA_TABLE", TABLE)
     monkeypatch.setenv("ARTIFACT_BUCKET", BUCKET)
     monkeypatch.setenv("TRAINING_FLOW_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:test-flow")
+    # The stack's defaults (an in-process local runtime may have left its own in the environment)
+    monkeypatch.setenv("RESOURCE_PREFIX", "sfn-mlops")
+    monkeypatch.delenv("AUTO_APPROVE", raising=False)
     monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
     monkeypatch.setenv(
         "SKLEARN_IMAGE_URI",
