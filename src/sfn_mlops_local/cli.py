@@ -594,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=bool(getattr(args, "json", False)))
     from botocore.exceptions import EndpointConnectionError
 
+    from sfn_mlops.errors import MlopsError
+
     from sfn_mlops_local.local.client import LocalServiceError
     from sfn_mlops_local.local.state import StateFormatError
 
@@ -601,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.handler(args, console)
     except (LocalServiceError, StateFormatError) as exc:
         raise SystemExit(f"mlops: {exc}") from exc
+    except MlopsError as exc:  # a refusal by the domain (e.g. approving a rejected package): one line
+        raise SystemExit(f"mlops {args.command}: {exc}") from exc
     except KeyboardInterrupt:
         # Whatever was started goes on in the service (or on AWS): only this command stops.
         print("mlops: interrupted", file=sys.stderr)

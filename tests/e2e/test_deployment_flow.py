@@ -271,3 +271,19 @@ def test_lineage_names_the_endpoints_that_served_a_package_and_impact_those_serv
     code, impact = mlops("impact", first["dataset"]["uri"])
     assert code == 0, impact
     assert {e["endpoint_name"] for e in impact["endpoints"]} >= {s["endpoint_name"] for s in spans}
+
+
+def test_a_rejected_package_cannot_be_approved_and_the_refusal_is_one_line(service: dict[str, Any]) -> None:
+    target = service["target"]
+    group = service["first"]["model_package_arn"].split("/")[-2]
+    arn = target.sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification=target.sagemaker.describe_model_package(
+            ModelPackageName=service["first"]["model_package_arn"]
+        )["InferenceSpecification"],
+    )["ModelPackageArn"]
+    code, rejected = mlops("reject", arn, "--reason", "worse than the champion on recent data")
+    assert code == 0 and rejected["approval_status"] == "Rejected", rejected
+    code, refused = mlops("approve", arn, "--reason", "changed my mind")
+    assert code != 0 and refused["message"].startswith("mlops approve: ") and "\n" not in refused["message"]

@@ -257,6 +257,9 @@ def test_every_function_folder_has_a_handler() -> None:
             "reject_model",
             "lookup_cache",
             "release_lock",
+            "plan_deployment",
+            "smoke_test",
+            "record_deployment",
         ]
     )
     assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))
@@ -390,3 +393,40 @@ def test_scheduled_retrain_dedups_on_the_scheduled_time(
     )
     assert later["started"] and later["run_id"] != first["run_id"]
     assert len(boto3.client("stepfunctions").list_executions(stateMachineArn=flow)["executions"]) == 2
+
+
+def test_record_deployment_records_what_serves_the_endpoint_from_its_sample_event(
+    table: str, lambda_context: Any
+) -> None:
+    from sfn_mlops.metadata import MetadataTable
+
+    # Given the deployment flow's last step's input (a successful canary update)
+    event = sample_event("RecordDeploymentFunction")
+    app = handler_module("record_deployment")
+    # When the function records it
+    summary = app.lambda_handler(event, lambda_context)
+    # Then the deployment reads SUCCEEDED with its traffic steps, and the endpoint names the new package
+    assert summary["status"] == "SUCCEEDED" and summary["strategy"] == "CANARY"
+    assert summary["traffic_steps"][0]["new_fleet_weight"] == 0.1
+    endpoint = MetadataTable(boto3.client("dynamodb"), TABLE).get_endpoint(event["plan"]["endpoint_name"])
+    assert endpoint["model_package_arn"] == event["plan"]["model_package_arn"]
+    assert endpoint["stage"] == "staging"
+
+
+def test_the_trigger_deploys_an_approved_package_from_its_sample_event(
+    published: str, table: str, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfn_mlops.settings import get_settings
+
+    flow = boto3.client("stepfunctions").create_state_machine(
+        name="test-deployment-flow",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/x",
+    )["stateMachineArn"]
+    monkeypatch.setenv("DEPLOYMENT_FLOW_ARN", flow)
+    monkeypatch.setenv("RESOURCE_PREFIX", "sfn-mlops-dev")
+    get_settings.cache_clear()
+    decision = handler_module("trigger").lambda_handler(sample_event("TriggerFunctionApproval"), lambda_context)
+    assert decision["started"] is True and decision["pipeline"] == "abalone"
+    started = boto3.client("stepfunctions").list_executions(stateMachineArn=flow)["executions"]
+    assert [e["name"] for e in started] == [decision["run_id"]]
