@@ -593,7 +593,6 @@ def main(argv: list[str] | None = None) -> int:
     # With --json, human output goes to stderr so the last stdout line is the JSON object.
     console = Console(stderr=bool(getattr(args, "json", False)))
     from botocore.exceptions import EndpointConnectionError
-
     from sfn_mlops.errors import MlopsError
 
     from sfn_mlops_local.local.client import LocalServiceError

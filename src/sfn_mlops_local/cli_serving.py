@@ -65,7 +65,7 @@ def finish_deployment(
     followed = _cli()._follow(args, target, console, deployment_id, arn, started, before, show_tree=False)
     if target.table.get_run(deployment_id) is None:  # refused before it was planned: only the flow knows why
         error = followed.get("error") or {}
-        summary = {"deployment_id": deployment_id, "status": "FAILED", "units": [], "error": error}
+        summary: dict[str, Any] = {"deployment_id": deployment_id, "status": "FAILED", "units": [], "error": error}
         console.print(f"[red]deployment {deployment_id} refused[/]: {error.get('cause')}", soft_wrap=True)
     else:
         summary = deployments.deployment_summary(target, deployment_id)

@@ -228,7 +228,7 @@ def _smoke_test_data(table: MetadataTable, package: dict[str, Any]) -> dict[str,
     if run is None:
         raise DeploymentRefused(f"model package {arn} names no run of this stack")
     if run.get("status") == "REJECTED":
-        reasons = "; ".join((run.get("gate_verdict") or {}).get("reasons") or []) or "see mlops status " + run_id
+        reasons = "; ".join((run.get("gate_verdict") or {}).get("reasons") or []) or f"see mlops status {run_id}"
         raise DeploymentRefused(f"model package {arn}: the quality gate of run {run_id} rejected it ({reasons})")
     # The units as they stood when this package was registered (a later rerun of the run evaluates a later
     # model elsewhere), else the run's current records.
