@@ -13,12 +13,14 @@ Instance counts are not capacity here: a variant runs one process per container 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
 import shutil
 import tarfile
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +40,23 @@ INVOCATION_TIMEOUT_S = 60
 DRAIN_S = 5.0
 
 
+# Every container process started here: none may outlive the process that started it (multiprocessing would
+# otherwise wait for them at exit).
+_live: weakref.WeakSet[ContainerWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_every_container() -> None:
+    for worker in list(_live):
+        worker._kill()
+
+
 class HostingError(Exception):
     """A fleet could not be brought up; the message is the endpoint's FailureReason."""
+
+
+class ContainerStopped(Exception):
+    """The container was stopped (its fleet retired by an update or a rollback) before the request reached it."""
 
 
 class ContainerGone(Exception):
@@ -84,13 +101,15 @@ class ContainerWorker:
         self._conn: Any = None
         self._prepared = False
         self._stopped = False
+        _live.add(self)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, subject: str) -> None:
         """Download and extract the model, start the container and wait for its model to load.
         ``subject`` names the container in a FailureReason ("The primary container for production variant X")."""
         with self._lock:
-            self._start_locked(subject)
+            if not self.running():  # a request may have started it already
+                self._start_locked(subject)
 
     def _start_locked(self, subject: str) -> None:
         try:
@@ -178,7 +197,8 @@ class ContainerWorker:
         archive = self.sandbox / "model.tar.gz"
         try:
             self._s3().download_file(bucket, key, str(archive))
-        except Exception:
+        except Exception as exc:
+            self._log(f"downloading {uri} failed: {type(exc).__name__}: {exc}")
             raise HostingError(
                 f'Failed to download model data(bucket: "{bucket}", key: "{key}"). Please ensure that there is an '
                 "object located at the URL and that the role passed to CreateModel has permissions to download the "
@@ -194,6 +214,12 @@ class ContainerWorker:
             ) from None
         finally:
             archive.unlink(missing_ok=True)
+
+    def _log(self, line: str) -> None:
+        """A line in the container's log (what SageMaker writes to the endpoint's CloudWatch log group)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as log:
+            log.write(line.rstrip() + "\n")
 
     def _code_dir(self, environment: dict[str, str], model_dir: Path) -> Path:
         """SAGEMAKER_SUBMIT_DIRECTORY: a folder under /opt/ml/model (mapped into the sandbox), or an S3
@@ -247,6 +273,8 @@ class ContainerWorker:
         """One request to the container's /invocations. A container whose process died is started again first
         (SageMaker replaces an unhealthy instance); one that does not answer in time is stopped."""
         with self._lock:
+            if self._stopped:
+                raise ContainerStopped(self.hostname)
             if not self.running():
                 self._kill()
                 self._start_locked(subject)

@@ -49,6 +49,7 @@ from botocore.response import StreamingBody
 
 from sfn_mlops_local.local.endpoint_hosting import (
     Answer,
+    ContainerStopped,
     Fleet,
     HostingError,
     build_fleet,
@@ -799,6 +800,20 @@ class EndpointService:
         target_container: str | None = None,
     ) -> tuple[Answer, str]:
         """One InvokeEndpoint: the fleet by the current traffic shares, the variant by weight (or target)."""
+        try:
+            return self._invoke_once(name, body, content_type, accept, target_variant, target_container)
+        except ContainerStopped:  # its fleet was retired meanwhile (an update ended): route it again
+            return self._invoke_once(name, body, content_type, accept, target_variant, target_container)
+
+    def _invoke_once(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        target_variant: str | None,
+        target_container: str | None,
+    ) -> tuple[Answer, str]:
         with self._lock:
             record = self.endpoints.get(name)
             hosting = self._hosting.get(name)

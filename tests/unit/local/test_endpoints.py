@@ -164,12 +164,11 @@ def lab(aws: None, tmp_path: Path) -> Iterator[Lab]:
     events.register("before-call.sagemaker", service.on_call)
     events.register("before-call.sagemaker-runtime.InvokeEndpoint", service.on_invoke)
     client("s3").create_bucket(Bucket=BUCKET)
+    lab = Lab(service, client("sagemaker"), client("sagemaker-runtime"), client("s3"), client("cloudwatch"), tmp_path)
     try:
-        yield Lab(
-            service, client("sagemaker"), client("sagemaker-runtime"), client("s3"), client("cloudwatch"), tmp_path
-        )
+        yield lab
     finally:
-        service.stop()
+        lab.service.stop()  # the one in use (a test may have restarted it)
         boto3.DEFAULT_SESSION = None  # later tests get a session without these hooks
 
 
