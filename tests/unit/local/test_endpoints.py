@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ MEAN, STD = [0.5, 0.4], [0.1, 0.08]
 # The inference pipeline's first container: raw rows in, the encoded rows the model was trained on out.
 INFERENCE_PY = """
 import json
+import re
 import os
 
 import numpy as np
@@ -600,3 +602,54 @@ def _phase(described: dict[str, Any]) -> str | None:
     if not pending:
         return None
     return str(pending["ProductionVariants"][0]["VariantStatus"][0]["Status"])
+
+
+@pytest.mark.parametrize(
+    ("routing", "instances", "steps"),
+    [
+        ({"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 5}, 1, [(1.0, 5.0)]),
+        (
+            {"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 3},
+            4,
+            [(0.25, 3.0), (1.0, 0.0)],
+        ),
+        (
+            {"Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}, "WaitIntervalInSeconds": 2},
+            2,
+            [(0.25, 2.0), (0.5, 2.0), (0.75, 2.0), (1.0, 0.0)],
+        ),
+        (
+            {"Type": "LINEAR", "LinearStepSize": {"Type": "INSTANCE_COUNT", "Value": 2}, "WaitIntervalInSeconds": 1},
+            5,
+            [(0.4, 1.0), (0.8, 1.0), (1.0, 0.0)],
+        ),
+    ],
+)
+def test_traffic_moves_in_the_steps_of_the_policy_each_baked_but_the_last(
+    routing: dict[str, Any], instances: int, steps: list[tuple[float, float]]
+) -> None:
+    from sfn_mlops_local.local.endpoints import _plan
+
+    deployment = {"variants": [{"InitialInstanceCount": instances}]}
+    config = {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": 7},
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "a"}]},
+    }
+    plan = _plan(config, deployment)
+    assert plan["steps"] == steps and plan["termination"] == 7.0 and plan["alarms"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("routing", "expected"),
+    [
+        ({"Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 5}}, "between 10% and 50%"),
+        ({"Type": "CANARY"}, "needs a CanarySize"),
+        ({"Type": "SLOW"}, "Member must satisfy enum value set: [ALL_AT_ONCE, CANARY, LINEAR]"),
+    ],
+)
+def test_a_policy_aws_refuses_is_refused(routing: dict[str, Any], expected: str) -> None:
+    from sfn_mlops_local.local.endpoints import ApiError, _plan
+
+    config = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {**routing, "WaitIntervalInSeconds": 1}}}
+    with pytest.raises(ApiError, match=re.escape(expected)):
+        _plan(config, {"variants": [{"InitialInstanceCount": 1}]})
