@@ -14,7 +14,8 @@ in file order (label left out), then each categorical column one-hot in its cate
 
 A request is text/csv rows of the training columns without the label, with or without a header row
 of those column names. A wrong column count, an unknown category, a missing or a non-numeric cell
-raises ValueError naming the row and the column (the container answers it as a ModelError: the message names the bad cell).
+raises ValueError naming the row and the column (the container answers it as a ModelError whose
+message names the bad cell).
 """
 
 from __future__ import annotations
