@@ -287,3 +287,17 @@ def test_a_rejected_package_cannot_be_approved_and_the_refusal_is_one_line(servi
     assert code == 0 and rejected["approval_status"] == "Rejected", rejected
     code, refused = mlops("approve", arn, "--reason", "changed my mind")
     assert code != 0 and refused["message"].startswith("mlops approve: ") and "\n" not in refused["message"]
+
+
+def test_a_challenger_that_does_not_beat_the_champion_by_the_margin_is_rejected_with_the_gates_reasons(
+    service: dict[str, Any],
+) -> None:
+    assert endpoint().get("model_package_arn"), "a champion serves staging"
+    # When the first run is evaluated again, asked to beat the serving model by 5 rmse (no model can)
+    code, rerun = mlops("rerun", service["first"]["run_id"], "--from", "evaluate", "--set", "gate.champion_margin=5")
+    # Then the gate rejects it, and says why: the threshold and baseline passed, the champion did not
+    assert code == 0 and rerun["status"] == "REJECTED", rerun.get("error")
+    verdict = rerun["gate_verdict"]
+    assert verdict["passed"] is False
+    assert any("does not beat the champion" in reason for reason in verdict["reasons"]), verdict
+    assert any("beats the naive baseline" in reason for reason in verdict["reasons"]), verdict

@@ -210,3 +210,19 @@ def test_a_package_of_another_pipelines_group_is_refused(stack: dict[str, Any]) 
     foreign = package(group=f"{PREFIX}-churn")
     with pytest.raises(DeploymentRefused, match="not this pipeline's"):
         plan(stack, model_package_arn=foreign)
+
+
+def test_a_package_whose_run_the_gate_rejected_is_refused_with_the_gates_reasons(stack: dict[str, Any]) -> None:
+    from sfn_mlops.deployment import DeploymentRefused
+
+    arn = package()
+    verdict = '{"passed": false, "reasons": ["rmse 3.3 does not beat the threshold 3.1 (minimize)"]}'
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE,
+        Key={"PK": {"S": f"RUN#{TRAINING_RUN}"}, "SK": {"S": "RUN"}},
+        UpdateExpression="SET #s = :rejected, gate_verdict = :verdict",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":rejected": {"S": "REJECTED"}, ":verdict": {"S": verdict}},
+    )
+    with pytest.raises(DeploymentRefused, match=r"quality gate of run .* rejected it \(rmse 3\.3 does not beat"):
+        plan(stack, model_package_arn=arn)
