@@ -192,7 +192,7 @@ def test_an_alarm_during_baking_rolls_the_update_back(service: dict[str, Any]) -
         )["ModelPackageSummaryList"]
         if p["ModelPackageArn"] != current
     )
-    publish_with(target, traffic={**FAST_TRAFFIC, "wait_s": 20})
+    publish_with(target, traffic={**FAST_TRAFFIC, "wait_s": 8})
     name = endpoint()["name"]
     alarm = f"{name}-invocation-5xx"
     cloudwatch = target.client("cloudwatch")

@@ -35,7 +35,7 @@ DEPLOY_UNITS = ["model", "endpoint_config", "deploy", "smoke_test"]
 VARIANT = "AllTraffic"
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # How often the deploy worker looks at the endpoint while it waits (a Wait state between DescribeEndpoints).
-POLL_S = 2  # the deploy worker's Wait state (statelint wants a fixed number there)
+POLL_S = 1  # the deploy worker's Wait state (statelint wants a fixed number there)
 LEASE_MARGIN_S = 900
 
 
