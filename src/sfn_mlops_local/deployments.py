@@ -43,13 +43,13 @@ def start_deployment(
     target: Target, pipeline: str, action: str, stage: str | None = None, package_arn: str | None = None
 ) -> tuple[str, str]:
     """Start the deployment flow; returns (deployment id, execution ARN). The flow validates the rest."""
-    from sfn_mlops.naming import make_run_id
+    from sfn_mlops.deployment import new_deployment_id
 
     if not target.deployment_flow_arn:
         raise SystemExit(f"{target.description} has no deployment flow (deploy the stack's newer template)")
     if stage is not None:
         endpoint_for(target, pipeline, stage)  # an unknown stage fails here, in one line
-    deployment_id = make_run_id(pipeline, datetime.now(UTC), f"deploy|{action}|{stage}|{uuid.uuid4()}")
+    deployment_id = new_deployment_id(pipeline, datetime.now(UTC), f"{action}|{stage}|{uuid.uuid4()}")
     request: dict[str, Any] = {"pipeline": pipeline, "run_id": deployment_id, "action": action, "trigger": "cli"}
     if stage:
         request["stage"] = stage

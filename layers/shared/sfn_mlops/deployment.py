@@ -15,7 +15,6 @@ the executor, reruns, locks and ``mlops status`` work for it as for a training r
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -404,10 +403,6 @@ def smoke_test(s3: Any, runtime: Any, config: dict[str, Any]) -> dict[str, Any]:
             f"recorded {expected[row]!r} (difference {worst:.3g} > tolerance {config['tolerance']})"
         )
     return {"rows": len(rows), "max_abs_difference": worst, "endpoint_name": config["endpoint_name"]}
-
-
-def summary_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 # ------------------------------------------------------------------------------------------ outcome

@@ -14,7 +14,6 @@ from sfn_mlops.metadata import (
     MetadataTable,
     dataset_pk,
     dataset_version_sk,
-    deserialize,
     model_pk,
     now_iso,
     serialize,
@@ -35,19 +34,12 @@ def record_dataset_use(table: MetadataTable, run_id: str, pipeline: str, dataset
 
 
 def _query(table: MetadataTable, pk: str, sk_prefix: str | None = None) -> list[dict[str, Any]]:
-    kwargs: dict[str, Any] = {"TableName": table.table_name, "ExpressionAttributeValues": {":pk": {"S": pk}}}
     if sk_prefix:
-        kwargs["KeyConditionExpression"] = "PK = :pk AND begins_with(SK, :sk)"
-        kwargs["ExpressionAttributeValues"][":sk"] = {"S": sk_prefix}
-    else:
-        kwargs["KeyConditionExpression"] = "PK = :pk"
-    items: list[dict[str, Any]] = []
-    while True:
-        page = table.client.query(**kwargs)
-        items.extend(deserialize(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return table.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":sk": {"S": sk_prefix}},
+        )
+    return table.query_all(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}})
 
 
 def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) -> dict[str, Any]:

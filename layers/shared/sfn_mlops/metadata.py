@@ -233,13 +233,17 @@ class MetadataTable:
         return [_parsed_run(item) for item in self._query_index(deployments_pk(pipeline), forward=False, limit=limit)]
 
     def _query_index(self, pk: str, forward: bool, limit: int | None) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": "GSI1",
-            "KeyConditionExpression": "GSI1PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ScanIndexForward": forward,
-        }
+        return self.query_all(
+            limit=limit,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ScanIndexForward=forward,
+        )
+
+    def query_all(self, limit: int | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Every item a Query of this table finds (all its pages, or the first ``limit`` items), deserialized."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, **query}
         items: list[dict[str, Any]] = []
         while True:
             if limit is not None:
@@ -348,12 +352,10 @@ class MetadataTable:
         return None
 
     def _package_datasets(self, model_package_arn: str) -> list[dict[str, Any]]:
-        page = self._client.query(
-            TableName=self.table_name,
+        return self.query_all(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
             ExpressionAttributeValues=serialize({":pk": model_pk(model_package_arn), ":sk": "DATASET#"}),
         )
-        return [deserialize(i) for i in page.get("Items", [])]
 
     def _end_serving(self, plan: dict[str, Any], now: str) -> None:
         """The package that served the endpoint before stops serving it now (its lineage gets an end time)."""
@@ -361,12 +363,11 @@ class MetadataTable:
         if previous == plan["model_package_arn"]:
             return
         endpoint = plan["endpoint_name"]
-        page = self._client.query(
-            TableName=self.table_name,
+        spans = self.query_all(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
             ExpressionAttributeValues=serialize({":pk": model_pk(previous), ":sk": f"SERVED#{endpoint}#"}),
         )
-        open_spans = [deserialize(i) for i in page.get("Items", []) if "to" not in deserialize(i)]
+        open_spans = [span for span in spans if "to" not in span]
         keys = [(model_pk(previous), span["SK"]) for span in open_spans]
         for link in self._package_datasets(previous):
             for span in open_spans:
@@ -385,19 +386,11 @@ class MetadataTable:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """The run and all its units in one Query."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(deserialize(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = self.query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}},
+            ConsistentRead=True,
+        )
         run = next((i for i in items if i["SK"] == RUN_SK), None)
         if run is None:
             return None
@@ -412,21 +405,13 @@ class MetadataTable:
     def run_progress(self, run_id: str) -> list[dict[str, Any]]:
         """What changes as a run moves (each record's status, attempt and end, the plan, the execution that
         finished it), projected from the same Query as ``get_run``: a cheap poll for "has anything moved?"."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": run_pk(run_id)}},
-            "ProjectionExpression": "SK, #status, attempt, finished_at, unit_order, flow_execution_arn",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(deserialize(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self.query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": run_pk(run_id)}},
+            ProjectionExpression="SK, #status, attempt, finished_at, unit_order, flow_execution_arn",
+            ExpressionAttributeNames={"#status": "status"},
+            ConsistentRead=True,
+        )
 
     def trigger_run_id(self, trigger_key: str) -> str | None:
         """The run a trigger (e.g. ``s3://bucket/key#version``) started, from its dedup record: one GetItem."""
@@ -607,19 +592,11 @@ class MetadataTable:
 
     def approval_history(self, model_package_arn: str) -> list[dict[str, Any]]:
         """A package's decisions, oldest first (one Query)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :sk)",
-            "ExpressionAttributeValues": serialize({":pk": model_pk(model_package_arn), ":sk": APPROVAL_SK_PREFIX}),
-            "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(deserialize(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ExpressionAttributeValues=serialize({":pk": model_pk(model_package_arn), ":sk": APPROVAL_SK_PREFIX}),
+            ConsistentRead=True,
+        )
 
     @staticmethod
     def _approval_item(model_package_arn: str, approval: dict[str, Any], group: str | None) -> dict[str, Any]:

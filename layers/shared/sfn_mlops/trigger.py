@@ -213,7 +213,9 @@ def handle_approval(
     if not PIPELINE_NAME_PATTERN.match(pipeline) or not pipeline_exists(s3, settings, pipeline):
         return TriggerDecision(started=False, reason=f"model package group {group!r} is not a pipeline of this stack")
     identity = f"{arn}#{event.get('id') or detail.get('ModelPackageVersion')}"
-    run_id = make_run_id(pipeline, _event_time(event), f"deploy|{identity}")
+    from sfn_mlops.deployment import new_deployment_id
+
+    run_id = new_deployment_id(pipeline, _event_time(event), identity)
     request = {"pipeline": pipeline, "action": "deploy", "model_package_arn": arn, "trigger": "approval"}
     return start_run(
         sfn,
