@@ -71,15 +71,7 @@ def main() -> int:
         state = Path(folder) / "state"
         info = client.start(state, ROOT)
         try:
-            target = Target.from_clients(
-                client.client_factory(info),
-                info.resources["ArtifactBucket"],
-                info.resources["MetadataTable"],
-                info.resources["TrainingFlow"],
-                "benchmark",
-                info.resources.get("DeploymentFlow", ""),
-                info.resources.get("AWS::StackName", "sfn-mlops-local"),
-            )
+            target = Target.for_local_service(info, "benchmark")
             operations.publish_pipeline(target, ROOT / "models" / "abalone")
             key = "pipelines/abalone/pipeline.json"
             config = json.loads(target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read())

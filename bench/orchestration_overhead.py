@@ -94,13 +94,7 @@ def main() -> int:
         info = client.start(state, ROOT)
         print(f"service cold start: {time.perf_counter() - started:.2f} s ({info.endpoint})")
         try:
-            target = Target.from_clients(
-                client.client_factory(info),
-                info.resources["ArtifactBucket"],
-                info.resources["MetadataTable"],
-                info.resources["TrainingFlow"],
-                "benchmark",
-            )
+            target = Target.for_local_service(info, "benchmark")
             operations.publish_pipeline(target, ROOT / "models" / "abalone")
             warm_up = one_run(target, info)
             print(

@@ -150,13 +150,7 @@ def service_target(state: Path) -> tuple[Any, Any]:
     from sfn_mlops_local.operations import Target
 
     info = client.ensure(state, lambda _: None, root=ROOT)
-    target = Target.from_clients(
-        client.client_factory(info),
-        info.resources["ArtifactBucket"],
-        info.resources["MetadataTable"],
-        info.resources["TrainingFlow"],
-        f"local service {info.endpoint}",
-    )
+    target = Target.for_local_service(info)
     return target, info
 
 

@@ -56,15 +56,7 @@ def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
     from sfn_mlops_local.local import client
 
     info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
-    target = Target.from_clients(
-        client.client_factory(info),
-        bucket=info.resources["ArtifactBucket"],
-        table_name=info.resources["MetadataTable"],
-        training_flow_arn=info.resources["TrainingFlow"],
-        description=f"local service {info.endpoint}",
-        deployment_flow_arn=info.resources.get("DeploymentFlow", ""),
-        stack_name=info.resources.get("AWS::StackName", "sfn-mlops-local"),
-    )
+    target = Target.for_local_service(info)
     yield target, LocalHandle(info)
 
 

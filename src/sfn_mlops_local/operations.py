@@ -88,6 +88,22 @@ class Target:
         """One client factory (a boto3 session's, the local service's, or the in-process runtime's)."""
         return cls(client, bucket, table_name, training_flow_arn, description, deployment_flow_arn, stack_name)
 
+    @classmethod
+    def for_local_service(cls, info: Any, description: str | None = None) -> Target:
+        """A client of the local service ``info`` describes: its endpoint and the template's resource names."""
+        from sfn_mlops_local.local import client
+
+        names = info.resources
+        return cls(
+            client.client_factory(info),
+            names["ArtifactBucket"],
+            names["MetadataTable"],
+            names["TrainingFlow"],
+            description or f"local service {info.endpoint}",
+            names.get("DeploymentFlow", ""),
+            names.get("AWS::StackName", "sfn-mlops-local"),
+        )
+
 
 def pipeline_dir(root: Path, pipeline: str) -> Path:
     folder = root / "models" / pipeline
