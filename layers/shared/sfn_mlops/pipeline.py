@@ -208,6 +208,46 @@ class ScheduleSpec(_Strict):
     enabled: bool = False
 
 
+MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[\w-]{1,63}/\d+$")
+
+
+class BatchSpec(_Strict):
+    """Batch inference: a transform job of the approved package over a CSV under batch/<pipeline>/incoming/."""
+
+    # Scores the newest object under batch/<pipeline>/incoming/ (an EventBridge Scheduler schedule per pipeline).
+    schedule: ScheduleSpec = ScheduleSpec(expression="rate(1 day)")
+    # Columns of the input that identify a row: not features; joined back onto each prediction.
+    id_columns: list[str] = Field(default_factory=list, max_length=5)
+    # Score with this package instead of the group's latest Approved one (it must be Approved too).
+    package_arn: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1, le=10)
+    max_payload_mb: int = Field(default=6, ge=1, le=100)
+    max_concurrent_transforms: int = Field(default=1, ge=1, le=16)
+    max_runtime_s: int = Field(default=3600, ge=60, le=172800)
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, value: str) -> str:
+        if not INSTANCE_TYPE.match(value):
+            raise ValueError(f"not a SageMaker instance type: {value!r}")
+        return value
+
+    @field_validator("package_arn")
+    @classmethod
+    def _package_arn(cls, value: str | None) -> str | None:
+        if value is not None and not MODEL_PACKAGE_ARN.match(value):
+            raise ValueError(f"not a versioned model package ARN: {value!r}")
+        return value
+
+    @field_validator("id_columns")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value) or not all(value):
+            raise ValueError(f"id columns are distinct non-empty names, not {value}")
+        return value
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -221,6 +261,7 @@ class PipelineConfig(_Strict):
     gate: GateSpec
     deploy: DeploySpec = DeploySpec()
     schedule: ScheduleSpec = ScheduleSpec()
+    batch: BatchSpec = BatchSpec()
 
     @field_validator("name")
     @classmethod
