@@ -51,3 +51,7 @@ class ModelPackageNotFound(MlopsError):
 
 class ApprovalRefused(MlopsError):
     """An approval or rejection that cannot be given (no reason, the quality gate rejected the package...)."""
+
+
+class InvalidBaseline(MlopsError):
+    """The data baseline (statistics.json, constraints.json) is missing or malformed, or cannot be made."""

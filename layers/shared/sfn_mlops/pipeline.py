@@ -248,6 +248,21 @@ class BatchSpec(_Strict):
         return value
 
 
+class DriftSpec(_Strict):
+    """How batch input is compared with the training baseline, and what drift does to the batch run."""
+
+    # warn: score and record; block: score nothing, the run fails with the violations; retrain: score, and
+    # start the training flow on the newest training data.
+    action: Literal["warn", "block", "retrain"] = "warn"
+    psi_threshold: float = Field(default=0.2, gt=0, allow_inf_nan=False)  # numeric: PSI on the baseline's deciles
+    ks_threshold: float = Field(default=0.1, gt=0, le=1, allow_inf_nan=False)  # numeric: KS distance
+    categorical_method: Literal["LInfinity", "ChiSquared"] = "LInfinity"
+    # LInfinity: the distance above which a categorical feature drifted; ChiSquared: the p-value below which.
+    categorical_threshold: float = Field(default=0.1, gt=0, lt=1, allow_inf_nan=False)
+    # How far a feature's completeness may fall below the baseline's before it is a violation.
+    completeness_tolerance: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -262,6 +277,7 @@ class PipelineConfig(_Strict):
     deploy: DeploySpec = DeploySpec()
     schedule: ScheduleSpec = ScheduleSpec()
     batch: BatchSpec = BatchSpec()
+    drift: DriftSpec = DriftSpec()
 
     @field_validator("name")
     @classmethod
