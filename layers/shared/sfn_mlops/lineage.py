@@ -48,7 +48,7 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
     if not items:
         which = f" version {version}" if version else ""
         raise LineageNotFound(f"no run has read {uri}{which}")
-    runs, packages, versions, endpoints = [], [], [], []
+    runs, packages, versions, endpoints, batches = [], [], [], [], []
     for item in items:
         item_version = item["SK"].split("#", 2)[1]
         if item_version not in versions:
@@ -61,6 +61,8 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
             )
         elif "#ENDPOINT#" in item["SK"]:
             endpoints.append({**_serving(item), "version": item_version})
+        elif "#BATCH#" in item["SK"]:
+            batches.append({**_batch_output(item), "version": item_version})
     return {
         "uri": uri,
         "version": version,
@@ -69,6 +71,20 @@ def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) 
         "model_packages": packages,
         # endpoints that served (or serve: "to" is None) a model trained on the dataset
         "endpoints": endpoints,
+        # batch predictions made from the dataset (its rows scored) or by a model trained on it
+        "batch_outputs": batches,
+    }
+
+
+def _batch_output(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": item.get("run_id"),
+        "pipeline": item.get("pipeline"),
+        "model_package_arn": item.get("model_package_arn"),
+        "output_uri": item.get("output_uri"),
+        "input_uri": item.get("input_uri"),
+        "rows_scored": item.get("rows_scored"),
+        "at": item.get("created_at"),
     }
 
 
@@ -132,6 +148,8 @@ def model_lineage(table: MetadataTable, model_package_arn: str) -> dict[str, Any
         "approvals": approvals,
         # the endpoints (and stages) that served the package, from when to when ("to" None: serving now)
         "served_by": [_serving(i) for i in items if str(i["SK"]).startswith("SERVED#")],
+        # the batches the package scored, and where their predictions are
+        "batch_outputs": [_batch_output(i) for i in items if str(i["SK"]).startswith("BATCH#")],
     }
 
 
@@ -170,6 +188,5 @@ def impact(table: MetadataTable, uri: str, version: str | None = None) -> dict[s
         "derived_datasets": derived,
         "model_packages": lineage["model_packages"],
         "endpoints": lineage["endpoints"],
-        # The batch inference flow records its outputs here once it exists.
-        "batch_outputs": [],
+        "batch_outputs": lineage["batch_outputs"],
     }

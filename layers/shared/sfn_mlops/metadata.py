@@ -12,6 +12,9 @@ One table, single-table design:
 | artifact → pkg    | ARTIFACT#<model data> | MODEL#<preprocessing digest> |                                           |
 | approval of a pkg | MODEL#<package arn>   | APPROVAL#<at>               |                                            |
 | trigger (dedup)   | TRIGGER#<object id>   | TRIGGER                     | (TTL: expires_at)                          |
+| batch run         | RUN#<batch id>        | RUN (kind "batch")          | PIPELINE#<name> / <started>#<id>           |
+| model → batch     | MODEL#<package arn>   | BATCH#<batch id>            |                                            |
+| dataset → batch   | DATASET#<uri>         | VERSION#<version>#BATCH#<id> |                                           |
 
 A unit's GSI1 keys are set only while it is SUCCEEDED: that index is the cache across runs.
 
@@ -111,7 +114,7 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def _parsed_run(run: dict[str, Any]) -> dict[str, Any]:
     """A run item with the fields it keeps as JSON text parsed."""
-    for field in ("metrics", "error", "unit_results", "overrides", "traffic_steps", "gate_verdict"):
+    for field in ("metrics", "error", "unit_results", "overrides", "traffic_steps", "gate_verdict", "drift", "retrain"):
         if isinstance(run.get(field), str):
             run[field] = json.loads(run[field])
     return run
@@ -214,6 +217,125 @@ class MetadataTable:
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["run_attempt"]["N"])
+
+    # ---------------------------------------------------------------------------------------- batches
+    def start_batch(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
+        """Create the batch's record (a run record of kind "batch", listed with the pipeline's runs), or mark it
+        RUNNING again for a rerun. Returns the attempt."""
+        now = now_iso()
+        source = plan["input"]
+        fields = {
+            "kind": "batch",
+            "pipeline": plan["pipeline"],
+            "batch_trigger": plan["trigger"],
+            "model_package_arn": plan["model_package_arn"],
+            "input": source,
+            # What `mlops runs` shows for every run: the data it read.
+            "dataset": {"uri": source["uri"], "version": source["version"]},
+            "drift_action": plan.get("drift_action"),
+            "unit_order": plan["order"],
+            "scope": plan["scope"],
+            "flow_execution_arn": flow_execution_arn,
+            "updated_at": now,
+        }
+        names = {f"#{i}": name for i, name in enumerate(fields)}
+        assignments = ", ".join(f"#{i} = :{i}" for i in range(len(fields)))
+        values = {f":{i}": value for i, value in enumerate(fields.values())}
+        response = self._client.update_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": run_pk(plan["run_id"]), "SK": RUN_SK}),
+            UpdateExpression=(
+                f"SET {assignments}, #status = :running, started_at = if_not_exists(started_at, :now), "
+                "GSI1PK = :gsi1pk, GSI1SK = if_not_exists(GSI1SK, :gsi1sk), "
+                "run_attempt = if_not_exists(run_attempt, :zero) + :one "
+                "REMOVE finished_at, #error, unit_results, output_uri, rows_scored"
+            ),
+            ExpressionAttributeNames={**names, "#status": "status", "#error": "error"},
+            ExpressionAttributeValues=serialize(
+                {
+                    **values,
+                    ":running": "RUNNING",
+                    ":now": now,
+                    ":gsi1pk": f"PIPELINE#{plan['pipeline']}",
+                    ":gsi1sk": f"{now}#{plan['run_id']}",
+                    ":zero": 0,
+                    ":one": 1,
+                }
+            ),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["run_attempt"]["N"])
+
+    def record_batch_drift(self, run_id: str, drift: dict[str, Any]) -> None:
+        """The check unit's drift report on the batch's record (per-feature distances, violations)."""
+        self._client.update_item(
+            TableName=self.table_name,
+            Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
+            UpdateExpression="SET drift = :drift, updated_at = :now",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues=serialize({":drift": json.dumps(drift, sort_keys=True), ":now": now_iso()}),
+        )
+
+    def record_batch(self, plan: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """A batch's outcome, in one transaction: the run record and, when it scored, lineage both ways (the
+        package's partition names the batch output; so does the batch input's, and each training dataset
+        version behind the package, which is what ``impact`` reads)."""
+        now = now_iso()
+        status = outcome["status"]
+        values: dict[str, Any] = {
+            ":status": status,
+            ":now": now,
+            ":results": json.dumps(outcome.get("results") or {}, sort_keys=True),
+            ":flow": outcome.get("flow_execution_arn") or "",
+            ":rows": int(outcome.get("rows_scored") or 0),
+        }
+        sets = "SET #status = :status, finished_at = :now, unit_results = :results, flow_execution_arn = :flow, "
+        sets += "rows_scored = :rows, updated_at = :now"
+        removes = []
+        for field, value in (("output_uri", outcome.get("output_uri")), ("retrain", outcome.get("retrain"))):
+            if value:
+                values[f":{field}"] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                sets += f", {field} = :{field}"
+            else:
+                removes.append(field)
+        if outcome.get("error"):
+            values[":error"] = json.dumps(outcome["error"])
+            sets += ", #error = :error"
+        else:
+            removes.append("#error")
+        run_update = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": serialize({"PK": run_pk(plan["run_id"]), "SK": RUN_SK}),
+                "UpdateExpression": sets + (f" REMOVE {', '.join(removes)}" if removes else ""),
+                "ExpressionAttributeNames": {"#status": "status", "#error": "error"},
+                "ExpressionAttributeValues": serialize(values),
+            }
+        }
+        items: list[dict[str, Any]] = []
+        if status == "SUCCEEDED" and outcome.get("output_uri"):
+            source = plan["input"]
+            output = {
+                "run_id": plan["run_id"],
+                "pipeline": plan["pipeline"],
+                "model_package_arn": plan["model_package_arn"],
+                "output_uri": outcome["output_uri"],
+                "input_uri": source["uri"],
+                "input_version": source["version"],
+                "rows_scored": int(outcome.get("rows_scored") or 0),
+                "created_at": now,
+            }
+            items.append({"PK": model_pk(plan["model_package_arn"]), "SK": f"BATCH#{plan['run_id']}", **output})
+            links = [(source["uri"], source["version"])]
+            trained_on = self._package_datasets(plan["model_package_arn"])
+            links += [(link["dataset_uri"], link["dataset_version"]) for link in trained_on]
+            for uri, version in dict.fromkeys(links):
+                items.append(
+                    {"PK": dataset_pk(uri), "SK": dataset_version_sk(version, "BATCH", plan["run_id"]), **output}
+                )
+        self._client.transact_write_items(
+            TransactItems=[run_update, *({"Put": {"TableName": self.table_name, "Item": serialize(i)}} for i in items)]
+        )
 
     def get_endpoint(self, endpoint_name: str) -> dict[str, Any] | None:
         """What serves an endpoint of this stack (one GetItem): package, previous package, config, stage."""

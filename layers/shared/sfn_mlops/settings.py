@@ -16,6 +16,7 @@ class Settings(BaseModel):
     artifact_bucket: str = Field(min_length=3)
     training_flow_arn: str = ""
     deployment_flow_arn: str = ""
+    batch_flow_arn: str = ""
     # Names the stack's own SageMaker models, endpoint configs, endpoints and alarms (IAM is scoped to it).
     resource_prefix: str = "sfn-mlops"
     sagemaker_role_arn: str = ""
@@ -33,6 +34,7 @@ class Settings(BaseModel):
             artifact_bucket=env.get("ARTIFACT_BUCKET", ""),
             training_flow_arn=env.get("TRAINING_FLOW_ARN", ""),
             deployment_flow_arn=env.get("DEPLOYMENT_FLOW_ARN", ""),
+            batch_flow_arn=env.get("BATCH_FLOW_ARN", ""),
             resource_prefix=env.get("RESOURCE_PREFIX", "sfn-mlops"),
             sagemaker_role_arn=env.get("SAGEMAKER_ROLE_ARN", ""),
             auto_approve=env.get("AUTO_APPROVE", "false").lower() == "true",

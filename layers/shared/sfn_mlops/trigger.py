@@ -195,6 +195,86 @@ def handle_schedule(
     return start_run(sfn, table, settings, trigger_key, pipeline, run_id, dataset)
 
 
+def handle_batch_upload(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
+    """An object under batch/<pipeline>/incoming/: score it, once per object version (like a dataset upload)."""
+    from sfn_mlops.batch import incoming_prefix, new_batch_id, pipeline_for_batch_key
+
+    detail = event.get("detail") or {}
+    bucket = (detail.get("bucket") or {}).get("name", "")
+    obj = detail.get("object") or {}
+    key = str(obj.get("key", ""))
+    pipeline = pipeline_for_batch_key(key)
+    if pipeline is None:  # e.g. what a batch wrote under batch/<pipeline>/<run id>/
+        return TriggerDecision(started=False, reason=f"s3://{bucket}/{key} is not under batch/<pipeline>/incoming/")
+    if bucket != settings.artifact_bucket or not pipeline_exists(s3, settings, pipeline):
+        return TriggerDecision(
+            started=False, pipeline=pipeline, reason=f"unknown pipeline {pipeline!r} for s3://{bucket}/{key}"
+        )
+    version = obj.get("version-id") or obj.get("etag") or ""
+    identity = f"{bucket}/{key}#{version}#{obj.get('sequencer', '')}"
+    run_id = new_batch_id(pipeline, _event_time(event), identity)
+    request = {
+        "pipeline": pipeline,
+        "input": {"bucket": bucket, "key": key, "version_id": obj.get("version-id")},
+        "trigger": f"upload to {incoming_prefix(pipeline)}",
+    }
+    return start_run(
+        sfn,
+        table,
+        settings,
+        f"batch#s3://{bucket}/{key}#{version}",
+        pipeline,
+        run_id,
+        {},
+        flow_arn=settings.batch_flow_arn,
+        run_input=request,
+    )
+
+
+def latest_batch_input(s3: Any, settings: Settings, pipeline: str) -> dict[str, Any] | None:
+    """The newest object under batch/<pipeline>/incoming/: what the batch schedule scores."""
+    from sfn_mlops.batch import incoming_prefix
+
+    newest: dict[str, Any] | None = None
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=settings.artifact_bucket, Prefix=incoming_prefix(pipeline)):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith("/") and (newest is None or obj["LastModified"] > newest["LastModified"]):
+                newest = obj
+    return newest
+
+
+def handle_batch_schedule(
+    sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+) -> TriggerDecision:
+    """The pipeline's batch schedule: score the newest batch input, once per scheduled time."""
+    from sfn_mlops.batch import incoming_prefix, new_batch_id
+
+    pipeline = str(event.get("pipeline", ""))
+    if not PIPELINE_NAME_PATTERN.match(pipeline) or not pipeline_exists(s3, settings, pipeline):
+        return TriggerDecision(started=False, reason=f"unknown pipeline {pipeline!r} in scheduled batch")
+    newest = latest_batch_input(s3, settings, pipeline)
+    if newest is None:
+        return TriggerDecision(
+            started=False,
+            pipeline=pipeline,
+            reason=f"no batch input under s3://{settings.artifact_bucket}/{incoming_prefix(pipeline)}",
+        )
+    identity = f"{settings.artifact_bucket}/{newest['Key']}#{newest.get('ETag', '')}#schedule"
+    run_id = new_batch_id(pipeline, _event_time(event), identity)
+    request = {
+        "pipeline": pipeline,
+        "input": {"bucket": settings.artifact_bucket, "key": newest["Key"], "version_id": None},
+        "trigger": "schedule",
+    }
+    trigger_key = f"batch-schedule#{pipeline}#{event.get('time') or run_id}"
+    return start_run(
+        sfn, table, settings, trigger_key, pipeline, run_id, {}, flow_arn=settings.batch_flow_arn, run_input=request
+    )
+
+
 APPROVAL_EVENT = "SageMaker Model Package State Change"
 
 
@@ -234,9 +314,14 @@ def handle_trigger(
     sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> TriggerDecision:
     if event.get("detail-type") == "Object Created":
+        key = str(((event.get("detail") or {}).get("object") or {}).get("key", ""))
+        if key.startswith("batch/"):
+            return handle_batch_upload(sfn, s3, table, settings, event)
         return handle_s3_event(sfn, s3, table, settings, event)
     if event.get("detail-type") == APPROVAL_EVENT and event.get("source") == "aws.sagemaker":
         return handle_approval(sfn, s3, table, settings, event)
+    if event.get("trigger") == "batch-schedule":
+        return handle_batch_schedule(sfn, s3, table, settings, event)
     if event.get("trigger") == "schedule":
         return handle_schedule(sfn, s3, table, settings, event)
     return TriggerDecision(started=False, reason="unrecognised trigger event")
