@@ -42,8 +42,9 @@ SKETCH_C, SKETCH_K = 0.64, 2048
 HISTOGRAM_BUCKETS = 10  # Model Monitor materialises distributions in 10 buckets
 PSI_BINS = 10  # deciles of the baseline
 PSI_FLOOR = 1e-4  # an empty bin's share, so that PSI stays finite
-# "Robust" comparison: a distance only counts when the KS statistic is also significant at this level for the
-# two sample sizes (a 10-row batch differs from any baseline by chance).
+# "Robust" comparison: a distance only counts when the difference is also significant at this level for the
+# sample sizes (KS for numeric features, chi-square for categorical ones): a 10-row batch differs from any
+# baseline by chance.
 ROBUST_ALPHA = 0.01
 # A string column (not declared categorical) keeps its observed values as its domain up to this many.
 MAX_DOMAIN = 50
@@ -567,7 +568,8 @@ class _Checker:
         shares = {value: base.get(value, 0.0) / base_total for value in domain}
         if self.spec.categorical_method == "LInfinity":
             drift.linf = round(linf_distance(observed, shares), 6)
-            if drift.linf > self.spec.categorical_threshold:
+            # Robust, as for numeric features: the distance counts when the shares also differ significantly.
+            if drift.linf > self.spec.categorical_threshold and chi_square_p(observed, shares) < ROBUST_ALPHA:
                 drift.drifted = True
                 self.flag(
                     name,
