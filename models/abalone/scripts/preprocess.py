@@ -8,8 +8,10 @@ Input: one headered CSV in --input-dir. Output under --output-dir: train/train.c
 validation/validation.csv and test/test.csv (label first, no header, no index, all numeric,
 which is what the built-in algorithm's text/csv channels expect) and schema/schema.json (the raw
 columns, label, categories and encoded feature order: what inference.py needs to encode raw rows),
-and smoke/raw.csv: the first test rows as they came in, without the label and without a header
-(what a deployment's smoke test sends to the endpoint; row i is row i of test/test.csv).
+smoke/raw.csv: the first test rows as they came in, without the label and without a header
+(what a deployment's smoke test sends to the endpoint; row i is row i of test/test.csv), and
+baseline/train.csv: the training split as it came in, with its header (what the data baseline that batch
+input is checked against is made of).
 
 Exit codes: 0 success; 1 bad input or arguments (reason in --message-file, which SageMaker
 reports as the job's FailureReason); 2 unexpected error.
@@ -287,13 +289,16 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
-def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, int], seed: int) -> list[int]:
-    """Write the splits; returns the test split's row indices, in the order test.csv has them."""
+def write_splits(
+    output_dir: Path, columns: list[list[float]], sizes: dict[str, int], seed: int
+) -> dict[str, list[int]]:
+    """Write the splits; returns each split's row indices, in the order its CSV has them."""
     rows = len(columns[0])
     # RandomState's stream is stable across numpy versions, so a seed gives the same split
     # locally and in the container.
     order = np.random.RandomState(seed).permutation(rows)
     start = 0
+    written: dict[str, list[int]] = {}
     for split in SPLITS:
         indices = order[start : start + sizes[split]]
         start += sizes[split]
@@ -302,7 +307,19 @@ def write_splits(output_dir: Path, columns: list[list[float]], sizes: dict[str, 
         with path.open("w", encoding="utf-8", newline="\n") as out:
             for i in indices:
                 out.write(",".join(format_number(column[i]) for column in columns) + "\n")
-    return [int(i) for i in order[start - sizes[SPLITS[-1]] : start]]
+        written[split] = [int(i) for i in indices]
+    return written
+
+
+def write_baseline_rows(output_dir: Path, table: Table, train_indices: list[int]) -> None:
+    """The training split as it came in (header, raw columns, label included): what the data baseline is made of,
+    since batch input arrives raw, not encoded."""
+    path = output_dir / "baseline" / "train.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(table.header)
+        writer.writerows(table.rows[i] for i in train_indices)
 
 
 def write_smoke_rows(output_dir: Path, table: Table, label: str, test_indices: list[int]) -> None:
@@ -341,9 +358,10 @@ def run(args: argparse.Namespace) -> str:
     check_columns(table, args.label, categorical)
     names, columns = encode(table, args.label, categorical)
     sizes = split_sizes(len(table.rows), args.train_ratio, args.validation_ratio)
-    test_indices = write_splits(args.output_dir, columns, sizes, args.seed)
+    indices = write_splits(args.output_dir, columns, sizes, args.seed)
     write_schema(args.output_dir, table, categorical, names, sizes)
-    write_smoke_rows(args.output_dir, table, args.label, test_indices)
+    write_smoke_rows(args.output_dir, table, args.label, indices["test"])
+    write_baseline_rows(args.output_dir, table, indices["train"])
     counts = " ".join(f"{split}={n}" for split, n in sizes.items())
     return (
         f"preprocess: {len(table.rows)} rows from {table.name} -> {counts}; "

@@ -102,6 +102,28 @@ def test_splits_the_real_data_into_numeric_headerless_csvs_with_the_label_first(
     assert "train=2923 validation=626 test=628" in result.stdout
 
 
+def test_writes_the_raw_training_split_for_the_data_baseline(tmp_path: Path) -> None:
+    # Given the abalone data set
+    # When preprocess runs
+    result = run_preprocess(tmp_path, {"abalone.csv": DATA.read_bytes()})
+    assert result.returncode == 0, result.stderr
+
+    # Then baseline/train.csv holds the training split as it came in: the header, then the raw rows of
+    # train.csv in the same order (label included, sex still a letter)
+    with (result.output_dir / "baseline" / "train.csv").open(newline="") as f:
+        header, *raw = list(csv.reader(f))
+    with DATA.open(newline="") as f:
+        source_header, *source = list(csv.reader(f))
+    assert header == source_header
+    assert len(raw) == 2923
+    encoded = read_rows(result.output_dir / "train" / "train.csv")
+    assert [float(row[header.index("rings")]) for row in raw] == [row[0] for row in encoded]
+    assert [float(row[header.index("length")]) for row in raw] == [row[1] for row in encoded]
+    assert [row[header.index("sex")] for row in raw] == [("M", "F", "I")[row[8:].index(1)] for row in encoded]
+    # each raw row is a source row, cell for cell
+    assert all(row in source for row in raw[:50])
+
+
 def test_the_split_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     # Given the same data processed twice with seed 7 and once with seed 8
     files = {"abalone.csv": sample(200).encode()}
@@ -110,7 +132,14 @@ def test_the_split_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     other = run_preprocess(tmp_path / "c", files, "--seed", "8")
 
     # Then equal seeds give byte-identical outputs and another seed a different split
-    for split in ("train/train.csv", "validation/validation.csv", "test/test.csv", "schema/schema.json"):
+    outputs = (
+        "train/train.csv",
+        "validation/validation.csv",
+        "test/test.csv",
+        "schema/schema.json",
+        "baseline/train.csv",
+    )
+    for split in outputs:
         assert (first.output_dir / split).read_bytes() == (second.output_dir / split).read_bytes()
     assert (first.output_dir / "train/train.csv").read_bytes() != (other.output_dir / "train/train.csv").read_bytes()
 
