@@ -75,6 +75,14 @@ def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
         description=f"stack {args.stack}",
         deployment_flow_arn=outputs.get("DeploymentFlowArn", ""),
         stack_name=args.stack,
+        batch_flow_arn=outputs.get("BatchFlowArn", ""),
+        batch_schedule={
+            "target_arn": outputs.get("TriggerFunctionArn", ""),
+            "role_arn": outputs.get("BatchScheduleRoleArn", ""),
+            "dead_letter_arn": outputs.get("TriggerDeadLetterQueueArn", ""),
+        }
+        if outputs.get("BatchScheduleRoleArn")
+        else None,
     )
     yield target, None
 
@@ -549,6 +557,9 @@ def parser() -> argparse.ArgumentParser:
     from sfn_mlops_local import cli_serving
 
     cli_serving.add_commands(sub, common)
+    from sfn_mlops_local import cli_report
+
+    cli_report.add_commands(sub, common)
     local = sub.add_parser("local", help="manage the local service (the embedded runtime on 127.0.0.1)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
     json_flag = argparse.ArgumentParser(add_help=False)
