@@ -114,6 +114,7 @@ class LocalRuntime:
         self.jobs.restore(saved_jobs)
         self.jobs.on_job_end = moto_adaptations.notify_work_ended
         self.endpoints = EndpointService(self.client, self.state_dir, self.state_dir / "logs")
+        self.jobs.models = self.endpoints.models.get  # transform jobs run a model's containers
         buckets = {
             b["Ref"]
             for logical, b in self.template.physical.items()

@@ -92,6 +92,12 @@ class LocalJobRunner:
         self.job_seconds: dict[str, float] = {}
         self.job_total_seconds: dict[str, float] = {}
         self.fault: Callable[[str, dict[str, Any]], str | None] | None = None
+        # A model's record by name ({"containers": [...], "mode": ...}), for transform jobs: the runtime points it
+        # at the endpoint service's models.
+        self.models: Callable[[str], dict[str, Any] | None] | None = None
+        from sfn_mlops_local.local.transform_jobs import TransformJobs  # it builds on this module
+
+        self.transforms = TransformJobs(self)
 
     # ---------------------------------------------------------------- botocore hooks
     def on_call(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
@@ -114,6 +120,10 @@ class LocalJobRunner:
             "ListTrainingJobs": lambda r: self.list_jobs("training", r),
             "StopProcessingJob": lambda r: self.stop("processing", r["ProcessingJobName"]),
             "StopTrainingJob": lambda r: self.stop("training", r["TrainingJobName"]),
+            "CreateTransformJob": self.transforms.create,
+            "DescribeTransformJob": lambda r: self.transforms.describe(str(r.get("TransformJobName"))),
+            "ListTransformJobs": self.transforms.list_jobs,
+            "StopTransformJob": lambda r: self.transforms.stop(str(r.get("TransformJobName"))),
         }
         handler = handlers.get(operation)
         if handler is None:
@@ -265,6 +275,9 @@ class LocalJobRunner:
         interrupted = []
         with self._lock:
             for name, job in saved.items():
+                if job.get("status") == "Stopping":  # its stop was asked for: it ends as it would have
+                    job["status"] = "Stopped"
+                    job["ended"] = job.get("ended") or _now()
                 if job.get("status") == "InProgress":
                     job["status"] = "Failed"
                     job["failure_reason"] = "InternalServerError: the local service stopped while this job ran"

@@ -7,10 +7,8 @@ their own processes. Waits are real seconds, kept to one or two.
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +21,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import wait_until
+from tests.unit.local.model_fixtures import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE, tar_gz
 
-XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
 BUCKET = "endpoint-tests"
 RAW_ROWS = ["M,0.455,0.365", "F,0.53,0.42", "I,0.33,0.255", "M,0.7,0.555"]
 CATEGORIES = ["F", "I", "M"]
@@ -73,16 +69,6 @@ def encode(rows: list[str]) -> np.ndarray:
         onehot = [1.0 if fields[0] == c else 0.0 for c in CATEGORIES]
         encoded.append(onehot + [(float(v) - m) / s for v, m, s in zip(fields[1:], MEAN, STD, strict=True)])
     return np.array(encoded)
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def train(scale: float, tmp: Path) -> tuple[Any, bytes]:
