@@ -296,13 +296,14 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     table = Table(
         title=f"runs of {args.pipeline}, newest first (times UTC)", title_justify="left", box=None, pad_edge=False
     )
-    for column in ("run id", "status", "started", "tries", "metric", "package"):
+    for column in ("run id", "kind", "status", "started", "tries", "metric", "package"):
         table.add_column(column, no_wrap=column in ("run id", "status", "started"))
     for run in runs:
         gate = run.get("gate") or {}
         value = run["metrics"].get(gate.get("metric"))
         table.add_row(
             run["run_id"],
+            run["kind"],
             _styled(run["status"]),
             (run["started_at"] or "")[5:16].replace("T", " "),
             str(run["run_attempt"] or ""),
@@ -340,6 +341,8 @@ def _lineage_tree(answer: dict[str, Any], title: str) -> Tree:
         tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in answer["metrics"].items()))
     for approval in answer.get("approvals", []):
         tree.add(f"{approval.get('status')} by {approval.get('by')} at {approval.get('at')}: {approval.get('reason')}")
+    for output in answer.get("batch_outputs", []):
+        tree.add(f"batch {output['run_id']}: {output.get('rows_scored')} rows scored to {output.get('output_uri')}")
     for span in [*answer.get("served_by", []), *answer.get("endpoints", [])]:
         until = f"until {span['to']}" if span.get("to") else "[green]serving now[/]"
         tree.add(f"endpoint {span['endpoint_name']} ({span.get('stage')}) from {span.get('from')} {until}")
@@ -557,6 +560,9 @@ def parser() -> argparse.ArgumentParser:
     from sfn_mlops_local import cli_serving
 
     cli_serving.add_commands(sub, common)
+    from sfn_mlops_local import cli_batch
+
+    cli_batch.add_commands(sub, common)
     from sfn_mlops_local import cli_report
 
     cli_report.add_commands(sub, common)

@@ -37,6 +37,8 @@ class Target:
         description: str,
         deployment_flow_arn: str = "",
         stack_name: str = "sfn-mlops",
+        batch_flow_arn: str = "",
+        batch_schedule: dict[str, str] | None = None,
     ) -> None:
         self._client = client
         self.bucket = bucket
@@ -46,6 +48,9 @@ class Target:
         self.deployment_flow_arn = deployment_flow_arn
         # Names the stack's SageMaker resources (endpoints, model package groups): the stack's RESOURCE_PREFIX.
         self.stack_name = stack_name
+        self.batch_flow_arn = batch_flow_arn
+        # What a pipeline's batch schedule invokes and runs as: {"target_arn", "role_arn", "dead_letter_arn"}.
+        self.batch_schedule = batch_schedule or {}
 
     @cached_property
     def s3(self) -> Any:
@@ -84,16 +89,31 @@ class Target:
         description: str,
         deployment_flow_arn: str = "",
         stack_name: str = "sfn-mlops",
+        batch_flow_arn: str = "",
+        batch_schedule: dict[str, str] | None = None,
     ) -> Target:
         """One client factory (a boto3 session's, the local service's, or the in-process runtime's)."""
-        return cls(client, bucket, table_name, training_flow_arn, description, deployment_flow_arn, stack_name)
+        return cls(
+            client,
+            bucket,
+            table_name,
+            training_flow_arn,
+            description,
+            deployment_flow_arn,
+            stack_name,
+            batch_flow_arn,
+            batch_schedule,
+        )
 
     @classmethod
     def for_local_service(cls, info: Any, description: str | None = None) -> Target:
         """A client of the local service ``info`` describes: its endpoint and the template's resource names."""
         from sfn_mlops_local.local import client
+        from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
         names = info.resources
+        stack = names.get("AWS::StackName", "sfn-mlops-local")
+        trigger = names.get("TriggerFunction", f"{stack}-TriggerFunction")
         return cls(
             client.client_factory(info),
             names["ArtifactBucket"],
@@ -101,7 +121,14 @@ class Target:
             names["TrainingFlow"],
             description or f"local service {info.endpoint}",
             names.get("DeploymentFlow", ""),
-            names.get("AWS::StackName", "sfn-mlops-local"),
+            stack,
+            names.get("BatchFlow", ""),
+            # The local runtime names resources as CloudFormation would (template.py's physical ids).
+            {
+                "target_arn": f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{trigger}",
+                "role_arn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{stack}-BatchScheduleRole",
+                "dead_letter_arn": f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{stack}-TriggerDeadLetterQueue",
+            },
         )
 
 
@@ -133,6 +160,10 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
         Key=f"pipelines/{config.name}/pipeline.json",
         Body=config.model_dump_json(indent=2, by_alias=True).encode(),
     )
+    if target.batch_schedule:
+        from sfn_mlops_local.batch_operations import put_batch_schedule
+
+        put_batch_schedule(target, config)
     return config
 
 
@@ -228,7 +259,13 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         for name in run.get("unit_order") or sorted(run["units"])
     ]
     error = run.get("error") if run.get("status") == "FAILED" else None
+    batch = (
+        {"drift": run.get("drift"), "output_uri": run.get("output_uri"), "rows_scored": run.get("rows_scored")}
+        if run.get("kind") == "batch"
+        else {}
+    )
     return {
+        **batch,
         "run_id": run_id,
         "kind": run.get("kind") or "training",
         "pipeline": run.get("pipeline"),
@@ -258,6 +295,7 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
         runs.append(
             {
                 "run_id": run["PK"].split("#", 1)[1],
+                "kind": run.get("kind") or "training",
                 "status": run.get("status"),
                 "run_attempt": run.get("run_attempt"),
                 "started_at": run.get("started_at"),
@@ -288,6 +326,12 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
                 "change the pipeline's deploy section and deploy again"
             )
         return start_deployment_rerun(target, run, options.model_dump(by_alias=True, exclude_defaults=True))
+    if run.get("kind") == "batch":
+        from sfn_mlops_local.batch_operations import start_batch_rerun
+
+        if options.overrides:
+            raise SystemExit(f"cannot rerun {run_id} with --set: a batch reruns as it was planned; start a new batch")
+        return start_batch_rerun(target, run, options.model_dump(by_alias=True, exclude_defaults=True))
     # No check that the run is idle: as on AWS, the executor's unit lock decides. A rerun beside a running
     # execution of the same run fails fast with UnitAlreadyRunning at the first unit the other one holds.
     # A run that failed before it was planned has only the input its flow was started with.

@@ -1,0 +1,133 @@
+"""What the CLI does for batch inference, against any target: start batches, rerun them, read them, and the
+per-pipeline batch schedule that publishing a pipeline keeps in step with its config."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sfn_mlops_local.operations import Target, run_summary
+
+if TYPE_CHECKING:
+    from sfn_mlops.pipeline import PipelineConfig
+
+
+def schedule_name(target: Target, pipeline: str) -> str:
+    """``<stack>-<pipeline>-batch``: Scheduler names are unique per account and Region, as stacks are."""
+    return f"{target.stack_name}-{pipeline}-batch"[:64]
+
+
+def put_batch_schedule(target: Target, config: PipelineConfig) -> dict[str, Any]:
+    """Create or update the pipeline's batch schedule from its ``batch.schedule`` (disabled unless enabled)."""
+    scheduler = target.client("scheduler")
+    spec = config.batch.schedule
+    wiring = target.batch_schedule
+    schedule: dict[str, Any] = {
+        "Name": schedule_name(target, config.name),
+        "ScheduleExpression": spec.expression,
+        "State": "ENABLED" if spec.enabled else "DISABLED",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Description": f"Scores the newest object under batch/{config.name}/incoming/ (pipeline.json batch.schedule)",
+        "Target": {
+            "Arn": wiring["target_arn"],
+            "RoleArn": wiring["role_arn"],
+            # The scheduled time makes retries of one scheduled invocation one batch (the trigger's dedup key).
+            "Input": json.dumps(
+                {"trigger": "batch-schedule", "pipeline": config.name, "time": "<aws.scheduler.scheduled-time>"}
+            ),
+            "RetryPolicy": {"MaximumRetryAttempts": 3},
+            **({"DeadLetterConfig": {"Arn": wiring["dead_letter_arn"]}} if wiring.get("dead_letter_arn") else {}),
+        },
+    }
+    try:
+        scheduler.get_schedule(Name=schedule["Name"])
+    except scheduler.exceptions.ResourceNotFoundException:
+        scheduler.create_schedule(**schedule)
+    else:
+        scheduler.update_schedule(**schedule)
+    return schedule
+
+
+def start_batch(target: Target, pipeline: str, data_file: Path, package_arn: str | None = None) -> tuple[str, str]:
+    """Upload the rows beside the pipeline's batches and start the batch flow on them; (batch id, execution).
+
+    The file goes under ``batch/<pipeline>/requests/``, not ``incoming/``: an upload there starts a batch of its
+    own. The flow validates the rest (the pipeline, the package, the rows)."""
+    from sfn_mlops.batch import new_batch_id
+
+    if not target.batch_flow_arn:
+        raise SystemExit(f"{target.description} has no batch flow (deploy the stack's newer template)")
+    if not data_file.is_file():
+        raise SystemExit(f"data file {data_file} does not exist")
+    if not data_file.read_bytes().strip():
+        raise SystemExit(f"data file {data_file} is empty")
+    started = datetime.now(UTC)
+    token = uuid.uuid4().hex[:8]
+    key = f"batch/{pipeline}/requests/{started:%Y%m%dT%H%M%S}-{token}/{data_file.name}"
+    with data_file.open("rb") as body:
+        response = target.s3.put_object(Bucket=target.bucket, Key=key, Body=body, ChecksumAlgorithm="SHA256")
+    batch_id = new_batch_id(pipeline, started, f"cli|{key}")
+    request: dict[str, Any] = {
+        "pipeline": pipeline,
+        "run_id": batch_id,
+        "input": {"bucket": target.bucket, "key": key, "version_id": response.get("VersionId")},
+        "trigger": "cli",
+    }
+    if package_arn:
+        request["model_package_arn"] = package_arn
+    execution = target.sfn.start_execution(
+        stateMachineArn=target.batch_flow_arn, name=batch_id, input=json.dumps(request)
+    )
+    return batch_id, str(execution["executionArn"])
+
+
+def start_batch_rerun(target: Target, run: dict[str, Any], rerun: dict[str, Any]) -> str:
+    """Start a recorded batch's flow again (the same id: units that succeeded with the same inputs are skipped)."""
+    batch_id = run["PK"].split("#", 1)[1]
+    source = run.get("input") or {}
+    request: dict[str, Any] = {
+        "pipeline": run["pipeline"],
+        "run_id": batch_id,
+        "input": {"bucket": source.get("bucket"), "key": source.get("key"), "version_id": source.get("version_id")},
+        "model_package_arn": run.get("model_package_arn"),
+        "trigger": "rerun",
+    }
+    if rerun:
+        request["rerun"] = rerun
+    name = f"{batch_id}-r{int(run.get('run_attempt') or 0) + 1}-{uuid.uuid4().hex[:8]}"
+    response = target.sfn.start_execution(stateMachineArn=target.batch_flow_arn, name=name, input=json.dumps(request))
+    return str(response["executionArn"])
+
+
+def batch_summary(target: Target, batch_id: str, followed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON object scripts read for a batch (``mlops batch --json``)."""
+    from sfn_mlops.batch import summary_of
+
+    run = target.table.get_run(batch_id)
+    if run is None:  # refused before it was planned: only the flow knows why
+        error = (followed or {}).get("error")
+        return {
+            "run_id": batch_id,
+            "pipeline": None,
+            "status": "FAILED",
+            "model_package_arn": None,
+            "output_uri": None,
+            "rows_scored": 0,
+            "drift": {"status": None, "violations": []},
+            "units": [],
+            "error": error,
+        }
+    if run.get("kind") != "batch":
+        raise SystemExit(f"{batch_id} is a {run.get('kind') or 'training'} run, not a batch")
+    units = [{k: v for k, v in u.items() if k != "outputs"} for u in run_summary(target, batch_id)["units"]]
+    return {**summary_of(batch_id, run), "units": units}
+
+
+def read_predictions(target: Target, output_uri: str) -> list[str]:
+    """The transform job's output lines (one per input row: the id columns, if any, then the prediction)."""
+    bucket, key = output_uri[5:].split("/", 1)
+    body = target.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    return [line for line in body.splitlines() if line.strip()]
