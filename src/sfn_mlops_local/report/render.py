@@ -132,7 +132,7 @@ def runs_table(report: dict[str, Any]) -> str:
             el("td", endpoints),
             el("td", _usd(run["cost"]["total_usd"]), "num", usd=float(run["cost"]["total_usd"])),
         ]
-        rows.append(el("tr", "".join(cells), run_id=run["run_id"], status=run["status"], kind=run["kind"]))
+        rows.append(el("tr", "".join(cells), "run", run_id=run["run_id"], status=run["status"], kind=run["kind"]))
     head = "".join(
         f"<th>{h}</th>"
         for h in (
@@ -457,7 +457,9 @@ def cost_section(report: dict[str, Any]) -> str:
             el("td", shown, None if name == "sagemaker_jobs" else "num", field=name, value=value)
             for name, value, shown in fields
         )
-        rows.append(el("tr", cells + el("td", escape("; ".join(note))), run_id=run["run_id"], partial=c["partial"]))
+        rows.append(
+            el("tr", cells + el("td", escape("; ".join(note))), "cost", run_id=run["run_id"], partial=c["partial"])
+        )
     head = "".join(
         f"<th>{h}</th>"
         for h in (
