@@ -12,6 +12,9 @@ compared by L-infinity distance or a chi-square test over the baseline's domain.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -20,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.errors import DatasetValidationError, InvalidBaseline
+from sfn_mlops.errors import DatasetValidationError, InvalidBaseline, InvalidUnitInput
 from sfn_mlops.pipeline import DriftSpec
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "build_baseline",
     "check_input",
     "metric_data",
+    "parse_write_baseline_event",
+    "write_training_baseline",
 ]
 
 DRIFT_METRICS_NAMESPACE = "sfn-mlops/Drift"
@@ -627,6 +632,93 @@ def check_input(
         violations=checker.violations,
         features=features,
     )
+
+
+# ---------------------------------------------------------------------------- the preprocess worker's step
+BASELINE_ROWS_FILE = "train.csv"
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+SCHEMA_FILE = "schema.json"
+
+
+class PreprocessOutputs(BaseModel):
+    """The preprocess job's outputs the baseline is made from (prefixes ending in '/')."""
+
+    model_config = ConfigDict(extra="allow")
+    baseline_uri: str = Field(pattern=r"^s3://[^/]+/.*/$")
+    schema_uri: str = Field(pattern=r"^s3://[^/]+/.*/$")
+
+
+class WriteBaselineEvent(BaseModel):
+    run_id: str = Field(min_length=1)
+    pipeline: str = Field(min_length=1)
+    unit: str = Field(min_length=1)
+    attempt: int = Field(ge=1)
+    outputs: PreprocessOutputs
+
+
+def parse_write_baseline_event(event: dict[str, Any]) -> WriteBaselineEvent:
+    try:
+        return WriteBaselineEvent.model_validate(event)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        raise InvalidUnitInput(f"write-baseline input is malformed: {problems}") from None
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _get(s3: Any, uri: str, what: str) -> bytes:
+    bucket, key = _split_uri(uri)
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in {"NoSuchKey", "404", "NotFound"}:
+            raise InvalidBaseline(f"{what} is missing: {uri} does not exist") from None
+        raise
+    return body
+
+
+def write_training_baseline(s3: Any, event: WriteBaselineEvent) -> dict[str, Any]:
+    """statistics.json and constraints.json next to the raw training split the preprocess job wrote.
+
+    Always computed from that file (deterministic, so the adoption of a completed job writes the same bytes
+    again); returns ``{"baseline": {"statistics": uri, "constraints": uri}}`` for the unit's outputs."""
+    prefix = event.outputs.baseline_uri
+    schema_bytes = _get(s3, event.outputs.schema_uri + SCHEMA_FILE, "the preprocess unit's schema")
+    try:
+        schema = json.loads(schema_bytes)
+        label = str(schema["label"])
+        categorical = {str(k): [str(v) for v in values] for k, values in dict(schema["categorical"]).items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidBaseline(
+            f"the preprocess unit's schema {event.outputs.schema_uri}{SCHEMA_FILE} does not name the label and "
+            f"categorical columns ({type(exc).__name__}: {exc})"
+        ) from None
+    raw = _get(
+        s3,
+        prefix + BASELINE_ROWS_FILE,
+        "the raw training split (the preprocess script writes it to baseline/train.csv with its header)",
+    )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidBaseline(f"{prefix}{BASELINE_ROWS_FILE} is not UTF-8 text: {exc}") from None
+    records = [record for record in csv.reader(io.StringIO(text, newline="")) if record]
+    if not records:
+        raise InvalidBaseline(f"{prefix}{BASELINE_ROWS_FILE} is empty: it needs a header and the training rows")
+    statistics, constraints = build_baseline(records[0], records[1:], label, categorical)
+    bucket, key = _split_uri(prefix)
+    uris = {}
+    for name, document in (("statistics", statistics), ("constraints", constraints)):
+        file_key = key + (STATISTICS_FILE if name == "statistics" else CONSTRAINTS_FILE)
+        body = (json.dumps(document, indent=2) + "\n").encode()
+        s3.put_object(Bucket=bucket, Key=file_key, Body=body, ContentType="application/json")
+        uris[name] = f"s3://{bucket}/{file_key}"
+    return {"baseline": uris, "features": len(constraints["features"]), "rows": len(records) - 1}
 
 
 # ------------------------------------------------------------------------------------------------ metrics

@@ -97,7 +97,8 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
         "--seed",
         str(config["seed"]),
     ]
-    splits = ["train", "validation", "test", "schema", "smoke"]
+    # baseline/: the raw training split, which the worker's next step turns into the data baseline.
+    splits = ["train", "validation", "test", "schema", "smoke", "baseline"]
     name = job_name(run_id, "preprocess", attempt)
     return {
         "job_name": name,

@@ -618,11 +618,12 @@ class MetadataTable:
                 "attempt": record.get("attempt"),
                 "job_name": (record.get("outputs") or {}).get("job_name"),
                 "cached_from": record.get("cached_from"),
-                # What a deployment's smoke test sends and expects for this model (later attempts write elsewhere).
+                # What a deployment's smoke test sends and expects for this model (later attempts write elsewhere),
+                # and the data baseline (statistics.json, constraints.json) batch input is checked against.
                 **{
                     key: value
                     for key, value in (record.get("outputs") or {}).items()
-                    if key in ("raw_test_uri", "predictions_uri")
+                    if key in ("raw_test_uri", "predictions_uri", "baseline")
                 },
             }
             for unit, record in run["units"].items()

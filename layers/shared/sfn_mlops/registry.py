@@ -199,6 +199,25 @@ def stage_preprocessing(s3: Any, schema_prefix: str, script: dict[str, str], run
     return {"uri": s3_uri(bucket, key), "digest": digest}
 
 
+def drift_check_baselines(baseline: Any) -> dict[str, Any]:
+    """``DriftCheckBaselines`` for CreateModelPackage from the preprocess unit's data baseline (Model Monitor's
+    statistics.json and constraints.json), or nothing for a run whose preprocess unit wrote none (recorded before
+    baselines existed)."""
+    if baseline is None:
+        return {}
+    try:
+        statistics, constraints = str(baseline["statistics"]), str(baseline["constraints"])
+    except (KeyError, TypeError) as exc:
+        raise InvalidUnitInput(f"register input: the preprocess unit's baseline lacks {exc}: {baseline!r}") from exc
+    for uri in (statistics, constraints):
+        _split(uri, "the data baseline")
+    quality = {
+        "Statistics": {"ContentType": "application/json", "S3Uri": statistics},
+        "Constraints": {"ContentType": "application/json", "S3Uri": constraints},
+    }
+    return {"DriftCheckBaselines": {"ModelDataQuality": quality}}
+
+
 # ---------------------------------------------------------------------------------------------- registration
 def register_model(sm: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
     try:
@@ -219,8 +238,10 @@ def register_model(sm: Any, s3: Any, table: MetadataTable, settings: Settings, e
             f"model package group {group!r} is not one of this stack's (prefix {settings.resource_prefix}-): "
             "a run registers in its pipeline's group only"
         )
-    schema_uri = str(_preprocess_outputs(table, run_id, inputs)["schema_uri"])
+    preprocess = _preprocess_outputs(table, run_id, inputs)
+    schema_uri = str(preprocess["schema_uri"])
     preprocessing = stage_preprocessing(s3, schema_uri, script, runs_root)
+    drift_baselines = drift_check_baselines(preprocess.get("baseline"))
 
     # The same artifacts (model and preprocessing) are registered once: a rerun returns the package they made,
     # as it stands (a rerun never changes a package's approval).
@@ -258,6 +279,7 @@ def register_model(sm: Any, s3: Any, table: MetadataTable, settings: Settings, e
                 }
             },
             CustomerMetadataProperties=properties,
+            **drift_baselines,
             Tags=[
                 {"Key": "sfn-mlops:run-id", "Value": run_id},
                 {"Key": "sfn-mlops:pipeline", "Value": pipeline},

@@ -110,6 +110,14 @@ def test_register_makes_an_inference_pipeline_package_once_per_artifacts(
     assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID
     assert package["CustomerMetadataProperties"]["metric:rmse"] == "2.04"
     assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith("evaluation.json")
+    # And the data baseline preprocess wrote is the package's drift check baseline (Model Monitor's files)
+    baseline = event["inputs"]["data"]["baseline"]
+    assert package["DriftCheckBaselines"] == {
+        "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": baseline["statistics"]},
+            "Constraints": {"ContentType": "application/json", "S3Uri": baseline["constraints"]},
+        }
+    }
     from sfn_mlops.lineage import dataset_lineage, model_lineage
 
     dataset = event["inputs"]["dataset"]
@@ -222,6 +230,42 @@ def test_register_finds_the_preprocess_outputs_the_run_recorded(bucket: str, tab
     client.put_item(TableName=TABLE, Item=serialize(unit))
     registered = app.lambda_handler(event, lambda_context)
     assert json.loads(archive(registered["preprocessing_data"])["preprocessing.json"])["features"] == FEATURES
+    # And the data baseline it recorded is on the package and in the model's lineage
+    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=registered["model_package_arn"])
+    statistics = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
+    assert statistics == outputs["baseline"]["statistics"]
+    from sfn_mlops.lineage import model_lineage
+
+    lineage = model_lineage(metadata(), registered["model_package_arn"])
+    assert lineage["units"]["preprocess"]["baseline"] == outputs["baseline"]
+
+
+def test_a_run_whose_preprocess_wrote_no_baseline_registers_without_one(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    # Given preprocess outputs recorded before data baselines existed
+    event = staged_event()
+    del event["inputs"]["data"]["baseline"]
+    # When register runs, Then the package has no drift check baseline, and is registered all the same
+    registered = handler_module("register_model").lambda_handler(event, lambda_context)
+    package = boto3.client("sagemaker").describe_model_package(ModelPackageName=registered["model_package_arn"])
+    assert "DriftCheckBaselines" not in package
+    # And a baseline without its constraints is a named error, with nothing registered
+    from sfn_mlops.errors import InvalidUnitInput
+
+    other = staged_event(schema_dir="preprocess/a2/schema/")
+    other["inputs"]["model"]["model_data"] = other["inputs"]["model"]["model_data"].replace("a1", "a2")
+    other["inputs"]["data"]["baseline"] = {"statistics": "s3://bucket/statistics.json"}
+    with pytest.raises(InvalidUnitInput, match="the preprocess unit's baseline lacks 'constraints'"):
+        handler_module("register_model").lambda_handler(other, lambda_context)
+    assert (
+        len(
+            boto3.client("sagemaker").list_model_packages(ModelPackageGroupName="sfn-mlops-abalone")[
+                "ModelPackageSummaryList"
+            ]
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(

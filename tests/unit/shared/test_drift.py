@@ -378,3 +378,64 @@ def test_a_bad_drift_config_is_one_readable_error(drift: dict[str, Any], problem
     with pytest.raises(InvalidPipelineConfig, match=problem):
         parse_pipeline_config(config, "pipeline.json")
     assert parse_pipeline_config({**config, "drift": {}}, "x").drift == DriftSpec()
+
+
+# ------------------------------------------------------------------------------------ the preprocess worker's step
+def test_the_write_baseline_function_writes_both_files_next_to_the_raw_training_split(
+    bucket: str, lambda_context: Any
+) -> None:
+    import boto3
+
+    from tests.unit.functions.test_handlers import handler_module, sample_event
+
+    # Given what the preprocess job wrote: its schema and the raw training split
+    event = sample_event("WriteBaselineFunction")
+    outputs = event["outputs"]
+    s3 = boto3.client("s3")
+    key = outputs["baseline_uri"].split("/", 3)[3]
+    lines = [",".join(HEADER), *(",".join(row) for row in TRAIN)]
+    s3.put_object(Bucket=bucket, Key=key + "train.csv", Body=("\n".join(lines) + "\n").encode())
+    schema = {"label": LABEL, "categorical": CATEGORICAL, "columns": HEADER}
+    s3.put_object(Bucket=bucket, Key=outputs["schema_uri"].split("/", 3)[3] + "schema.json", Body=json.dumps(schema))
+    # When the function runs (and runs again, as the adoption of a completed job does)
+    app = handler_module("write_baseline")
+    written = app.lambda_handler(event, lambda_context)
+    assert app.lambda_handler(event, lambda_context) == written
+    # Then statistics.json and constraints.json sit next to train.csv, equal to the baseline of those rows
+    prefix = outputs["baseline_uri"]
+    assert written == {
+        "baseline": {"statistics": prefix + "statistics.json", "constraints": prefix + "constraints.json"},
+        "features": len(FEATURES),
+        "rows": len(TRAIN),
+    }
+    statistics, constraints = build_baseline(HEADER, TRAIN, LABEL, CATEGORICAL)
+    for name, expected in (("statistics.json", statistics), ("constraints.json", constraints)):
+        obj = s3.get_object(Bucket=bucket, Key=key + name)
+        assert obj["ContentType"] == "application/json"
+        assert json.loads(obj["Body"].read()) == expected
+
+
+def test_the_write_baseline_function_names_what_is_missing(bucket: str, lambda_context: Any) -> None:
+    import boto3
+    from sfn_mlops.errors import InvalidUnitInput
+
+    from tests.unit.functions.test_handlers import handler_module, sample_event
+
+    event = sample_event("WriteBaselineFunction")
+    app = handler_module("write_baseline")
+    boto3.client("s3").put_object(
+        Bucket=bucket,
+        Key=event["outputs"]["schema_uri"].split("/", 3)[3] + "schema.json",
+        Body=json.dumps({"label": LABEL, "categorical": CATEGORICAL}),
+    )
+    # a preprocess script that wrote no raw training split
+    with pytest.raises(
+        InvalidBaseline, match=r"the raw training split \(.*\) is missing: s3://.*/baseline/train.csv does not exist"
+    ):
+        app.lambda_handler(event, lambda_context)
+    # an input without the preprocess job's baseline output
+    del event["outputs"]["baseline_uri"]
+    with pytest.raises(
+        InvalidUnitInput, match=r"write-baseline input is malformed: outputs\.baseline_uri: Field required"
+    ):
+        app.lambda_handler(event, lambda_context)
