@@ -103,6 +103,7 @@ FAULT_POINTS = [
     FaultPoint("PreprocessWorker", "Validate dataset", "preprocess"),
     FaultPoint("PreprocessWorker", "Build processing job request", "preprocess"),
     FaultPoint("PreprocessWorker", "Run preprocessing job", "preprocess"),
+    FaultPoint("PreprocessWorker", "Write the data baseline", "preprocess"),
     FaultPoint("TrainWorker", "Build training job request", "train"),
     FaultPoint("TrainWorker", "Train model", "train"),
     FaultPoint("EvaluateWorker", "Build processing job request", "evaluate"),

@@ -90,6 +90,18 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
     assert data["job_name"] == f"{RUN_ID}-prep-a1"
     assert data["train_uri"].endswith("/preprocess/a1/train/")
     assert data["dataset_snapshot"].endswith(f"{RUN_ID}/input/abalone.csv")
+    # and the data baseline of the raw training split, in Model Monitor's formats, next to it
+    prefix = data["baseline_uri"]
+    assert prefix.endswith("/preprocess/a1/baseline/")
+    assert data["baseline"] == {"statistics": prefix + "statistics.json", "constraints": prefix + "constraints.json"}
+    s3 = runtime.client("s3")
+    statistics = json.loads(
+        s3.get_object(Bucket=runtime.bucket, Key=data["baseline"]["statistics"].split("/", 3)[3])["Body"].read()
+    )
+    assert statistics["dataset"]["item_count"] == 2923.0
+    assert [f["name"] for f in statistics["features"]] == [
+        "sex", "length", "diameter", "height", "whole_weight", "shucked_weight", "viscera_weight", "shell_weight",
+    ]  # fmt: skip
     # train: built-in XGBoost semantics, a model.tar.gz where SageMaker puts it
     model = json.loads(results["train"]["output"])
     assert model["model_data"].endswith(f"/train/a1/{RUN_ID}-train-a1/output/model.tar.gz")
@@ -124,6 +136,10 @@ def test_preprocess_train_evaluate_register_workers_chain(runtime: Any, plan: di
     containers = described["InferenceSpecification"]["Containers"]
     assert [c["ModelDataUrl"] for c in containers] == [package["preprocessing_data"], model["model_data"]]
     assert containers[0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    # with the data baseline as its drift check baseline
+    quality = described["DriftCheckBaselines"]["ModelDataQuality"]
+    assert quality["Statistics"] == {"ContentType": "application/json", "S3Uri": data["baseline"]["statistics"]}
+    assert quality["Constraints"] == {"ContentType": "application/json", "S3Uri": data["baseline"]["constraints"]}
 
 
 def test_preprocess_worker_rejects_a_bad_dataset_before_any_job(runtime: Any, plan: dict[str, Any]) -> None:
@@ -182,9 +198,10 @@ def test_the_same_attempt_executed_again_adopts_its_completed_job(runtime: Any, 
     jobs = dict(runtime.jobs.jobs)
     # When attempt 1 is executed again (a redrive, or a retry after the job was created)
     again = run_worker(runtime, "PreprocessWorker", "preprocess", inputs)
-    # Then the completed job is adopted: same outputs, no second job, no name collision
+    # Then the completed job is adopted: same outputs (the data baseline too), no second job, no name collision
     assert again["status"] == "SUCCEEDED", again.get("cause")
     assert json.loads(again["output"]) == json.loads(first["output"])
+    assert "baseline" in json.loads(again["output"])
     assert dict(runtime.jobs.jobs).keys() == jobs.keys()
 
 
