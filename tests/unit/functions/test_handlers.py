@@ -260,6 +260,7 @@ def test_every_function_folder_has_a_handler() -> None:
             "plan_deployment",
             "smoke_test",
             "record_deployment",
+            "write_baseline",
         ]
     )
     assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))
