@@ -30,11 +30,12 @@ import csv
 import gzip
 import io
 import json
+import operator
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,6 +121,43 @@ class ColumnFilter:
                 raise IndexError(f"{self.expression} selects field {item} of a record with {len(fields)} fields")
         return chosen
 
+    def selector(self) -> Callable[[list[bytes]], Sequence[bytes]]:
+        """``apply`` for hundreds of thousands of records: the common shapes without a Python loop per field
+        (an IndexError is raised without the message: ``apply`` on that record says which field)."""
+        items = self.items
+        if items is None:
+            return lambda fields: fields
+        if len(items) == 1 and isinstance(items[0], slice):
+            only = items[0]
+            return lambda fields: fields[only]
+        if all(isinstance(item, int) for item in items):
+            getter = operator.itemgetter(*items)
+            if len(items) == 1:
+                return lambda fields: (getter(fields),)
+            return getter
+        return self.apply
+
+    def filter_records(self, records: list[bytes], outputs: list[bytes] | None, plain: bool) -> list[bytes]:
+        """Each CSV record (joined with its output's fields when ``outputs`` are given) filtered, as CSV again.
+        ``plain``: no field is quoted, so splitting and joining on commas is exact. One pass per record, keeping
+        no per-record lists alive (hundreds of thousands of them would make the garbage collector crawl)."""
+        select = self.selector()
+        try:
+            if plain and outputs is None:
+                return [b",".join(select(r.split(b","))) for r in records]
+            if plain and outputs is not None:
+                return [b",".join(select(r.split(b",") + o.split(b","))) for r, o in zip(records, outputs, strict=True)]
+            if outputs is None:
+                return [join_fields(select(split_fields(r))) for r in records]
+            return [
+                join_fields(select(split_fields(r) + split_fields(o))) for r, o in zip(records, outputs, strict=True)
+            ]
+        except IndexError:
+            for index, record in enumerate(records):
+                fields = split_fields(record) + (split_fields(outputs[index]) if outputs is not None else [])
+                self.apply(fields)  # raises with the message naming the field
+            raise
+
 
 def split_fields(record: bytes) -> list[bytes]:
     """A CSV record as SageMaker reads it: an array of its fields (quoted fields may hold commas)."""
@@ -129,7 +167,7 @@ def split_fields(record: bytes) -> list[bytes]:
     return [value.encode("utf-8") for value in row]
 
 
-def join_fields(fields: list[bytes]) -> bytes:
+def join_fields(fields: Sequence[bytes]) -> bytes:
     if not any(b"," in f or b'"' in f or b"\n" in f for f in fields):
         return b",".join(fields)
     buffer = io.StringIO()
@@ -529,12 +567,15 @@ class TransformJobs:
             records = [r for r in records if r]
             batches = list(self._batches(plan, records, source_uri))
         output = _Output(plan, source_uri)
-        requests = []
-        line = 1
-        for batch in batches:
-            requests.append(_Request(batch, self._payload(plan, batch, source_uri), line, source_uri))
-            line += len(batch)
-        for request, answer in containers.transform(requests, plan, job):
+        quoted = b'"' in data  # else every field is split and joined on commas alone, fast
+
+        def requests() -> Iterator[_Request]:  # built as they are sent: preparing one overlaps the others
+            line = 1
+            for batch in batches:
+                yield _Request(batch, self._payload(plan, batch, source_uri, quoted), line, source_uri)
+                line += len(batch)
+
+        for request, answer in containers.transform(requests(), plan, job):
             output.add(request.records, answer, request.first_line)
         out_uri = f"{plan.output_path.rstrip('/')}/{relative}.out"
         out_bucket, out_key = split_s3_uri(out_uri)
@@ -545,13 +586,13 @@ class TransformJobs:
         )
 
     @staticmethod
-    def _payload(plan: TransformPlan, batch: list[bytes], source_uri: str) -> bytes:
+    def _payload(plan: TransformPlan, batch: list[bytes], source_uri: str, quoted: bool) -> bytes:
         if plan.split == "None":
             return batch[0]
         if plan.input_filter.whole:
             return b"\n".join(batch) + b"\n"
         try:
-            return b"\n".join(join_fields(plan.input_filter.apply(split_fields(r))) for r in batch) + b"\n"
+            return b"\n".join(plan.input_filter.filter_records(batch, None, plain=not quoted)) + b"\n"
         except IndexError as exc:
             raise JobFailed(f"ClientError: InputFilter: {exc} in {source_uri}") from None
 
@@ -644,14 +685,15 @@ class _Output:
         if not plan.processes_records:
             self._parts.append(separator.join(outputs) + separator)
             return
+        plain = b'"' not in answer and not any(b'"' in r for r in batch)
         try:
-            for record, output in zip(batch, outputs, strict=True):
-                joined = split_fields(output)
-                if plan.join_input:  # CSV: the input record's fields, then the output's
-                    joined = split_fields(record) + joined
-                self._parts.append(join_fields(plan.output_filter.apply(joined)) + separator)
+            if plan.join_input:  # CSV: the input record's fields, then the output's
+                written = plan.output_filter.filter_records(batch, outputs, plain)
+            else:
+                written = plan.output_filter.filter_records(outputs, None, plain)
         except IndexError as exc:
             raise JobFailed(f"ClientError: OutputFilter: {exc} in the output of {self._source}") from None
+        self._parts.append(separator.join(written) + separator)
 
     def body(self) -> bytes:
         return b"".join(self._parts)
@@ -691,7 +733,7 @@ class _RunningContainers:
             raise JobFailed(f"ClientError: {failed}") from None
 
     def transform(
-        self, requests: list[_Request], plan: TransformPlan, job: dict[str, Any]
+        self, requests: Iterable[_Request], plan: TransformPlan, job: dict[str, Any]
     ) -> Iterator[tuple[_Request, bytes]]:
         """Each request with its answer, in input order, with up to ``plan.concurrency`` in flight."""
 
