@@ -368,7 +368,9 @@ def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
 def _unit_label(unit: dict[str, Any], source: dict[str, Any]) -> str:
     status = unit["status"]
     if status == "SKIPPED":
-        return f"skipped: attempt {unit.get('attempt')}'s outputs reused" if unit.get("attempt") else "skipped"
+        # attempt 0: the unit's recorded success is itself a cache hit from another run
+        reused = f"attempt {unit.get('attempt')}'s" if unit.get("attempt") else "its cached"
+        return f"skipped: {reused} outputs reused"
     if status == "CACHED":
         return f"cached: outputs of run {source.get('run_id')} attempt {source.get('attempt')}"
     if status == "NOT_STARTED":
