@@ -19,7 +19,7 @@ interpreter), and feeds them the job's input the way Batch Transform does:
 The containers see what SageMaker sets for batch: ``SAGEMAKER_BATCH``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB``,
 ``SAGEMAKER_BATCH_STRATEGY`` and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``. A container's error fails the job with
 the model's own message in FailureReason (there is no CloudWatch locally; the job's log file has the rest).
-See docs/decisions/0014-local-transform-jobs.md.
+See docs/decisions/0016-local-transform-jobs.md.
 """
 
 from __future__ import annotations
