@@ -109,11 +109,9 @@ class Target:
     def for_local_service(cls, info: Any, description: str | None = None) -> Target:
         """A client of the local service ``info`` describes: its endpoint and the template's resource names."""
         from sfn_mlops_local.local import client
-        from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
         names = info.resources
         stack = names.get("AWS::StackName", "sfn-mlops-local")
-        trigger = names.get("TriggerFunction", f"{stack}-TriggerFunction")
         return cls(
             client.client_factory(info),
             names["ArtifactBucket"],
@@ -123,13 +121,20 @@ class Target:
             names.get("DeploymentFlow", ""),
             stack,
             names.get("BatchFlow", ""),
-            # The local runtime names resources as CloudFormation would (template.py's physical ids).
-            {
-                "target_arn": f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{trigger}",
-                "role_arn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{stack}-BatchScheduleRole",
-                "dead_letter_arn": f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{stack}-TriggerDeadLetterQueue",
-            },
+            cls.local_batch_schedule(stack),
         )
+
+    @staticmethod
+    def local_batch_schedule(stack: str) -> dict[str, str]:
+        """What a local stack's batch schedules invoke and run as: named as the local runtime names resources
+        (as CloudFormation would; template.py's physical ids)."""
+        from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
+
+        return {
+            "target_arn": f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{stack}-TriggerFunction",
+            "role_arn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/{stack}-BatchScheduleRole",
+            "dead_letter_arn": f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{stack}-TriggerDeadLetterQueue",
+        }
 
 
 def pipeline_dir(root: Path, pipeline: str) -> Path:

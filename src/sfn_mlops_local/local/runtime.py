@@ -279,6 +279,8 @@ class LocalRuntime:
             "local runtime",
             self.state_machine_arn("DeploymentFlow"),
             self.template.stack_name,
+            self.state_machine_arn("BatchFlow"),
+            Target.local_batch_schedule(self.template.stack_name),
         )
 
     # ---------------------------------------------------------------- what the service reports
