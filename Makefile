@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock
+.PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock chromium report-screenshot
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ unit: $(STAMP)
 ## e2e: whole pipelines on the local service
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e tests/statemachine -q
+
+## chromium: Debian's Chromium, which the report's browser test drives (installs as root; nothing to do if present)
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+## report-screenshot: docs/report.png (the README's picture) from the page the report's browser test opens
+report-screenshot: $(STAMP) chromium
+	MLOPS_REPORT_SCREENSHOT=docs/report.png $(BIN)/python -m pytest tests/e2e/test_report.py -q -k offline
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -210,9 +210,12 @@ def test_the_timeline_shows_the_latest_runs_units_with_the_skipped_one_labelled(
     assert preprocess["data-status"] in ("SKIPPED", "CACHED")
     assert float(preprocess["data-end-s"]) - float(preprocess["data-start-s"]) < 2.0
     assert "outputs reused" in page.inner_text('#timeline-units tr[data-unit="preprocess"]')
-    # and each unit that ran is a bar of the Gantt chart
+    # the gate rejected the rerun (it does not beat the champion): register did not run in it, and says so
+    assert status["status"] == "REJECTED"
+    assert "not run by this execution" in page.inner_text('#timeline-units tr[data-unit="register"]')
+    # and each unit the rerun ran is a bar of the Gantt chart
     bars = page.evaluate("() => document.getElementById('timeline').data.flatMap(t => Array.from(t.y))")
-    assert sorted(bars) == sorted(u["name"] for u in status["units"])
+    assert sorted(bars) == ["evaluate", "preprocess", "train"]
 
 
 def test_lineage_links_the_dataset_versions_runs_packages_and_the_endpoint(

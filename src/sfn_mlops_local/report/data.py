@@ -315,8 +315,9 @@ def run_row(reader: Reader, summary: dict[str, Any], packages: dict[str, dict[st
 
 def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
     """The units of the run's latest flow execution on one clock (seconds from its start): each unit's span is
-    its ``Run <unit>`` state, so a skipped or cached unit shows as the short look-up it was. Units the flow
-    did not reach have no span; without such a state (another flow's naming), the unit records' own times."""
+    its ``Run <unit>`` state, so a skipped or cached unit shows as the short look-up it was. A unit that execution
+    did not run (the gate stopped it, or it failed earlier) has no span and says so; without any such state
+    (another flow's naming, or a history that is gone), the unit records' own times."""
     arn = summary.get("flow_execution_arn") or ""
     events = reader.history(arn) if ":execution:" in arn else []
     origin = _time(events[0]["timestamp"]) if events else _time(summary.get("started_at"))
@@ -338,7 +339,8 @@ def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
         span = spans.get(unit["name"])
         if span is None and unit["name"] in entered:  # still running, or the flow failed inside it
             span = (entered[unit["name"]], _time(summary.get("finished_at")) or entered[unit["name"]])
-        if span is None and unit.get("started_at") and unit["status"] not in ("SKIPPED", "CACHED", "NOT_STARTED"):
+        by_records = not entered
+        if by_records and unit.get("started_at") and unit["status"] not in ("SKIPPED", "CACHED", "NOT_STARTED"):
             start, end = _time(unit["started_at"]), _time(unit.get("finished_at") or unit["started_at"])
             span = (start, end) if start and end else None
         start_s = end_s = None
@@ -354,7 +356,9 @@ def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
                 "start_s": start_s,
                 "end_s": end_s,
                 "job_name": unit.get("job_name"),
-                "label": _unit_label(unit, source),
+                "label": _unit_label(unit, source)
+                if span is not None or by_records or unit["status"] == "NOT_STARTED"
+                else f"not run by this execution (recorded: {_unit_label(unit, source)})",
             }
         )
     return {

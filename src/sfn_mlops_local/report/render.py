@@ -1,5 +1,5 @@
 """The report as one self-contained HTML page: tables in the DOM (numbers in data attributes, full precision), plots
-drawn by Plotly with plotly.js inlined once, no request leaves the file (decision record 0014)."""
+drawn by Plotly with plotly.js inlined once, no request leaves the file (decision record 0015)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 8px 0; }
 th, td { border-bottom: 1px solid #eee; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #fafafa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .status { font-weight: 600; } .mono { font-family: ui-monospace, Menlo, monospace; font-size: 11px; }
-.empty { color: #757575; font-style: italic; } .metric, td.mono { white-space: nowrap; }
+.empty { color: #757575; font-style: italic; } .metric, td.mono, td.jobs { white-space: nowrap; }
 """
 
 
@@ -454,7 +454,7 @@ def cost_section(report: dict[str, Any]) -> str:
             ("total_usd", float(c["total_usd"]), f"<b>{_usd(c['total_usd'])}</b>{'+' if c['partial'] else ''}"),
         ]
         cells = el("td", escape(run["run_id"]), "mono") + "".join(
-            el("td", shown, None if name == "sagemaker_jobs" else "num", field=name, value=value)
+            el("td", shown, "jobs" if name == "sagemaker_jobs" else "num", field=name, value=value)
             for name, value, shown in fields
         )
         rows.append(

@@ -360,3 +360,34 @@ def test_lineage_links_dataset_run_package_endpoint_and_a_batch_output() -> None
     }
     kinds = sorted(n["kind"] for n in graph["nodes"])
     assert kinds == ["batch_output", "batch_run", "dataset", "endpoint", "package", "run"]
+
+
+def test_a_unit_the_latest_execution_did_not_run_has_no_span_and_says_what_its_record_holds() -> None:
+    # Given a rerun the gate stopped before register, whose record is from the run's first execution
+    reader, summary = recorded_run()
+    register = {
+        "name": "register",
+        "status": "SUCCEEDED",
+        "attempt": 1,
+        "started_at": "2026-11-30T11:59:00Z",
+        "finished_at": "2026-11-30T11:59:01Z",
+    }
+    # When the timeline of the latest execution is drawn
+    units = {u["name"]: u for u in data.timeline(reader, {**summary, "units": [*summary["units"], register]})["units"]}
+    # Then register is not placed on this execution's clock, and says why
+    assert units["register"]["start_s"] is None
+    assert units["register"]["label"] == "not run by this execution (recorded: succeeded (attempt 1))"
+
+
+def test_without_the_flows_history_the_units_own_records_place_them() -> None:
+    reader, summary = recorded_run()
+    reader.recorded.pop(summary["flow_execution_arn"])
+    train = {
+        "name": "train",
+        "status": "SUCCEEDED",
+        "attempt": 1,
+        "started_at": "2026-11-30T12:00:04Z",
+        "finished_at": "2026-11-30T12:00:06.5Z",
+    }
+    (unit,) = data.timeline(reader, {**summary, "units": [train]})["units"]
+    assert (unit["start_s"], unit["end_s"]) == (4.0, 6.5)
