@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rerun_cost.py
 	$(BIN)/python bench/asl_shape.py
 	$(BIN)/python bench/deployment.py
+	$(BIN)/python bench/batch.py
 
 reset: $(STAMP)
 	$(BIN)/mlops local reset
