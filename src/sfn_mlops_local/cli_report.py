@@ -22,8 +22,17 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         raise SystemExit(f"mlops report: cannot write {out}: folder {out.parent} does not exist")
     if out.is_dir():
         raise SystemExit(f"mlops report: cannot write {out}: it is a folder")
+    from botocore.exceptions import ClientError
+
     with cli.target_for(args) as (target, _runtime):
-        report = data.gather(target, args.pipeline, run_id=args.run, limit=args.limit)
+        try:
+            report = data.gather(target, args.pipeline, run_id=args.run, limit=args.limit)
+        except ClientError as exc:  # e.g. credentials without states:GetExecutionHistory on a stack
+            error = exc.response.get("Error", {})
+            operation = getattr(exc, "operation_name", "a call")
+            raise SystemExit(
+                f"mlops report: {operation} was refused: {error.get('Code')}: {error.get('Message')}"
+            ) from exc
     page = render.render(report)
     try:
         out.write_text(page, encoding="utf-8")

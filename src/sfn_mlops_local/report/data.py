@@ -37,6 +37,7 @@ class Reader:
         self._functions: dict[str, dict[str, Any]] = {}
         self._flow_executions: dict[str, list[dict[str, Any]]] = {}
         self._packages: dict[str, dict[str, Any] | None] = {}
+        self._lambda: Any = None
         # Executions whose history is gone (Step Functions keeps a closed execution's for 90 days)
         self.missing: set[str] = set()
 
@@ -60,7 +61,9 @@ class Reader:
     def function(self, function_name: str) -> dict[str, Any]:
         """The function's configured memory and architecture (what Lambda bills by)."""
         if function_name not in self._functions:
-            config = self.target.client("lambda").get_function_configuration(FunctionName=function_name)
+            if self._lambda is None:
+                self._lambda = self.target.client("lambda")
+            config = self._lambda.get_function_configuration(FunctionName=function_name)
             self._functions[function_name] = {
                 "memory_mb": int(config.get("MemorySize") or 128),
                 "architecture": (config.get("Architectures") or ["x86_64"])[0],
@@ -91,6 +94,8 @@ class Reader:
         return self._packages[model_package_arn]
 
     def describe_job(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The job as SageMaker describes it; None if there is no such job (its create call was refused, so
+        nothing ran). Any other refusal (e.g. access denied) is raised: the estimate would be silently short."""
         sagemaker = self.target.sagemaker
         try:
             if kind == "processing":
@@ -98,8 +103,10 @@ class Reader:
             if kind == "training":
                 return dict(sagemaker.describe_training_job(TrainingJobName=name))
             return dict(sagemaker.describe_transform_job(TransformJobName=name))
-        except sagemaker.exceptions.ClientError:
-            return None
+        except sagemaker.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
 
 
 # ---------------------------------------------------------------------------------------------------- usage

@@ -391,3 +391,18 @@ def test_without_the_flows_history_the_units_own_records_place_them() -> None:
     }
     (unit,) = data.timeline(reader, {**summary, "units": [train]})["units"]
     assert (unit["start_s"], unit["end_s"]) == (4.0, 6.5)
+
+
+def test_the_reader_on_aws_apis_a_job_that_never_existed_and_a_history_that_is_gone(aws: None) -> None:
+    import boto3
+
+    from sfn_mlops_local.operations import Target
+
+    # Given AWS APIs (moto) with no such job and no such execution
+    target = Target.from_clients(boto3.client, "bucket", "table", FLOW, "moto")
+    reader = data.Reader(target)
+    # Then a job whose create call was refused costs nothing, and a lost history is recorded as missing
+    assert reader.describe_job("processing", "never-created") is None
+    assert reader.describe_job("training", "never-created") is None
+    gone = f"{ARN}:execution:stack-TrainingFlow:gone"
+    assert reader.history(gone) == [] and reader.missing == {gone}
