@@ -727,10 +727,17 @@ class _RunningContainers:
         self._stopped = False
 
     def start(self) -> None:
-        try:
-            self.variant.start()
-        except HostingError as failed:
-            raise JobFailed(f"ClientError: {failed}") from None
+        """Every container downloads and loads its model at the same time (as the instance's containers start);
+        the first that cannot fails the job."""
+        workers = self.variant.containers
+        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="transform-start") as pool:
+            started = [pool.submit(w.start, self.variant.subject(w)) for w in workers]
+        for future in started:
+            failure = future.exception()
+            if isinstance(failure, HostingError):
+                raise JobFailed(f"ClientError: {str(failure).replace('for this endpoint', 'for this transform job')}")
+            if failure is not None:
+                raise failure
 
     def transform(
         self, requests: Iterable[_Request], plan: TransformPlan, job: dict[str, Any]
