@@ -451,7 +451,7 @@ class TransformJobs:
             }
             if job.get("ended"):
                 row["TransformEndTime"] = job["ended"]
-            if job.get("failure_reason"):
+            if job.get("failure_reason") and job["status"] != "Stopped":
                 row["FailureReason"] = job["failure_reason"]
             rows.append(row)
         status = request.get("StatusEquals")
