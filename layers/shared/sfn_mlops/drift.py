@@ -138,11 +138,16 @@ def _present(cells: list[str]) -> list[str]:
 def _infer_type(present: list[str]) -> InferredType:
     if not present:
         return "Unknown"
-    if all(_is_integral(cell) for cell in present):
+    # map() keeps the parsing at C speed on a large training split; the first bad cell ends each attempt.
+    try:
+        list(map(int, present))
         return "Integral"
-    if all(_as_float(cell) is not None for cell in present):
-        return "Fractional"
-    return "String"
+    except ValueError:
+        pass
+    try:
+        return "Fractional" if all(map(math.isfinite, map(float, present))) else "String"
+    except ValueError:
+        return "String"
 
 
 def _sketch_points(ordered: list[float]) -> list[float]:
@@ -217,8 +222,7 @@ def build_baseline(
             "completeness": len(present) / row_count,
         }
         if inferred in ("Integral", "Fractional"):
-            values = [float(cell) for cell in present]
-            numeric = _numeric_statistics(values, missing)
+            numeric = _numeric_statistics(list(map(float, present)), missing)
             stats_features.append({"name": name, "inferred_type": inferred, "numerical_statistics": numeric})
             constraint["num_constraints"] = {"is_non_negative": numeric["min"] >= 0}
         elif inferred == "String":
