@@ -261,6 +261,10 @@ def test_every_function_folder_has_a_handler() -> None:
             "smoke_test",
             "record_deployment",
             "write_baseline",
+            "plan_batch",
+            "check_input",
+            "prepare_transform",
+            "record_batch",
         ]
     )
     assert all((p.parent / "__init__.py").exists() for p in Path(ROOT / "functions").glob("*/app.py"))
