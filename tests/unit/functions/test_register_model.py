@@ -201,6 +201,7 @@ def test_a_stack_with_auto_approval_approves_what_passed_its_gate(
     assert "auto-approved" in description and f"run {RUN_ID} passed its quality gate (rmse 2.04)" in description
     assert description.endswith("(by stack sfn-mlops (auto-approval))")
     assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID
+    assert "ModelDataQuality" in package["DriftCheckBaselines"]  # the approval keeps the data baseline
     # And the approval history (lineage) records it
     [approval] = model_lineage(metadata(), registered["model_package_arn"])["approvals"]
     assert approval["status"] == "Approved" and approval["previous_status"] == "PendingManualApproval"
