@@ -421,7 +421,7 @@ def lineage_graph(rows: list[dict[str, Any]], packages: dict[str, dict[str, Any]
             edge(package, run, "scored by")
             output = (row.get("batch") or {}).get("output_uri")
             if output:
-                edge(run, node(f"output:{output}", "batch_output", "batch output", str(output)), "wrote")
+                edge(run, node(f"output:{output}", "batch_output", _output_label(output), str(output)), "wrote")
             continue
         edge(run, package, "registered")
         facts = packages.get(arn, {})
@@ -429,11 +429,18 @@ def lineage_graph(rows: list[dict[str, Any]], packages: dict[str, dict[str, Any]
             label = f"{span['endpoint_name']} ({span.get('stage')})"
             endpoint = node(f"endpoint:{span['endpoint_name']}", "endpoint", label, str(span["endpoint_name"]))
             edge(package, endpoint, "serving now" if span.get("serving") else "served")
+    # Batch outputs the packages' lineage names whose batch runs are older than the report's runs
+    for arn, facts in packages.items():
         for output in facts.get("batch_outputs", []):
             uri = output.get("output_uri") or output.get("uri") if isinstance(output, dict) else output
-            if uri:
-                edge(package, node(f"output:{uri}", "batch_output", "batch output", str(uri)), "scored")
+            if uri and f"output:{uri}" not in nodes:
+                edge(f"package:{arn}", node(f"output:{uri}", "batch_output", _output_label(uri), str(uri)), "scored")
     return {"nodes": list(nodes.values()), "edges": edges}
+
+
+def _output_label(uri: str) -> str:
+    """batch/<pipeline>/<run_id>/output/a1/rows.csv.out → "a1/rows.csv.out" (the run is the node before it)."""
+    return "output " + "/".join(str(uri).rstrip("/").split("/")[-2:])
 
 
 def drift_section(summaries: list[dict[str, Any]], limit: int = 10) -> dict[str, Any]:

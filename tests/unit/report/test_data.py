@@ -346,20 +346,28 @@ def test_lineage_links_dataset_run_package_endpoint_and_a_batch_output() -> None
             "model_package_arn": PACKAGE,
         },
     ]
+    older = "s3://b/batch/abalone/batch-abalone-20261101t000000-0000000d/output/a1/rows.csv.out"
     packages = {
-        PACKAGE: {"endpoints": [{"endpoint_name": "stack-abalone-staging", "stage": "staging", "serving": True}]}
+        PACKAGE: {
+            "endpoints": [{"endpoint_name": "stack-abalone-staging", "stage": "staging", "serving": True}],
+            # the package's lineage names both outputs: the report's batch run's, and an older batch's
+            "batch_outputs": [{"output_uri": BATCH["output_uri"]}, {"output_uri": older}],
+        }
     }
     graph = data.lineage_graph(rows, packages)
-    edges = {(e["from"].split(":", 1)[0], e["to"].split(":", 1)[0], e["label"]) for e in graph["edges"]}
-    assert edges == {
+    edges = [(e["from"].split(":", 1)[0], e["to"].split(":", 1)[0], e["label"]) for e in graph["edges"]]
+    assert sorted(edges) == [
         ("dataset", "run", "read by"),
-        ("run", "package", "registered"),
         ("package", "endpoint", "serving now"),
+        ("package", "output", "scored"),  # the older batch's output, straight from the package
         ("package", "run", "scored by"),
-        ("run", "output", "wrote"),
-    }
+        ("run", "output", "wrote"),  # the report's batch run's output, through the run only
+        ("run", "package", "registered"),
+    ]
     kinds = sorted(n["kind"] for n in graph["nodes"])
-    assert kinds == ["batch_output", "batch_run", "dataset", "endpoint", "package", "run"]
+    assert kinds == ["batch_output", "batch_output", "batch_run", "dataset", "endpoint", "package", "run"]
+    labels = {n["label"] for n in graph["nodes"] if n["kind"] == "batch_output"}
+    assert labels == {"output a1/rows.csv.out", "output abalone/abalone-batch-20261130t130000-0000000c"}
 
 
 def test_a_unit_the_latest_execution_did_not_run_has_no_span_and_says_what_its_record_holds() -> None:
