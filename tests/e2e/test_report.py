@@ -3,6 +3,7 @@ nothing, logs no error, and the numbers a person reads there are the CLI's own."
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -48,9 +49,11 @@ def mlops(*argv: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A local service with a run whose package is approved and serving, a second run scored against it (the
-    champion), rerun with a changed hyperparameter (its preprocess skipped)."""
-    state = tmp_path_factory.mktemp("report") / "state"
+    """A local service with a run whose package is approved and serving, two batches it scored (abalone's rows,
+    then the same rows with every length x1.5), and a second run scored against it (the champion), rerun with a
+    changed hyperparameter (its preprocess skipped)."""
+    folder = tmp_path_factory.mktemp("report")
+    state = folder / "state"
     os.environ["MLOPS_LOCAL_STATE"] = str(state)
     try:
         code, first = mlops("run", "abalone")
@@ -64,16 +67,35 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             return any(e["status"] == "InService" for e in listed.get("endpoints", []))
 
         wait_until(serving, timeout=120, interval=0.5)
+        clean, shifted = batch_inputs(folder)
+        code, batch_ok = mlops("batch", "abalone", "--data", str(clean))
+        assert code == 0 and batch_ok["drift"]["status"] == "OK", batch_ok
+        code, batch_drift = mlops("batch", "abalone", "--data", str(shifted))  # drift.action warn: scored
+        assert code == 0 and batch_drift["drift"]["status"] == "DRIFT", batch_drift
         code, second = mlops("run", "abalone")
         assert code == 0, second
         code, rerun = mlops("rerun", second["run_id"], "--set", "train.hyperparameters.max_depth=2")
         assert code == 0, rerun
-        yield {"state": state, "target": target, "first": first, "second": rerun}
+        batches = [batch_drift, batch_ok]  # newest first
+        yield {"state": state, "target": target, "first": first, "second": rerun, "batches": batches}
     finally:
         del os.environ["MLOPS_LOCAL_STATE"]
         from sfn_mlops_local.local import client
 
         client.stop(state)
+
+
+def batch_inputs(folder: Path) -> tuple[Path, Path]:
+    """abalone's rows without the label, and the same rows with every length x1.5."""
+    rows = list(csv.reader((ROOT / "models/abalone/data/abalone.csv").open()))
+    label = rows[0].index("rings")
+    rows = [[c for i, c in enumerate(row) if i != label] for row in rows]
+    length = rows[0].index("length")
+    shifted = [rows[0], *([*r[:length], repr(float(r[length]) * 1.5), *r[length + 1 :]] for r in rows[1:])]
+    paths = folder / "clean.csv", folder / "shifted.csv"
+    for path, content in zip(paths, (rows, shifted), strict=True):
+        path.write_text("\n".join(",".join(r) for r in content) + "\n")
+    return paths
 
 
 class Browser:
@@ -161,13 +183,15 @@ def test_the_runs_table_shows_what_mlops_runs_and_status_say(history: dict[str, 
     assert list(rows) == [run["run_id"] for run in listed["runs"]]
     for run in listed["runs"]:
         assert rows[run["run_id"]]["data-status"] == run["status"]
+        assert rows[run["run_id"]]["data-kind"] == run["kind"]
         shown = cells(page, f'#runs tr.run[data-run-id="{run["run_id"]}"] .metric', "data-metric", "data-value")
         # each metric exactly as recorded (the attribute is the float's shortest round-trip form)
         assert {m["data-metric"]: float(m["data-value"]) for m in shown} == run["metrics"]
         code, status = mlops("status", run["run_id"])
         (gate,) = cells(page, f'#runs tr.run[data-run-id="{run["run_id"]}"] td.gate', "data-decision", "data-value")
-        assert gate["data-decision"] == ("passed" if status["gate_verdict"]["passed"] else "rejected")
-        assert float(gate["data-value"]) == status["gate_verdict"]["value"]
+        verdict = status["gate_verdict"]  # none for a batch run: it has no gate
+        assert gate["data-decision"] == ("" if not verdict else "passed" if verdict["passed"] else "rejected")
+        assert gate["data-value"] == ("" if not verdict else repr(verdict["value"]))
         (package,) = cells(page, f'#runs tr.run[data-run-id="{run["run_id"]}"] td[data-package]', "data-package")
         assert (package["data-package"] or None) == status["model_package_arn"]
     # the first run's package is approved and serving staging; the rerun changed the second run's metric
@@ -177,6 +201,9 @@ def test_the_runs_table_shows_what_mlops_runs_and_status_say(history: dict[str, 
     endpoints = page.inner_text(f'#runs tr.run[data-run-id="{first["run_id"]}"]')
     assert "staging (serving)" in endpoints
     assert rows[second["run_id"]] and second["metrics"]["rmse"] != first["metrics"]["rmse"]
+    assert sorted(r for r, row in rows.items() if row["data-kind"] == "batch") == sorted(
+        b["run_id"] for b in history["batches"]
+    )
 
 
 def test_the_trend_plots_each_runs_gate_metric_against_the_threshold_and_the_champion(
@@ -234,10 +261,50 @@ def test_lineage_links_the_dataset_versions_runs_packages_and_the_endpoint(
     assert (run, package) in edges
     endpoint = next(s["endpoint_name"] for s in lineage["served_by"])
     assert (package, f"endpoint:{endpoint}") in edges
+    # each batch run scored with the first package, and wrote the output lineage names for it
+    assert sorted(o["output_uri"] for o in lineage["batch_outputs"]) == sorted(
+        b["output_uri"] for b in history["batches"]
+    )
+    for batch in history["batches"]:
+        assert (package, f"run:{batch['run_id']}") in edges
+        assert (f"run:{batch['run_id']}", f"output:{batch['output_uri']}") in edges
 
 
-def test_drift_says_there_are_no_batch_runs_yet(opened: dict[str, Any]) -> None:
-    assert "no batch runs yet" in opened["page"].inner_text("#drift-empty")
+def test_drift_shows_each_batch_runs_features_as_mlops_status_has_them(
+    history: dict[str, Any], opened: dict[str, Any]
+) -> None:
+    page = opened["page"]
+    # Given a clean batch and one with every length x1.5, When the drift section is read back
+    shown = {
+        b["data-run-id"]: b["data-drift-status"]
+        for b in cells(page, "#drift-status li", "data-run-id", "data-drift-status")
+    }
+    assert shown == {b["run_id"]: b["drift"]["status"] for b in history["batches"]}
+    assert set(shown.values()) == {"OK", "DRIFT"}
+    for batch in history["batches"]:
+        code, status = mlops("status", batch["run_id"])
+        assert code == 0, status
+        rows = cells(
+            page, f'#drift-features tr[data-run-id="{batch["run_id"]}"]', "data-feature", "data-drifted", "data-score"
+        )
+        # Then every feature is there with the distance the batch recorded (PSI for numbers, L-infinity for sex)
+        features = status["drift"]["features"]
+        assert {r["data-feature"] for r in rows} == set(features)
+        for row in rows:
+            recorded = features[row["data-feature"]]
+            expected = recorded["psi"] if recorded.get("psi") is not None else recorded["linf"]
+            assert float(row["data-score"]) == expected
+            assert row["data-drifted"] == str(recorded["drifted"])
+    # And the shifted batch's violation names length, as its summary does
+    violations = cells(page, "#drift-violations tr[data-feature]", "data-run-id", "data-feature", "data-check")
+    assert [(v["data-run-id"], v["data-feature"], v["data-check"]) for v in violations] == [
+        (history["batches"][0]["run_id"], v["feature_name"], v["constraint_check_type"])
+        for v in history["batches"][0]["drift"]["violations"]
+    ]
+    assert {v["data-feature"] for v in violations} == {"length"}
+    # and the heat map has a column per batch, oldest first
+    columns = page.evaluate("() => Array.from(document.getElementById('drift').data[0].x)")
+    assert columns == [b["run_id"] for b in reversed(history["batches"])]
 
 
 def test_each_runs_cost_in_the_page_is_the_reports_own_estimate(
@@ -268,6 +335,13 @@ def test_each_runs_cost_in_the_page_is_the_reports_own_estimate(
     assert all(j["instance_type"] == "ml.m5.xlarge" and j["usd"] > 0 for j in first["sagemaker"]["jobs"])
     # its flow, four executors and four workers
     assert first["executions"] == 9 and first["step_functions"]["transitions"] > 9 and first["partial"] is False
+    # A batch run's transform job is priced as the batch config's ml.m5.large
+    for batch in history["batches"]:
+        code, status = mlops("status", batch["run_id"])
+        assert code == 0, status
+        jobs = estimates[batch["run_id"]]["sagemaker"]["jobs"]
+        transform = next(u["job_name"] for u in status["units"] if u["name"] == "transform")
+        assert [(j["kind"], j["name"], j["instance_type"]) for j in jobs] == [("transform", transform, "ml.m5.large")]
     # and the prices with the date they were taken are on the page
     assert page.inner_text("#prices-date") == report["prices"]["recorded_on"]
 
