@@ -128,6 +128,10 @@ def render_tree(summary: dict[str, Any]) -> Tree:
             gate.add(reason)
     if summary.get("model_package_arn"):
         tree.add(f"model package {summary['model_package_arn']}")
+    if summary.get("kind") == "batch":
+        from sfn_mlops_local.cli_batch import add_batch_lines
+
+        add_batch_lines(tree, summary)
     if summary.get("error"):
         err = summary["error"]
         tree.add(f"[red]error in {err.get('unit')}: {err.get('error')}[/]: {err.get('cause')}")

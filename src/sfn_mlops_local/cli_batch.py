@@ -28,17 +28,22 @@ def render_batch(summary: dict[str, Any]) -> Any:
     for unit in summary.get("units", []):
         took = f" {unit['duration_s']:.1f}s" if unit.get("duration_s") is not None else ""
         tree.add(f"{unit['name']:<10} {cli._styled(unit['status'])}{took}")
+    add_batch_lines(tree, summary)
+    if summary.get("error"):
+        err = summary["error"]
+        tree.add(f"[red]{err.get('unit')}: {err.get('error')}[/]: {err.get('cause')}")
+    return tree
+
+
+def add_batch_lines(tree: Any, summary: dict[str, Any]) -> None:
+    """A batch's drift (its input against the package's baseline) and what it scored, under its tree."""
     drift = summary.get("drift") or {}
     if drift.get("status"):
         node = tree.add(f"drift {'[green]OK[/]' if drift['status'] == 'OK' else '[yellow]DRIFT[/]'}")
         for violation in drift.get("violations") or []:
             node.add(f"{violation['feature_name']}: {violation['constraint_check_type']} ({violation['description']})")
     if summary.get("output_uri"):
-        tree.add(f"{summary['rows_scored']} rows scored: {summary['output_uri']}")
-    if summary.get("error"):
-        err = summary["error"]
-        tree.add(f"[red]{err.get('unit')}: {err.get('error')}[/]: {err.get('cause')}")
-    return tree
+        tree.add(f"{summary.get('rows_scored')} rows scored: {summary['output_uri']}")
 
 
 def cmd_batch(args: argparse.Namespace, console: Console) -> int:
