@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SUMMARY
+from tests.conftest import ROOT
+from tests.e2e.fault_points import INJECTED, assert_every_task_state_covered, inject
 
 pytestmark = pytest.mark.e2e
 
-INJECTED = "InjectedFault"
 MACHINES = ("DeploymentFlow", "ModelWorker", "EndpointConfigWorker", "DeployWorker", "SmokeTestWorker")
 SMOKE = ("SmokeTestWorker", "Invoke the endpoint with test rows", INJECTED)
 FAST = {"type": "ALL_AT_ONCE", "wait_s": 0, "termination_wait_s": 0}
@@ -173,12 +173,7 @@ def test_every_task_state_of_the_deployment_flow_has_a_fault_case(
     lab: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     covered = {(p.machine, p.state) for p in FAULT_POINTS}
-    task_states = lab["runtime"].task_states()
-    expected = {(machine, state) for machine in MACHINES for state in task_states[machine]}
-    assert covered == expected, f"missing: {sorted(expected - covered)}; unknown: {sorted(covered - expected)}"
-    request.config.stash[SUMMARY].append(
-        f"deployment fault matrix: {len(covered)} fault points across {len(MACHINES)} state machines"
-    )
+    assert_every_task_state_covered(lab["runtime"], MACHINES, covered, request, "deployment")
 
 
 @pytest.mark.parametrize("point", FAULT_POINTS, ids=[p.id for p in FAULT_POINTS])
@@ -195,9 +190,7 @@ def test_deployment_fault_then_rerun_ends_like_a_clean_deployment(lab: dict[str,
         for model in sagemaker.list_models(NameContains=f"-abalone-v{version}-")["Models"]:
             sagemaker.delete_model(ModelName=model["ModelName"])
     # Given a fault at this Task state (after whatever makes the deployment reach it)
-    for machine, state, error in point.setup:
-        runtime.fail_task(machine, state, error=error, cause=f"setup fault at {machine}/{state}")
-    runtime.fail_task(point.machine, point.state, error=INJECTED, cause=f"injected at {point.machine}/{point.state}")
+    inject(runtime, point.machine, point.state, point.setup)
     # When the package is deployed
     failed = deploy(runtime, package, stage)
     assert runtime.pending_task_faults() == [], "every injected fault must have been reached"
