@@ -26,8 +26,9 @@ KIND_COLOURS = {
     "endpoint": "#ef6c00",
     "batch_output": "#5d4037",
 }
-# Nothing may be fetched: the page is a file, opened offline (Plotly evaluates its own generated functions).
-CSP = "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:"
+# Nothing may be fetched and no string is evaluated as code: the page is a file, opened offline (a plot type that
+# needed more would show as a console error in the browser test).
+CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 STYLE = """
