@@ -375,3 +375,12 @@ def test_an_unwritable_out_is_one_line_and_a_failure(history: dict[str, Any], tm
     code, answer = mlops("report", "abalone", "--out", str(blocker / "x.html"))
     assert code != 0 and "cannot write" in answer["message"]
     shutil.rmtree(tmp_path / "missing", ignore_errors=True)
+
+
+def test_an_unknown_run_or_a_limit_below_one_is_one_line(history: dict[str, Any], tmp_path: Path) -> None:
+    out = str(tmp_path / "x.html")
+    code, answer = mlops("report", "abalone", "--out", out, "--run", "abalone-20000101t000000-00000000")
+    assert code != 0 and "no run 'abalone-20000101t000000-00000000'" in answer["message"]
+    code, answer = mlops("report", "abalone", "--out", out, "--limit", "0")
+    assert code != 0 and answer["message"] == "mlops report: --limit must be at least 1"
+    assert not (tmp_path / "x.html").exists()
