@@ -227,6 +227,15 @@ def build_batch_plan(
         raise BatchRefused(f"invalid batch input: {problems}") from exc
     if not request.run_id.startswith(f"batch-{request.pipeline}-"):
         raise BatchRefused(f"{request.run_id!r} is not a batch id of pipeline {request.pipeline!r}")
+    given = request.input
+    if given.get("bucket") != settings.artifact_bucket or not str(given.get("key") or "").startswith(
+        f"{BATCH_PREFIX}{request.pipeline}/"
+    ):
+        raise BatchRefused(
+            f"batch input s3://{given.get('bucket')}/{given.get('key')} is not under "
+            f"s3://{settings.artifact_bucket}/{BATCH_PREFIX}{request.pipeline}/ "
+            f"(upload it to {incoming_prefix(request.pipeline)})"
+        )
     config = _pinned_config(s3, settings, request.pipeline, request.run_id)
     spec = config.batch
     recorded = table.get_run(request.run_id) or {}
