@@ -557,8 +557,12 @@ class MetadataTable:
         """Upload trigger claims whose run has no record yet: the service stopped between starting the run and
         planning it. A Scan plus one GetItem per claim, only for recovering a local service (as running_records)."""
         claims = self._scan(
-            FilterExpression="begins_with(PK, :upload) AND SK = :trigger",
-            ExpressionAttributeValues={":upload": {"S": "TRIGGER#s3://"}, ":trigger": {"S": "TRIGGER"}},
+            FilterExpression="(begins_with(PK, :upload) OR begins_with(PK, :batch)) AND SK = :trigger",
+            ExpressionAttributeValues={
+                ":upload": {"S": "TRIGGER#s3://"},
+                ":batch": {"S": "TRIGGER#batch#s3://"},  # uploads under batch/<pipeline>/incoming/
+                ":trigger": {"S": "TRIGGER"},
+            },
         )
         return [c for c in claims if c.get("run_id") and self.get_run(str(c["run_id"])) is None]
 

@@ -59,7 +59,7 @@ def unplanned_uploads(target: Target) -> list[tuple[str, str, str | None]]:
     starts the run under the claimed run id (as it does for a delivery that died on AWS)."""
     uploads = []
     for claim in target.table.unplanned_upload_claims():
-        uri, _, version = str(claim["PK"]).removeprefix("TRIGGER#s3://").partition("#")
+        uri, _, version = str(claim["PK"]).removeprefix("TRIGGER#").removeprefix("batch#")[5:].partition("#")
         bucket, _, key = uri.partition("/")
         uploads.append((bucket, key, version or None))
     return uploads

@@ -386,3 +386,14 @@ def test_the_batch_schedule_scores_the_newest_incoming_object(stack: dict[str, A
     # the same scheduled time delivered again (Scheduler's retry) is the same batch
     again = trigger(stack, {"trigger": "batch-schedule", "pipeline": "abalone", "time": "2026-11-30T12:00:00Z"})
     assert again.duplicate and again.run_id == decision.run_id
+
+
+def test_a_batch_upload_claimed_but_never_planned_is_delivered_again_after_a_restart(stack: dict[str, Any]) -> None:
+    from sfn_mlops_local.local.recovery import unplanned_uploads
+    from sfn_mlops_local.operations import Target
+
+    source = upload("batch/abalone/incoming/day.csv", b"sex,length\nM,0.4\n")
+    decision = trigger(stack, s3_event(source["key"], source["version_id"]))
+    assert decision.started and stack["table"].get_run(decision.run_id) is None  # the service stopped here
+    target = Target.from_clients(boto3.client, BUCKET, TABLE, "", "test")
+    assert unplanned_uploads(target) == [(BUCKET, source["key"], source["version_id"])]
