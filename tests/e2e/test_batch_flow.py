@@ -126,6 +126,28 @@ def test_an_approved_model_scores_every_row_as_the_model_itself_does(service: di
     assert batch["output_uri"] in [o["output_uri"] for o in affected["batch_outputs"]]
 
 
+def test_id_columns_come_back_joined_to_each_prediction_whatever_the_column_order(
+    service: dict[str, Any], tmp_path: Path
+) -> None:
+    target = service["target"]
+    package = service["first"]["model_package_arn"]
+    publish_with(target, tmp_path, drift={"action": "warn"}, batch={"id_columns": ["row_id"]})
+    header, rows = unlabelled(50)
+    # Given rows with an id column, in another column order than training's
+    shuffled = [*reversed(header), "row_id"]
+    body = [[*reversed(row), f"id-{i}"] for i, row in enumerate(rows)]
+    code, batch = mlops("batch", "abalone", "--data", str(write_csv(tmp_path / "ids.csv", shuffled, body)))
+    publish_with(target, tmp_path / "reset", batch={"id_columns": []})
+    # Then each output line is the row's id, then its prediction, as the model predicts the row
+    assert code == 0 and batch["rows_scored"] == len(rows), batch
+    from sfn_mlops_local.batch_operations import read_predictions
+
+    lines = [line.split(",") for line in read_predictions(target, batch["output_uri"])]
+    assert [line[0] for line in lines] == [f"id-{i}" for i in range(len(rows))]
+    expected = predict_by_hand(target, package, rows, tmp_path)
+    assert max(abs(float(line[1]) - e) for line, e in zip(lines, expected, strict=True)) <= 1e-6
+
+
 def test_drifted_input_is_named_and_with_action_block_nothing_is_scored(
     service: dict[str, Any], tmp_path: Path
 ) -> None:
