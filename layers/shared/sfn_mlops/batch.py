@@ -29,13 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.deployment import (
-    DeploymentRefused,
-    check_deployable,
-    latest_approved_package,
-    model_package_group,
-    resource_name,
-)
+from sfn_mlops.deployment import DeploymentRefused, latest_approved_package, model_package_group, resource_name
 from sfn_mlops.errors import JobNameInUse, MlopsError
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
@@ -72,6 +66,16 @@ class TransformOutputMismatch(MlopsError):
     """The transform job's output does not hold one prediction per input row."""
 
 
+class BatchInput(BaseModel):
+    """The object a batch scores (a version of it, when the upload event or the CLI named one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str = Field(min_length=3)
+    key: str = Field(min_length=1, pattern=r"[^/]$")
+    version_id: str | None = None
+
+
 class BatchRequest(BaseModel):
     """The batch flow's input: from ``mlops batch``, an upload under incoming/, the schedule, or a rerun."""
 
@@ -79,7 +83,7 @@ class BatchRequest(BaseModel):
 
     pipeline: str = Field(pattern=PIPELINE_NAME_PATTERN.pattern)
     run_id: str = Field(pattern=BATCH_ID.pattern)
-    input: dict[str, str | None]  # {bucket, key, version_id?}
+    input: BatchInput
     model_package_arn: str | None = None
     trigger: str = "cli"
     rerun: dict[str, Any] | None = None
@@ -160,16 +164,14 @@ def _pinned_config(s3: Any, settings: Settings, pipeline: str, run_id: str) -> P
         return config
 
 
-def _input_object(s3: Any, given: dict[str, str | None]) -> dict[str, Any]:
-    bucket, key = given.get("bucket") or "", given.get("key") or ""
-    if not bucket or not key or key.endswith("/"):
-        raise BatchRefused(f"the batch input must name an object (bucket and key), not {given}")
-    kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": given["version_id"]} if given.get("version_id") else {})}
+def _input_object(s3: Any, given: BatchInput) -> dict[str, Any]:
+    bucket, key = given.bucket, given.key
+    kwargs = {"Bucket": bucket, "Key": key, **({"VersionId": given.version_id} if given.version_id else {})}
     try:
         head = s3.head_object(**kwargs)
     except s3.exceptions.ClientError as exc:
         raise BatchRefused(f"batch input s3://{bucket}/{key} cannot be read: {exc}") from exc
-    version = head.get("VersionId") or given.get("version_id")
+    version = head.get("VersionId") or given.version_id
     etag = str(head.get("ETag", "")).strip('"')
     return {
         "bucket": bucket,
@@ -200,8 +202,8 @@ def resolve_package(sagemaker: Any, settings: Settings, request: BatchRequest, c
     group = model_package_group(settings, request.pipeline)
     try:
         return request.model_package_arn or config.batch.package_arn or latest_approved_package(sagemaker, group)
-    except DeploymentRefused as exc:
-        raise BatchRefused(str(exc).replace("deploy", "score")) from exc
+    except DeploymentRefused as exc:  # no approved package, or the group cannot be read
+        raise BatchRefused(str(exc)) from exc
 
 
 def _approved_package(sagemaker: Any, settings: Settings, pipeline: str, arn: str) -> dict[str, Any]:
@@ -209,10 +211,15 @@ def _approved_package(sagemaker: Any, settings: Settings, pipeline: str, arn: st
         package = dict(sagemaker.describe_model_package(ModelPackageName=arn))
     except sagemaker.exceptions.ClientError as exc:
         raise BatchRefused(f"model package {arn} cannot be read: {exc}") from exc
-    try:
-        check_deployable(package, model_package_group(settings, pipeline))
-    except DeploymentRefused as exc:
-        raise BatchRefused(str(exc).replace("only approved packages deploy", "only approved packages score")) from exc
+    group = model_package_group(settings, pipeline)
+    if package.get("ModelPackageGroupName") != group:
+        raise BatchRefused(
+            f"model package {arn} is in group {package.get('ModelPackageGroupName')!r}, not this pipeline's {group!r}"
+        )
+    if package.get("ModelApprovalStatus") != "Approved":
+        raise BatchRefused(
+            f"model package {arn} is {package.get('ModelApprovalStatus')}, not Approved: only approved packages score"
+        )
     return package
 
 
@@ -227,19 +234,22 @@ def build_batch_plan(
         raise BatchRefused(f"invalid batch input: {problems}") from exc
     if not request.run_id.startswith(f"batch-{request.pipeline}-"):
         raise BatchRefused(f"{request.run_id!r} is not a batch id of pipeline {request.pipeline!r}")
-    given = request.input
-    if given.get("bucket") != settings.artifact_bucket or not str(given.get("key") or "").startswith(
-        f"{BATCH_PREFIX}{request.pipeline}/"
-    ):
+    recorded = table.get_run(request.run_id) or {}
+    # A rerun scores the object version the batch first read.
+    given = BatchInput.model_validate(
+        {k: recorded["input"].get(k) for k in ("bucket", "key", "version_id")}
+        if recorded.get("input")
+        else request.input
+    )
+    if given.bucket != settings.artifact_bucket or not given.key.startswith(f"{BATCH_PREFIX}{request.pipeline}/"):
         raise BatchRefused(
-            f"batch input s3://{given.get('bucket')}/{given.get('key')} is not under "
+            f"batch input s3://{given.bucket}/{given.key} is not under "
             f"s3://{settings.artifact_bucket}/{BATCH_PREFIX}{request.pipeline}/ "
             f"(upload it to {incoming_prefix(request.pipeline)})"
         )
     config = _pinned_config(s3, settings, request.pipeline, request.run_id)
     spec = config.batch
-    recorded = table.get_run(request.run_id) or {}
-    source = _input_object(s3, (recorded.get("input") if recorded.get("input") else None) or request.input)
+    source = _input_object(s3, given)
     package_arn = str(recorded.get("model_package_arn") or resolve_package(sagemaker, settings, request, config))
     package = _approved_package(sagemaker, settings, request.pipeline, package_arn)
     baseline = _baseline(package)
