@@ -19,9 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/mlops run abalone
 
-## test: lint, type-check, validate the template and state machines, run every test
-test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+## test: lint, type-check, validate the template and state machines, run every test (a module per worker, one per core)
+test: $(STAMP) chromium lint typecheck
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## unit: the fast tier (unit tests only, no tooling, under a minute: one worker per core, a module per worker)
 unit: $(STAMP)
