@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,18 +263,19 @@ def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Termina
 
 def test_ctrl_c_stops_following_not_the_run(terminal: Terminal) -> None:
     target, _ = service_target(terminal.state)
-    known = {r["PK"] for r in target.table.list_runs("abalone", limit=50)}
-    # Given `mlops run` following a run it started
+    # Given `mlops run` following a run it started, the moment it shows train running (its own progress line, read
+    # as it is written: polling the table instead could see the unit late, after a short run had ended)
     follower = terminal.start("run", "abalone", "--json")
-
-    def new_run_under_way() -> str | None:
-        """A new run with a unit under way: by then the follower (polling every 50 ms) is following it."""
-        fresh = [r for r in target.table.list_runs("abalone", limit=50) if r["PK"] not in known]
-        run_id = fresh[0]["PK"].split("#", 1)[1] if fresh else None
-        run = target.table.get_run(run_id) if run_id else None
-        return run_id if run and run["units"] else None
-
-    run_id = wait_until(new_run_under_way, timeout=300, interval=0.2)
+    assert follower.stderr is not None
+    run_id = None
+    for line in follower.stderr:  # progress goes to stderr, the summary to stdout
+        if started := re.search(r"run (\S+) started", line):
+            run_id = started.group(1)
+        if " train " in line and "RUNNING" in line:
+            break
+    else:
+        raise AssertionError("the follower ended without showing train running")
+    assert run_id is not None
     # When the user presses Ctrl-C
     follower.send_signal(signal.SIGINT)
     code, _, err = Terminal.finish(follower)
