@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+from sfn_mlops.naming import PIPELINE_NAME_PATTERN
+
 from sfn_mlops_local.operations import Target, run_summary
 
 if TYPE_CHECKING:
@@ -60,10 +63,24 @@ def start_batch(target: Target, pipeline: str, data_file: Path, package_arn: str
 
     if not target.batch_flow_arn:
         raise SystemExit(f"{target.description} has no batch flow (deploy the stack's newer template)")
+    if not PIPELINE_NAME_PATTERN.match(pipeline):
+        raise SystemExit(f"{pipeline!r} is not a pipeline name (lowercase letters, digits and '-', 24 at most)")
     if not data_file.is_file():
         raise SystemExit(f"data file {data_file} does not exist")
     if not data_file.read_bytes().strip():
         raise SystemExit(f"data file {data_file} is empty")
+    # Refused before the upload, so a batch of a pipeline that is not there leaves no object behind
+    # (the flow's plan checks it again: it is the boundary for every other way a batch starts).
+    config_key = f"pipelines/{pipeline}/pipeline.json"
+    try:
+        target.s3.head_object(Bucket=target.bucket, Key=config_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        raise SystemExit(
+            f"pipeline {pipeline!r} is not published (no s3://{target.bucket}/{config_key}); "
+            f"publish it with 'mlops publish {pipeline}'"
+        ) from None
     started = datetime.now(UTC)
     token = uuid.uuid4().hex[:8]
     key = f"batch/{pipeline}/requests/{started:%Y%m%dT%H%M%S}-{token}/{data_file.name}"

@@ -41,7 +41,7 @@ def add_batch_lines(tree: Any, summary: dict[str, Any]) -> None:
     if drift.get("status"):
         node = tree.add(f"drift {'[green]OK[/]' if drift['status'] == 'OK' else '[yellow]DRIFT[/]'}")
         for violation in drift.get("violations") or []:
-            node.add(f"{violation['feature_name']}: {violation['constraint_check_type']} ({violation['description']})")
+            node.add(f"{violation['description']} ({violation['constraint_check_type']})")  # names the feature
     if summary.get("output_uri"):
         tree.add(f"{summary.get('rows_scored')} rows scored: {summary['output_uri']}")
 

@@ -237,3 +237,35 @@ def test_the_batch_schedule_fires_on_the_local_service_and_scores_the_newest_inp
     assert code == 0 and fired["Ok"], fired
     again = wait_until(scheduled, timeout=300, interval=0.5)
     assert again["status"] == "SUCCEEDED" and again["input"]["key"] == "batch/abalone/incoming/newest.csv"
+
+
+def test_a_batch_that_cannot_start_is_one_line_and_leaves_nothing_behind(
+    service: dict[str, Any], tmp_path: Path
+) -> None:
+    target = service["target"]
+
+    def uploaded() -> set[str]:
+        listed = target.s3.list_objects_v2(Bucket=target.bucket, Prefix="batch/")
+        return {o["Key"] for o in listed.get("Contents", [])}
+
+    before = uploaded()
+    header, rows = unlabelled(5)
+    data = write_csv(tmp_path / "rows.csv", header, rows)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n")
+    cases = {
+        # an unpublished pipeline, a name that is not one, a file that is not there, an empty file
+        ("batch", "churnx", "--data", str(data)): "is not published",
+        ("batch", "Aba/lone", "--data", str(data)): "is not a pipeline name",
+        ("batch", "abalone", "--data", str(tmp_path / "missing.csv")): "does not exist",
+        ("batch", "abalone", "--data", str(empty)): "is empty",
+    }
+    for argv, expected in cases.items():
+        # When the batch is asked for, Then it fails with one line naming the problem
+        code, answer = mlops(*argv)
+        assert code != 0 and expected in answer["message"], (argv, answer)
+        assert "\n" not in answer["message"] and "Traceback" not in answer["message"]
+    # And nothing was uploaded, and the next batch works
+    assert uploaded() == before
+    code, batch = mlops("batch", "abalone", "--data", str(data))
+    assert code == 0 and batch["rows_scored"] == len(rows), batch

@@ -433,7 +433,8 @@ def check_input(
     action = spec.action
     if report.status == "DRIFT" and action == "block":
         shown = "; ".join(
-            f"{v.feature_name}: {v.constraint_check_type} ({v.description})" for v in report.violations[:SHOWN]
+            f"{v.description} ({v.constraint_check_type})"
+            for v in report.violations[:SHOWN]  # names the feature
         )
         more = f" and {len(report.violations) - SHOWN} more" if len(report.violations) > SHOWN else ""
         raise DriftDetected(
