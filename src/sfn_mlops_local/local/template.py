@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import cfn_yaml
-
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PARTITION = "aws"
@@ -186,6 +184,9 @@ def _physical_ids(raw: dict[str, Any], stack: str) -> dict[str, dict[str, str]]:
 
 
 def load_template(root: Path, stack_name: str = "sfn-mlops-local") -> ResolvedTemplate:
+    # Imported here, not at the top: cfn-lint takes ~1 s to import, and CLI clients read only the constants above.
+    from cfnlint.decode import cfn_yaml
+
     raw = cfn_yaml.load(str(root / "template.yaml"))
     raw = json.loads(json.dumps(raw))  # plain dicts, without cfn-lint's node classes
     parameters = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}

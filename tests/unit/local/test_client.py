@@ -69,3 +69,20 @@ def test_stopping_a_folder_without_a_service_says_there_was_none(tmp_path: Path)
     from sfn_mlops_local.local import client
 
     assert client.stop(tmp_path) is None
+
+
+def test_a_cli_client_of_the_local_service_does_not_load_the_template_tooling() -> None:
+    """Read-only commands must start fast: building the local service's target (with its batch schedule wiring)
+    must not import cfn-lint, which takes about a second (a regression once made `mlops runs` take 1.7 s)."""
+    import subprocess
+    import sys
+
+    # Given a fresh interpreter, When the CLI is imported and a local target's schedule wiring is built
+    probe = (
+        "import sys; import sfn_mlops_local.cli; from sfn_mlops_local.operations import Target; "
+        "Target.local_batch_schedule('sfn-mlops-local'); "
+        "print(sorted(m for m in sys.modules if m.startswith('cfnlint')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    # Then nothing of cfn-lint was imported
+    assert loaded.stdout.strip() == "[]", loaded.stdout
