@@ -29,8 +29,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.deployment import DeploymentRefused, latest_approved_package, model_package_group, resource_name
-from sfn_mlops.errors import JobNameInUse, MlopsError
+from sfn_mlops.deployment import (
+    DeploymentRefused,
+    latest_approved_package,
+    model_package_group,
+    model_unit,
+    package_version,
+)
+from sfn_mlops.errors import JobNameInUse, MlopsError, validation_problems
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import JOB_NAME, PIPELINE_NAME_PATTERN, make_run_id
@@ -105,7 +111,7 @@ def parse_unit_event(event: dict[str, Any]) -> UnitEvent:
     try:
         return UnitEvent.model_validate(event)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<input>'}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise BatchRefused(f"invalid batch unit input: {problems}") from exc
 
 
@@ -230,7 +236,7 @@ def build_batch_plan(
     try:
         request = BatchRequest.model_validate(event)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<input>'}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise BatchRefused(f"invalid batch input: {problems}") from exc
     if not request.run_id.startswith(f"batch-{request.pipeline}-"):
         raise BatchRefused(f"{request.run_id!r} is not a batch id of pipeline {request.pipeline!r}")
@@ -253,17 +259,11 @@ def build_batch_plan(
     package_arn = str(recorded.get("model_package_arn") or resolve_package(sagemaker, settings, request, config))
     package = _approved_package(sagemaker, settings, request.pipeline, package_arn)
     baseline = _baseline(package)
-    version = str(package.get("ModelPackageVersion") or package_arn.rsplit("/", 1)[-1])
-    # The deployment flow's name for the package's model: one SageMaker model per package, whoever needs it.
-    model = resource_name(settings, request.pipeline, f"v{version}", canonical_hash(package_arn)[:6])
+    version = package_version(package, package_arn)
     prefix = batch_prefix(request.pipeline, request.run_id)
     drift = config.drift.model_dump(mode="json")
     units: dict[str, dict[str, Any]] = {
-        "model": {
-            "model_name": model,
-            "model_package_arn": package_arn,
-            "execution_role_arn": settings.sagemaker_role_arn,
-        },
+        "model": model_unit(settings, request.pipeline, package_arn, version),
         "check": {
             "input": source,
             "baseline": baseline,

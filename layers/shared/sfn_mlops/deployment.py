@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.errors import MlopsError
+from sfn_mlops.errors import MlopsError, validation_problems
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN, is_run_id, make_run_id
@@ -262,6 +262,20 @@ def resolve_package(
     return str(current["previous_model_package_arn"])
 
 
+def package_version(package: dict[str, Any], package_arn: str) -> str:
+    return str(package.get("ModelPackageVersion") or package_arn.rsplit("/", 1)[-1])
+
+
+def model_unit(settings: Settings, pipeline: str, package_arn: str, version: str) -> dict[str, str]:
+    """The model worker's config: one SageMaker model per package, named the same whichever flow needs it (a
+    deployment or a batch), so the one that comes second finds it and reuses it."""
+    return {
+        "model_name": resource_name(settings, pipeline, f"v{version}", canonical_hash(package_arn)[:6]),
+        "model_package_arn": package_arn,
+        "execution_role_arn": settings.sagemaker_role_arn,
+    }
+
+
 def build_deployment_plan(
     s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> dict[str, Any]:
@@ -269,7 +283,7 @@ def build_deployment_plan(
     try:
         request = DeploymentRequest.model_validate(event)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<input>'}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise DeploymentRefused(f"invalid deployment input: {problems}") from exc
     if not is_run_id(request.run_id) or not request.run_id.startswith(f"{request.pipeline}-"):
         raise DeploymentRefused(f"{request.run_id!r} is not a deployment id of pipeline {request.pipeline!r}")
@@ -287,16 +301,13 @@ def build_deployment_plan(
     endpoint = endpoint_name(settings, request.pipeline, stage)
     serving = table.get_endpoint(endpoint) or {}
     live = _live_config(sagemaker, endpoint)
-    version = str(package.get("ModelPackageVersion") or package_arn.rsplit("/", 1)[-1])
-    model = resource_name(settings, request.pipeline, f"v{version}", canonical_hash(package_arn)[:6])
+    version = package_version(package, package_arn)
+    model_config = model_unit(settings, request.pipeline, package_arn, version)
+    model = model_config["model_name"]
     config_name = resource_name(settings, request.pipeline, stage, request.run_id.rsplit("-", 1)[-1])
     alarms = alarm_specs(spec, endpoint)
     units: dict[str, dict[str, Any]] = {
-        "model": {
-            "model_name": model,
-            "model_package_arn": package_arn,
-            "execution_role_arn": settings.sagemaker_role_arn,
-        },
+        "model": model_config,
         "endpoint_config": {"endpoint_config_name": config_name, "variant": production_variant(spec, model)},
         "deploy": {
             "endpoint_name": endpoint,

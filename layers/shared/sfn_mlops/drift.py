@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.errors import DatasetValidationError, InvalidBaseline, InvalidUnitInput
+from sfn_mlops.errors import DatasetValidationError, InvalidBaseline, InvalidUnitInput, validation_problems
 from sfn_mlops.pipeline import DriftSpec
 
 __all__ = [
@@ -356,7 +356,7 @@ def _parse(model: type[BaseModel], document: dict[str, Any], what: str) -> Any:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:3])
+        problems = validation_problems(exc, root="<root>", limit=3)
         raise InvalidBaseline(f"the data baseline's {what} is not in Model Monitor's format: {problems}") from None
 
 
@@ -665,7 +665,7 @@ def parse_write_baseline_event(event: dict[str, Any]) -> WriteBaselineEvent:
     try:
         return WriteBaselineEvent.model_validate(event)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3])
+        problems = validation_problems(exc, root="", limit=3)
         raise InvalidUnitInput(f"write-baseline input is malformed: {problems}") from None
 
 

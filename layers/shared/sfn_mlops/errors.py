@@ -1,5 +1,18 @@
 """Named exceptions. Lambda raises them and ASL ``Retry``/``Catch`` match them by class name."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def validation_problems(exc: ValidationError, root: str = "<input>", limit: int | None = None) -> str:
+    """A pydantic error as one line for a refusal: ``field.path: message; ...`` (``root`` names a whole-input error)."""
+    errors = exc.errors()[:limit]
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in errors)
+
 
 class MlopsError(Exception):
     """Base class: a failure with a message meant for the person reading the run's error."""

@@ -190,33 +190,7 @@ class MetadataTable:
             "flow_execution_arn": flow_execution_arn,
             "updated_at": now,
         }
-        names = {f"#{i}": name for i, name in enumerate(fields)}
-        assignments = ", ".join(f"#{i} = :{i}" for i in range(len(fields)))
-        values = {f":{i}": value for i, value in enumerate(fields.values())}
-        response = self._client.update_item(
-            TableName=self.table_name,
-            Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
-            UpdateExpression=(
-                f"SET {assignments}, #status = :running, started_at = if_not_exists(started_at, :now), "
-                "GSI1PK = :gsi1pk, GSI1SK = if_not_exists(GSI1SK, :gsi1sk), "
-                "run_attempt = if_not_exists(run_attempt, :zero) + :one "
-                "REMOVE finished_at, #error, unit_results"
-            ),
-            ExpressionAttributeNames={**names, "#status": "status", "#error": "error"},
-            ExpressionAttributeValues=serialize(
-                {
-                    **values,
-                    ":running": "RUNNING",
-                    ":now": now,
-                    ":gsi1pk": deployments_pk(plan["pipeline"]),
-                    ":gsi1sk": f"{now}#{run_id}",
-                    ":zero": 0,
-                    ":one": 1,
-                }
-            ),
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(response["Attributes"]["run_attempt"]["N"])
+        return self._start_run_record(run_id, fields, deployments_pk(plan["pipeline"]), now)
 
     # ---------------------------------------------------------------------------------------- batches
     def start_batch(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
@@ -238,17 +212,27 @@ class MetadataTable:
             "flow_execution_arn": flow_execution_arn,
             "updated_at": now,
         }
+        # A rerun's outcome is recorded afresh: what the last attempt scored goes with its status.
+        return self._start_run_record(
+            plan["run_id"], fields, f"PIPELINE#{plan['pipeline']}", now, clear=("output_uri", "rows_scored")
+        )
+
+    def _start_run_record(
+        self, run_id: str, fields: dict[str, Any], gsi1pk: str, now: str, clear: tuple[str, ...] = ()
+    ) -> int:
+        """Create a run record of a flow that records itself (a deployment, a batch) with ``fields``, or mark it
+        RUNNING again for a rerun (its first start time and index position kept); returns the attempt."""
         names = {f"#{i}": name for i, name in enumerate(fields)}
         assignments = ", ".join(f"#{i} = :{i}" for i in range(len(fields)))
         values = {f":{i}": value for i, value in enumerate(fields.values())}
         response = self._client.update_item(
             TableName=self.table_name,
-            Key=serialize({"PK": run_pk(plan["run_id"]), "SK": RUN_SK}),
+            Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
             UpdateExpression=(
                 f"SET {assignments}, #status = :running, started_at = if_not_exists(started_at, :now), "
                 "GSI1PK = :gsi1pk, GSI1SK = if_not_exists(GSI1SK, :gsi1sk), "
                 "run_attempt = if_not_exists(run_attempt, :zero) + :one "
-                "REMOVE finished_at, #error, unit_results, output_uri, rows_scored"
+                f"REMOVE {', '.join(('finished_at', '#error', 'unit_results', *clear))}"
             ),
             ExpressionAttributeNames={**names, "#status": "status", "#error": "error"},
             ExpressionAttributeValues=serialize(
@@ -256,8 +240,8 @@ class MetadataTable:
                     **values,
                     ":running": "RUNNING",
                     ":now": now,
-                    ":gsi1pk": f"PIPELINE#{plan['pipeline']}",
-                    ":gsi1sk": f"{now}#{plan['run_id']}",
+                    ":gsi1pk": gsi1pk,
+                    ":gsi1sk": f"{now}#{run_id}",
                     ":zero": 0,
                     ":one": 1,
                 }

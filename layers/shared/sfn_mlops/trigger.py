@@ -166,9 +166,14 @@ def handle_s3_event(
 
 def latest_dataset(s3: Any, settings: Settings, pipeline: str) -> dict[str, Any] | None:
     """The newest object under the pipeline's data prefix: what a scheduled retrain trains on."""
+    return newest_object(s3, settings.artifact_bucket, f"{settings.data_prefix}{pipeline}/")
+
+
+def newest_object(s3: Any, bucket: str, prefix: str) -> dict[str, Any] | None:
+    """The most recently modified object under ``prefix`` (folder markers aside), or None."""
     newest: dict[str, Any] | None = None
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=settings.artifact_bucket, Prefix=f"{settings.data_prefix}{pipeline}/"):
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             if not obj["Key"].endswith("/") and (newest is None or obj["LastModified"] > newest["LastModified"]):
                 newest = obj
@@ -237,13 +242,7 @@ def latest_batch_input(s3: Any, settings: Settings, pipeline: str) -> dict[str, 
     """The newest object under batch/<pipeline>/incoming/: what the batch schedule scores."""
     from sfn_mlops.batch import incoming_prefix
 
-    newest: dict[str, Any] | None = None
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=settings.artifact_bucket, Prefix=incoming_prefix(pipeline)):
-        for obj in page.get("Contents", []):
-            if not obj["Key"].endswith("/") and (newest is None or obj["LastModified"] > newest["LastModified"]):
-                newest = obj
-    return newest
+    return newest_object(s3, settings.artifact_bucket, incoming_prefix(pipeline))
 
 
 def handle_batch_schedule(
