@@ -31,15 +31,47 @@ os.environ.update(
 TABLE = "test-metadata"
 # Lines a test wants shown at the end of the run (e.g. how many fault points the fault matrix covered).
 SUMMARY = pytest.StashKey[list[str]]()
+# Cases a suite counts, by suite and kind: the end of the run shows "<suite>: N cases (<kind> n, ...)".
+TALLIES = pytest.StashKey[dict[str, dict[str, int]]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[SUMMARY] = []
+    config.stash[TALLIES] = {}
+
+
+def tally(config: pytest.Config, suite: str, kind: str) -> None:
+    """Count one case of ``suite`` under ``kind`` for the summary at the end of the run."""
+    kinds = config.stash[TALLIES].setdefault(suite, {})
+    kinds[kind] = kinds.get(kind, 0) + 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A pytest-xdist worker's stash dies with it: hand its lines to the controller (pytest_testnodedown).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        lines: list[str] = session.config.stash[SUMMARY]
+        workeroutput["summary_lines"] = [*lines]
+        workeroutput["summary_tallies"] = session.config.stash[TALLIES]
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent when it is not installed or -p no:xdist
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", None) or {}
+    node.config.stash[SUMMARY].extend(output.get("summary_lines", []))
+    for suite, kinds in output.get("summary_tallies", {}).items():
+        for kind, count in kinds.items():
+            merged = node.config.stash[TALLIES].setdefault(suite, {})
+            merged[kind] = merged.get(kind, 0) + count
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     for line in config.stash.get(SUMMARY, []):
         terminalreporter.write_line(line)
+    for suite, kinds in sorted(config.stash.get(TALLIES, {}).items()):
+        counts = ", ".join(f"{kind} {count}" for kind, count in kinds.items())
+        terminalreporter.write_line(f"{suite}: {sum(kinds.values())} cases ({counts})")
 
 
 BUCKET = "test-artifacts"

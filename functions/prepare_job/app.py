@@ -6,7 +6,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
-from sfn_mlops.jobs import prepare_job
+from sfn_mlops.jobs import parse_job_event, prepare_job
 
 logger = Logger()
 tracer = Tracer()
@@ -17,7 +17,9 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    prepared = prepare_job(client("sagemaker"), event)
+    job = parse_job_event(event)
+    logger.append_keys(run_id=job.run_id, unit=job.unit)
+    prepared = prepare_job(client("sagemaker"), job)
     # Adoptions count redriven or re-executed attempts whose SageMaker job had already completed.
     metrics.add_metric(
         name="JobsAdopted" if prepared.get("adopted") else "JobsRequested", unit=MetricUnit.Count, value=1

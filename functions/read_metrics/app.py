@@ -7,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
 from sfn_mlops.evaluation import read_metrics
+from sfn_mlops.events import ReadMetricsEvent, parse_event
 
 logger = Logger()
 tracer = Tracer()
@@ -17,7 +18,9 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = read_metrics(client("s3"), event)
+    request = parse_event(ReadMetricsEvent, event, "read-metrics input")
+    logger.append_keys(unit="evaluate")
+    result = read_metrics(client("s3"), request)
     # The gate's metric as a CloudWatch metric: model quality over time, per gate metric.
     metrics.add_dimension(name="GateMetric", value=str(result["gate"].get("metric")))
     metrics.add_metric(name="QualityGateValue", unit=MetricUnit.NoUnit, value=result["gate"]["value"])

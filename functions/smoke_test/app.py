@@ -7,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
 from sfn_mlops.deployment import smoke_test
+from sfn_mlops.events import WorkerEvent, parse_event, smoke_test_config
 
 logger = Logger()
 tracer = Tracer()
@@ -17,7 +18,9 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.append_keys(run_id=event.get("run_id"), unit=event.get("unit"))
-    result = smoke_test(client("s3"), client("sagemaker-runtime"), event["inputs"]["config"])
+    request = parse_event(WorkerEvent, event, "smoke-test input")
+    logger.append_keys(run_id=request.run_id, unit=request.unit)
+    config = smoke_test_config(request)
+    result = smoke_test(client("s3"), client("sagemaker-runtime"), config.model_dump())
     metrics.add_metric(name="SmokeTestsPassed", unit=MetricUnit.Count, value=1)
     return result

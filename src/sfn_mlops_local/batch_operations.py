@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN
 
+from sfn_mlops_local.cli_errors import BadArgument, NotFound
 from sfn_mlops_local.operations import Target, run_summary
 
 if TYPE_CHECKING:
@@ -62,13 +63,13 @@ def start_batch(target: Target, pipeline: str, data_file: Path, package_arn: str
     from sfn_mlops.batch import new_batch_id
 
     if not target.batch_flow_arn:
-        raise SystemExit(f"{target.description} has no batch flow (deploy the stack's newer template)")
+        raise NotFound(f"{target.description} has no batch flow (deploy the stack's newer template)")
     if not PIPELINE_NAME_PATTERN.match(pipeline):
-        raise SystemExit(f"{pipeline!r} is not a pipeline name (lowercase letters, digits and '-', 24 at most)")
+        raise BadArgument(f"{pipeline!r} is not a pipeline name (lowercase letters, digits and '-', 24 at most)")
     if not data_file.is_file():
-        raise SystemExit(f"data file {data_file} does not exist")
+        raise NotFound(f"data file {data_file} does not exist")
     if not data_file.read_bytes().strip():
-        raise SystemExit(f"data file {data_file} is empty")
+        raise BadArgument(f"data file {data_file} is empty")
     # Refused before the upload, so a batch of a pipeline that is not there leaves no object behind
     # (the flow's plan checks it again: it is the boundary for every other way a batch starts).
     config_key = f"pipelines/{pipeline}/pipeline.json"
@@ -77,7 +78,7 @@ def start_batch(target: Target, pipeline: str, data_file: Path, package_arn: str
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
             raise
-        raise SystemExit(
+        raise NotFound(
             f"pipeline {pipeline!r} is not published (no s3://{target.bucket}/{config_key}); "
             f"publish it with 'mlops publish {pipeline}'"
         ) from None
@@ -138,7 +139,7 @@ def batch_summary(target: Target, batch_id: str, followed: dict[str, Any] | None
             "error": error,
         }
     if run.get("kind") != "batch":
-        raise SystemExit(f"{batch_id} is a {run.get('kind') or 'training'} run, not a batch")
+        raise BadArgument(f"{batch_id} is a {run.get('kind') or 'training'} run, not a batch")
     units = [{k: v for k, v in u.items() if k != "outputs"} for u in run_summary(target, batch_id)["units"]]
     return {**summary_of(batch_id, run), "units": units}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +22,16 @@ for _optional in ("awscrt", "OpenSSL"):
 from rich.console import Console  # noqa: E402
 
 from sfn_mlops_local import operations  # noqa: E402
+from sfn_mlops_local.cli_errors import (  # noqa: E402
+    BadArgument,
+    Interrupted,
+    NotFound,
+    OneLineParser,
+    pipeline_name,
+    port_number,
+    positive_int,
+)
+from sfn_mlops_local.cli_output import make_console, say_on_stderr  # noqa: E402
 from sfn_mlops_local.local.client import project_root  # noqa: E402
 from sfn_mlops_local.operations import Target  # noqa: E402
 
@@ -36,6 +47,7 @@ STATUS_STYLE = {
     "SKIPPED": "dim",
     "CACHED": "blue",
     "NOT_STARTED": "dim",
+    "STALE": "magenta",
 }
 
 
@@ -55,7 +67,7 @@ class LocalHandle:
 def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
     from sfn_mlops_local.local import client
 
-    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    info = client.ensure(client.default_state_dir(), say_on_stderr)
     target = Target.for_local_service(info)
     yield target, LocalHandle(info)
 
@@ -117,10 +129,15 @@ def render_tree(summary: dict[str, Any]) -> Tree:
         if unit.get("cached_from"):
             source = unit["cached_from"]
             node.add(f"[blue]outputs reused from run {source.get('run_id')} (attempt {source.get('attempt')})[/]")
+        if unit["status"] == "STALE":
+            node.add("[magenta]out of date: an earlier execution's outputs; the latest did not run it[/]")
         if unit.get("error") and unit["status"] not in ("SUCCEEDED", "SKIPPED", "CACHED"):
             node.add(f"[red]{unit['error']['error']}[/]: {unit['error']['cause']}")
+    if summary.get("overrides"):
+        sets = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(summary["overrides"].items()))
+        tree.add(f"overrides (from --set; drop one with --unset KEY) {sets}")
     if summary.get("metrics"):
-        tree.add("metrics " + ", ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items()))
+        tree.add("metrics " + ", ".join(f"{k}={_number(v, '.4f')}" for k, v in summary["metrics"].items()))
     verdict = summary.get("gate_verdict") or {}
     if verdict.get("reasons"):
         gate = tree.add(f"quality gate {'[green]passed[/]' if verdict.get('passed') else '[yellow]rejected[/]'}")
@@ -138,6 +155,16 @@ def render_tree(summary: dict[str, Any]) -> Tree:
     return tree
 
 
+def _number(value: Any, spec: str) -> str:
+    """A number as ``spec`` formats it; anything else (e.g. "NaN" from an old record) as it is."""
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
+def _json_line(value: Any) -> str:
+    """One JSON object for scripts: valid JSON always (non-finite numbers read as text, see operations.json_safe)."""
+    return json.dumps(operations.json_safe(value), default=str, allow_nan=False)
+
+
 def _public(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         **summary,
@@ -151,10 +178,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         config = operations.publish_pipeline(target, folder)
         data_file = Path(args.data) if args.data else folder / config.data.sample_file
         if not data_file.is_file():
-            raise SystemExit(f"dataset {data_file} does not exist")
+            raise NotFound(f"dataset {data_file} does not exist")
         if args.fail_at:
             if runtime is None:
-                raise SystemExit("--fail-at injects a fault into the embedded local runtime; it cannot target a stack")
+                raise BadArgument("--fail-at injects a fault into the embedded local runtime; it cannot target a stack")
             runtime.fail_unit(args.fail_at)
         started = time.monotonic()
         key, version = operations.upload_dataset(target, args.pipeline, data_file)
@@ -230,12 +257,10 @@ def _follow(
         summary = operations.follow_run(target, run_id, execution_arn, on_change)
     except KeyboardInterrupt:  # Ctrl-C stops following, not the run (it goes on in the service or on AWS)
         where = f" --stack {args.stack}" if args.stack else ""
-        console.print(
+        raise Interrupted(
             f"stopped following run {run_id}; it goes on ({target.description}). "
-            f"Follow it again: mlops status {run_id}{where}",
-            soft_wrap=True,
-        )
-        raise SystemExit(130) from None
+            f"Follow it again: mlops status {run_id}{where}"
+        ) from None
     for unit in summary.get("units", []):  # the flow's own word on what it skipped, cached or failed
         final = (unit["status"], unit["attempt"])
         if reported.get(unit["name"]) != final and (unit["status"] in ("SKIPPED", "CACHED", "FAILED") or moved(unit)):
@@ -248,26 +273,33 @@ def _follow(
 def _finish(args: argparse.Namespace, summary: dict[str, Any]) -> int:
     if args.json:
         print(json.dumps(_public(summary), default=str))
-    return 0 if summary["status"] in ("SUCCEEDED", "REJECTED", "PARTIAL") else 1
+    if summary["status"] in ("SUCCEEDED", "REJECTED", "PARTIAL"):
+        return 0
+    from sfn_mlops_local import cli_failures
+
+    return cli_failures.report_failed_run(args, summary)
 
 
 def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops.errors import InvalidRerun
-    from sfn_mlops.rerun import parse_override, parse_rerun
+    from sfn_mlops.rerun import parse_override, parse_rerun, parse_unset, refuse_set_and_unset
 
     try:
         overrides = dict(parse_override(item) for item in args.set or [])
+        unset = tuple(dict.fromkeys(parse_unset(key) for key in args.unset or []))
+        refuse_set_and_unset(overrides, unset)
         options = parse_rerun({"from": args.from_unit, "only": args.only, "overrides": overrides})
     except InvalidRerun as exc:
-        raise SystemExit(f"mlops rerun: {exc}") from exc
+        raise BadArgument(str(exc)) from exc
     with target_for(args) as (target, _runtime):
         started = time.monotonic()
         before = operations.run_summary(target, args.run_id)
-        execution_arn = operations.start_rerun(target, args.run_id, options)
+        execution_arn = operations.start_rerun(target, args.run_id, options, unset)
         scope = (
             f" --from {options.from_unit}" if options.from_unit else f" --only {options.only}" if options.only else ""
         )
-        sets = "".join(f" --set {k}={v}" for k, v in overrides.items())
+        sets = "".join(f" --set {k}={json.dumps(v)}" for k, v in overrides.items())
+        sets += "".join(f" --unset {key}" for key in unset)
         console.print(f"rerun of {args.run_id}{scope}{sets} started ({target.description})", soft_wrap=True)
         if (before.get("kind") or "") == "deployment":
             from sfn_mlops_local import cli_serving
@@ -288,7 +320,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
             summary = operations.run_summary(target, runs[0]["PK"].split("#", 1)[1])
     console.print(render_tree(summary))
     if args.json:
-        print(json.dumps(summary if args.full else _public(summary), default=str))
+        print(_json_line(summary if args.full else _public(summary)))
     return 0
 
 
@@ -304,14 +336,15 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, no_wrap=column in ("run id", "status", "started"))
     for run in runs:
         gate = run.get("gate") or {}
-        value = run["metrics"].get(gate.get("metric"))
+        # (no metrics: the latest execution's gate accepted no package)
+        value = (run["metrics"] or {}).get(gate.get("metric"))
         table.add_row(
             run["run_id"],
             run["kind"],
             _styled(run["status"]),
             (run["started_at"] or "")[5:16].replace("T", " "),
             str(run["run_attempt"] or ""),
-            f"{gate['metric']} {value:.4g}" if value is not None else "",
+            f"{gate['metric']} {_number(value, '.4g')}" if value is not None else "",
             "v" + run["model_package_arn"].rsplit("/", 1)[-1] if run["model_package_arn"] else "",
         )
     if runs:
@@ -319,7 +352,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print(f"no runs of pipeline {args.pipeline!r} yet")
     if args.json:
-        print(json.dumps({"pipeline": args.pipeline, "runs": runs}, default=str))
+        print(_json_line({"pipeline": args.pipeline, "runs": runs}))
     return 0
 
 
@@ -366,10 +399,10 @@ def cmd_lineage(args: argparse.Namespace, console: Console) -> int:
                 answer = dataset_lineage(target.table, args.ref, args.version)
                 title = f"dataset {args.ref}"
         except LineageNotFound as exc:
-            raise SystemExit(str(exc)) from exc
+            raise NotFound(str(exc)) from exc
     console.print(_lineage_tree(answer, title))
     if args.json:
-        print(json.dumps(answer, default=str))
+        print(_json_line(answer))
     return 0
 
 
@@ -381,10 +414,10 @@ def cmd_impact(args: argparse.Namespace, console: Console) -> int:
         try:
             answer = impact(target.table, args.uri, args.version)
         except LineageNotFound as exc:
-            raise SystemExit(str(exc)) from exc
+            raise NotFound(str(exc)) from exc
     console.print(_lineage_tree(answer, f"affected if {args.uri} is bad"))
     if args.json:
-        print(json.dumps(answer, default=str))
+        print(_json_line(answer))
     return 0
 
 
@@ -467,7 +500,7 @@ def cmd_local_status(args: argparse.Namespace, console: Console) -> int:
 def cmd_local_endpoint(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops_local.local import client
 
-    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    info = client.ensure(client.default_state_dir(), say_on_stderr)
     print(json.dumps({"endpoint": info.endpoint}) if args.json else info.endpoint)
     return 0
 
@@ -475,7 +508,10 @@ def cmd_local_endpoint(args: argparse.Namespace, console: Console) -> int:
 def cmd_local_fire(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops_local.local import client
 
-    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    info = client.ensure(client.default_state_dir(), say_on_stderr)
+    known = sorted(s["name"] for s in client.request(info, "GET", "schedules")["schedules"])
+    if args.name not in known:
+        raise NotFound(f"no schedule {args.name!r} (the schedules: {', '.join(known) or 'none'})")
     fired = client.request(info, "POST", f"schedules/{args.name}/fire", {"group": args.group}, timeout=300)
     outcome = "delivered" if fired.get("Ok") else f"failed: {fired.get('Error')}"
     console.print(f"schedule {args.name} fired for {fired.get('ScheduledTime')}: {outcome}", soft_wrap=True)
@@ -487,7 +523,7 @@ def cmd_local_fire(args: argparse.Namespace, console: Console) -> int:
 def cmd_local_schedules(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops_local.local import client
 
-    info = client.ensure(client.default_state_dir(), lambda line: Console(stderr=True).print(line, soft_wrap=True))
+    info = client.ensure(client.default_state_dir(), say_on_stderr)
     schedules = client.request(info, "GET", "schedules")["schedules"]
     for schedule in schedules:
         console.print(f"{schedule['name']:<28} {schedule['state']:<9} {schedule['expression']}", soft_wrap=True)
@@ -500,8 +536,12 @@ def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
     import shutil
 
     from sfn_mlops_local.local import client
+    from sfn_mlops_local.local.state import StateFormatError, is_state_folder
 
     state_dir = client.default_state_dir()
+    own = (client.project_root() / ".mlops-local").resolve()  # the project's own folder (an older version's too)
+    if state_dir != own and not is_state_folder(state_dir):  # MLOPS_LOCAL_STATE at some other folder: keep it
+        raise StateFormatError(f"{state_dir} is not a local state folder made by sfn-mlops: not removed")
     if client.stop(state_dir):
         console.print("stopped the local service")
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -512,15 +552,16 @@ def cmd_local_reset(args: argparse.Namespace, console: Console) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mlops", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
+    top = OneLineParser(prog="mlops", description=__doc__, epilog="Exit codes and the error format: docs/cli.md.")
+    top.add_argument("--debug", action="store_true", help="on a failure, show the Python traceback too")
+    common = OneLineParser(add_help=False)
     common.add_argument("--stack", help="deployed stack name (default: the embedded local runtime)")
     common.add_argument("--region", help="AWS region of the stack")
     common.add_argument("--profile", help="AWS profile")
     common.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", parents=[common], help="upload a dataset and follow the run it starts")
-    run.add_argument("pipeline")
+    run.add_argument("pipeline", type=pipeline_name)
     run.add_argument("--data", help="dataset file (default: the pipeline's bundled data)")
     run.add_argument(
         "--fail-at", metavar="UNIT", help="local runtime only: make this unit's work fail once (to try reruns)"
@@ -539,6 +580,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value for this run, e.g. train.hyperparameters.max_depth=4 or gate.threshold=2.5",
     )
+    rerun.add_argument(
+        "--unset",
+        action="append",
+        metavar="KEY",
+        help="drop an override the run carries from an earlier --set (see mlops status RUN_ID), e.g. gate.threshold",
+    )
     rerun.set_defaults(handler=cmd_rerun)
     status = sub.add_parser("status", parents=[common], help="show a run as a tree (default: the latest)")
     status.add_argument("run_id", nargs="?")
@@ -546,8 +593,8 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--full", action="store_true", help="include each unit's outputs in --json")
     status.set_defaults(handler=cmd_status)
     runs = sub.add_parser("runs", parents=[common], help="a pipeline's runs, newest first")
-    runs.add_argument("pipeline", nargs="?", default="abalone")
-    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    runs.add_argument("pipeline", nargs="?", default="abalone", type=pipeline_name)
+    runs.add_argument("--limit", type=positive_int, default=20, help="how many runs (default 20)")
     runs.set_defaults(handler=cmd_runs)
     lineage = sub.add_parser("lineage", parents=[common], help="which data made a model, which models came from data")
     lineage.add_argument("kind", choices=["dataset", "model"])
@@ -559,7 +606,7 @@ def parser() -> argparse.ArgumentParser:
     impact.add_argument("--version", help="one dataset version (S3 version id or ETag)")
     impact.set_defaults(handler=cmd_impact)
     publish = sub.add_parser("publish", parents=[common], help="upload a pipeline's config and scripts")
-    publish.add_argument("pipeline")
+    publish.add_argument("pipeline", type=pipeline_name)
     publish.set_defaults(handler=cmd_publish)
     from sfn_mlops_local import cli_serving
 
@@ -567,17 +614,20 @@ def parser() -> argparse.ArgumentParser:
     from sfn_mlops_local import cli_batch
 
     cli_batch.add_commands(sub, common)
+    from sfn_mlops_local import cli_contract  # mlops contract show/update
+
+    cli_contract.add_commands(sub, common)
     from sfn_mlops_local import cli_report
 
     cli_report.add_commands(sub, common)
     local = sub.add_parser("local", help="manage the local service (the embedded runtime on 127.0.0.1)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
-    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag = OneLineParser(add_help=False)
     json_flag.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     start = local_sub.add_parser("start", parents=[json_flag], help="start the service in the background")
     start.set_defaults(handler=cmd_local_start)
     serve = local_sub.add_parser("serve", help="run the service in the foreground (Ctrl-C stops it)")
-    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    serve.add_argument("--port", type=port_number, default=0, help="port on 127.0.0.1 (default: a free one)")
     serve.add_argument("--state-dir", help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_local_serve)
     stop = local_sub.add_parser(
@@ -598,35 +648,48 @@ def parser() -> argparse.ArgumentParser:
     fire.set_defaults(handler=cmd_local_fire)
     reset = local_sub.add_parser("reset", parents=[json_flag], help="stop the service and forget all local state")
     reset.set_defaults(handler=cmd_local_reset)
+    _accept_debug_everywhere(top)
     return top
 
 
+def _accept_debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` before or after the subcommand. SUPPRESS: a subcommand that was not given it must not reset
+    what the top level parsed (argparse copies a subparser's defaults over the top level's values)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                if "--debug" not in sub._option_string_actions:
+                    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_debug_everywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    # With --json, human output goes to stderr so the last stdout line is the JSON object.
-    console = Console(stderr=bool(getattr(args, "json", False)))
-    from botocore.exceptions import EndpointConnectionError
-    from sfn_mlops.errors import MlopsError
+    """Run one command; its exit code. A failure is one line on stderr and a SystemExit with a documented code
+    (docs/cli.md), whatever raised it: no traceback unless --debug."""
+    from sfn_mlops_local import cli_errors
 
-    from sfn_mlops_local.local.client import LocalServiceError
-    from sfn_mlops_local.local.state import StateFormatError
-
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args: argparse.Namespace | None = None
     try:
+        args = parser().parse_args(argv)
+        # With --json, human output goes to stderr so the last stdout line is the JSON object.
+        console = make_console(stderr=bool(getattr(args, "json", False)))
         code: int = args.handler(args, console)
-    except (LocalServiceError, StateFormatError) as exc:
-        raise SystemExit(f"mlops: {exc}") from exc
-    except MlopsError as exc:  # a refusal by the domain (e.g. approving a rejected package): one line
-        raise SystemExit(f"mlops {args.command}: {exc}") from exc
-    except KeyboardInterrupt:
-        # Whatever was started goes on in the service (or on AWS): only this command stops.
-        print("mlops: interrupted", file=sys.stderr)
-        return 130
-    except EndpointConnectionError as exc:
-        where = "AWS" if getattr(args, "stack", None) else "the local service"
-        raise SystemExit(
-            f"mlops: {where} did not answer ({exc}); for the local service see `mlops local status`"
-        ) from exc
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            raise  # argparse's --help or usage error (its line is printed), or an exit code chosen on purpose
+        raise SystemExit(cli_errors.report(exc, args, argv, _debug(args, argv))) from None
+    except BrokenPipeError:  # the reader of a pipe stopped reading (`mlops runs | head -1`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when Python flushes stdout
+        raise SystemExit(cli_errors.EXIT_BROKEN_PIPE) from None
+    except BaseException as exc:  # the last resort (KeyboardInterrupt too): one line, never a traceback
+        raise SystemExit(cli_errors.report(exc, args, argv, _debug(args, argv))) from None
     return code
+
+
+def _debug(args: argparse.Namespace | None, argv: list[str]) -> bool:
+    return bool(getattr(args, "debug", False)) if args is not None else "--debug" in argv
 
 
 if __name__ == "__main__":

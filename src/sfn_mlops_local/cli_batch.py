@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfn_mlops_local.cli_errors import pipeline_name
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -61,14 +63,18 @@ def cmd_batch(args: argparse.Namespace, console: Console) -> int:
         console.print(render_batch(summary))
     if args.json:
         print(json.dumps(summary, default=str))
-    return 0 if summary["status"] == "SUCCEEDED" else 1
+    if summary["status"] == "SUCCEEDED":
+        return 0
+    from sfn_mlops_local.cli_failures import report_failed
+
+    return report_failed(args, {**followed, **summary}, "batch")
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     batch = sub.add_parser(
         "batch", parents=[common], help="score a CSV with the pipeline's approved model (drift-checked) and follow it"
     )
-    batch.add_argument("pipeline")
+    batch.add_argument("pipeline", type=pipeline_name)
     batch.add_argument("--data", required=True, help="CSV with a header row: the training columns without the label")
     batch.add_argument("--package", help="model package ARN (default: batch.package_arn, else the latest approved)")
     batch.set_defaults(handler=cmd_batch)

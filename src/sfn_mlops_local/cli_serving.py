@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sfn_mlops_local.cli_errors import BadArgument, pipeline_name, positive_int
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -72,7 +74,11 @@ def finish_deployment(
         console.print(render_deployment(summary))
     if args.json:
         print(json.dumps(summary, default=str))
-    return 0 if summary["status"] == "SUCCEEDED" else 1
+    if summary["status"] == "SUCCEEDED":
+        return 0
+    from sfn_mlops_local.cli_failures import report_failed
+
+    return report_failed(args, {**followed, **summary, "run_id": deployment_id}, "deployment")
 
 
 def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
@@ -81,7 +87,7 @@ def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
     with _cli().target_for(args) as (target, runtime):
         if args.fail_at:
             if runtime is None:
-                raise SystemExit("--fail-at injects a fault into the embedded local runtime; it cannot target a stack")
+                raise BadArgument("--fail-at injects a fault into the embedded local runtime; it cannot target a stack")
             runtime.fail_unit(args.fail_at)
         action = args.command
         deployment_id, arn = deployments.start_deployment(
@@ -101,8 +107,6 @@ def cmd_deployments(args: argparse.Namespace, console: Console) -> int:
 
     from sfn_mlops_local import deployments
 
-    if args.limit < 1:
-        raise SystemExit("mlops deployments: --limit must be at least 1")
     with _cli().target_for(args) as (target, _runtime):
         found = deployments.list_deployments(target, args.pipeline, args.limit)
     table = Table(title=f"deployments of {args.pipeline}, newest first", title_justify="left", box=None)
@@ -199,29 +203,29 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         decide.set_defaults(handler=handler)
     fail_at = {"metavar": "UNIT", "help": "local runtime only: make this unit of the deployment fail once"}
     deploy = sub.add_parser("deploy", parents=[common], help="deploy a package to a stage and follow it")
-    deploy.add_argument("pipeline")
+    deploy.add_argument("pipeline", type=pipeline_name)
     deploy.add_argument("--package", help="model package ARN (default: the latest approved)")
     deploy.add_argument("--stage", help="stage (default: the pipeline's first)")
     deploy.add_argument("--fail-at", **fail_at)
     deploy.set_defaults(handler=cmd_deploy)
     promote = sub.add_parser("promote", parents=[common], help="deploy what serves the previous stage to the next")
-    promote.add_argument("pipeline")
+    promote.add_argument("pipeline", type=pipeline_name)
     promote.add_argument("--to", required=True, metavar="STAGE", help="the stage to promote to, e.g. prod")
     promote.add_argument("--fail-at", **fail_at)
     promote.set_defaults(handler=cmd_promote)
     rollback = sub.add_parser("rollback", parents=[common], help="put a stage's previous package back")
-    rollback.add_argument("pipeline")
+    rollback.add_argument("pipeline", type=pipeline_name)
     rollback.add_argument("--stage", help="stage (default: the pipeline's first)")
     rollback.add_argument("--fail-at", **fail_at)
     rollback.set_defaults(handler=cmd_deploy)
     listing = sub.add_parser("deployments", parents=[common], help="a pipeline's deployments, newest first")
-    listing.add_argument("pipeline", nargs="?", default="abalone")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("pipeline", nargs="?", default="abalone", type=pipeline_name)
+    listing.add_argument("--limit", type=positive_int, default=20, help="how many deployments (default 20)")
     listing.set_defaults(handler=cmd_deployments)
     endpoints = sub.add_parser("endpoints", parents=[common], help="the stack's endpoints and what serves them")
     endpoints.set_defaults(handler=cmd_endpoints)
     predict = sub.add_parser("predict", parents=[common], help="score raw rows with a pipeline's endpoint")
-    predict.add_argument("pipeline")
+    predict.add_argument("pipeline", type=pipeline_name)
     predict.add_argument("--stage", help="stage (default: the pipeline's first)")
     predict.add_argument("--data", required=True, help="CSV of raw rows: the training columns without the label")
     predict.set_defaults(handler=cmd_predict)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sfn_mlops_local.cli_errors import BadArgument, NotFound
 from sfn_mlops_local.operations import Target, run_summary
 
 # Read-only commands import no pydantic; these mirror sfn_mlops.deployment.
@@ -19,9 +20,7 @@ def _stages(target: Target, pipeline: str) -> list[str]:
     try:
         body = target.s3.get_object(Bucket=target.bucket, Key=f"pipelines/{pipeline}/pipeline.json")["Body"].read()
     except target.s3.exceptions.NoSuchKey:
-        raise SystemExit(
-            f"pipeline {pipeline!r} is not published: run it or `mlops publish {pipeline}` first"
-        ) from None
+        raise NotFound(f"pipeline {pipeline!r} is not published: run it or `mlops publish {pipeline}` first") from None
     stages = (json.loads(body).get("deploy") or {}).get("stages") or DEFAULT_STAGES
     return [str(stage) for stage in stages]
 
@@ -34,7 +33,7 @@ def endpoint_for(target: Target, pipeline: str, stage: str | None) -> tuple[str,
     stages = _stages(target, pipeline)
     stage = stage or stages[0]
     if stage not in stages:
-        raise SystemExit(f"pipeline {pipeline} has no stage {stage!r} (its stages: {', '.join(stages)})")
+        raise NotFound(f"pipeline {pipeline} has no stage {stage!r} (its stages: {', '.join(stages)})")
     settings = Settings(table_name=target.table_name, artifact_bucket=target.bucket, resource_prefix=target.stack_name)
     return endpoint_name(settings, pipeline, stage), stage
 
@@ -46,7 +45,7 @@ def start_deployment(
     from sfn_mlops.deployment import new_deployment_id
 
     if not target.deployment_flow_arn:
-        raise SystemExit(f"{target.description} has no deployment flow (deploy the stack's newer template)")
+        raise NotFound(f"{target.description} has no deployment flow (deploy the stack's newer template)")
     if stage is not None:
         endpoint_for(target, pipeline, stage)  # an unknown stage fails here, in one line
     deployment_id = new_deployment_id(pipeline, datetime.now(UTC), f"{action}|{stage}|{uuid.uuid4()}")
@@ -85,7 +84,7 @@ def deployment_summary(target: Target, deployment_id: str, run: dict[str, Any] |
     """The JSON object scripts read for a deployment."""
     run = run or target.table.get_run(deployment_id)
     if run is None or run.get("kind") != "deployment":
-        raise SystemExit(f"no deployment {deployment_id!r} in {target.table_name}")
+        raise NotFound(f"no deployment {deployment_id!r} in {target.table_name}")
     units = run_summary(target, deployment_id)["units"]
     return {
         "deployment_id": deployment_id,
@@ -151,19 +150,19 @@ def predict(target: Target, pipeline: str, stage: str | None, data_file: Path) -
     """Send raw rows (the columns the pipeline trains on, without the label) to the stage's endpoint."""
     endpoint, stage = endpoint_for(target, pipeline, stage)
     if not data_file.is_file():
-        raise SystemExit(f"data file {data_file} does not exist")
+        raise NotFound(f"data file {data_file} does not exist")
     body = data_file.read_bytes()
     if not body.strip():
-        raise SystemExit(f"data file {data_file} is empty")
+        raise BadArgument(f"data file {data_file} is empty")
     record = target.table.get_endpoint(endpoint) or {}
     runtime = target.client("sagemaker-runtime")
     try:
         response = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="text/csv", Body=body)
     except runtime.exceptions.ValidationError as exc:
-        raise SystemExit(f"{pipeline} has no endpoint for stage {stage} ({endpoint}): {exc}") from exc
+        raise NotFound(f"{pipeline} has no endpoint for stage {stage} ({endpoint}): {exc}") from exc
     except runtime.exceptions.ModelError as exc:
         message = exc.response.get("OriginalMessage") or exc.response.get("Error", {}).get("Message")
-        raise SystemExit(f"endpoint {endpoint} could not score {data_file}: {message}") from exc
+        raise BadArgument(f"endpoint {endpoint} could not score {data_file}: {message}") from exc
     answer = response["Body"].read().decode()
     predictions = [float(value) for value in answer.replace(",", "\n").split()]
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -12,8 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sfn_mlops.errors import InvalidRerun
+from sfn_mlops.errors import InvalidPipelineConfig, InvalidRerun
 from sfn_mlops.metadata import TERMINAL_RUN_STATUSES, MetadataTable
+
+from sfn_mlops_local.cli_errors import BadArgument, NotFound, Refused
 
 if TYPE_CHECKING:
     from sfn_mlops.pipeline import PipelineConfig
@@ -23,6 +26,26 @@ if TYPE_CHECKING:
 FORCE = "force"
 
 FLOW_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# Unit statuses that leave outputs to build on (sfn_mlops.rerun.DONE_STATUSES).
+DONE_STATUSES = {"SUCCEEDED", "CACHED"}
+# A unit the run's latest execution did not run: had an earlier success, now out of date ("STALE"), or never
+# succeeded ("NOT_STARTED").
+STALE = "STALE"
+# The run statuses whose latest execution reached the quality gate (and recorded its verdict).
+GATED = {"SUCCEEDED", "REJECTED"}
+NOT_STARTED = "NOT_STARTED"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as text ("NaN", "Infinity", "-Infinity"): an old record may hold one,
+    and JSON has no such number (readers print with ``allow_nan=False``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Target:
@@ -141,9 +164,7 @@ def pipeline_dir(root: Path, pipeline: str) -> Path:
     folder = root / "models" / pipeline
     if not (folder / "pipeline.json").exists():
         known = sorted(p.parent.name for p in (root / "models").glob("*/pipeline.json"))
-        raise SystemExit(
-            f"unknown pipeline {pipeline!r}: no models/{pipeline}/pipeline.json (known: {', '.join(known)})"
-        )
+        raise NotFound(f"unknown pipeline {pipeline!r}: no models/{pipeline}/pipeline.json (known: {', '.join(known)})")
     return folder
 
 
@@ -153,12 +174,12 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
 
     config = parse_pipeline_config((folder / "pipeline.json").read_bytes(), source=str(folder / "pipeline.json"))
     if config.name != folder.name:
-        raise SystemExit(f"{folder}/pipeline.json names pipeline {config.name!r}; the folder is {folder.name!r}")
+        raise BadArgument(f"{folder}/pipeline.json names pipeline {config.name!r}; the folder is {folder.name!r}")
     scripts = {config.preprocess.script, config.evaluate.script, config.registration.inference_script}
     for script in sorted(scripts):
         path = folder / script
         if not path.is_file():
-            raise SystemExit(f"pipeline {config.name}: script {script} does not exist in {folder}")
+            raise BadArgument(f"pipeline {config.name}: script {script} does not exist in {folder}")
         target.s3.put_object(Bucket=target.bucket, Key=f"pipelines/{config.name}/{script}", Body=path.read_bytes())
     target.s3.put_object(
         Bucket=target.bucket,
@@ -220,20 +241,29 @@ def _console_input(executor_input: Any) -> dict[str, Any] | None:
     return {**given, "policy": FORCE}
 
 
-def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] | None) -> dict[str, Any]:
+def _unit_view(
+    name: str, record: dict[str, Any] | None, result: dict[str, Any] | None, not_run: bool = False
+) -> dict[str, Any]:
     """One unit as scripts see it. ``result`` is what the run's latest flow execution did with the unit
-    (SKIPPED, CACHED, SUCCEEDED...), which the unit's own record cannot say for a skipped unit."""
+    (SKIPPED, CACHED, SUCCEEDED...), which the unit's own record cannot say for a skipped unit. ``not_run``: that
+    execution ended without running the unit (it failed or stopped before it), so the record is an earlier
+    execution's: STALE if that one succeeded, else NOT_STARTED (``recorded_status`` keeps the record's word)."""
     if record is None:
-        return {"name": name, "status": "NOT_STARTED", "attempt": 0, "duration_s": None}
+        return {"name": name, "status": NOT_STARTED, "attempt": 0, "duration_s": None}
     executor_input = record.get("executor_input")
-    status = (result or {}).get("status") or record.get("status")
+    status: str | None
+    if not_run:
+        status = STALE if record.get("status") in DONE_STATUSES else NOT_STARTED
+    else:
+        status = (result or {}).get("status") or record.get("status")
+    earlier = status in (STALE, NOT_STARTED)
     view = {
         "name": name,
         "status": status,
         "recorded_status": record.get("status"),  # the unit's own record; ``status`` is what the last flow did
         "attempt": record.get("attempt", 0),
         "duration_s": None
-        if status == "SKIPPED"
+        if status == "SKIPPED" or earlier
         else _seconds_between(record.get("started_at"), record.get("finished_at")),
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
@@ -243,7 +273,10 @@ def _unit_view(name: str, record: dict[str, Any] | None, result: dict[str, Any] 
         "worker_execution_arn": record.get("worker_execution_arn"),
         "job_name": (record.get("outputs") or {}).get("job_name"),
         "outputs": record.get("outputs"),
-        "error": {"error": record["error"], "cause": record.get("cause")} if record.get("error") else None,
+        # (an earlier execution's error is not this one's)
+        "error": {"error": record["error"], "cause": record.get("cause")}
+        if record.get("error") and not earlier
+        else None,
         # What the executor was started with; started again with "policy": "force" it reruns this unit
         # (Step Functions console: executor > New execution > paste console_rerun_input).
         "executor_input": executor_input,
@@ -256,20 +289,31 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
     """The JSON object scripts read: run_id, pipeline, status, units (in flow order), metrics, package, error."""
     run = target.table.get_run(run_id)
     if run is None:
-        raise SystemExit(f"no run {run_id!r} in {target.table_name}")
+        raise NotFound(f"no run {run_id!r} in {target.table_name}")
     finished = run.get("status") in TERMINAL_RUN_STATUSES
-    results = (run.get("unit_results") or {}) if finished else {}
+    recorded_results = run.get("unit_results") if finished else None
+    results = recorded_results if isinstance(recorded_results, dict) else {}
+    training = (run.get("kind") or "training") == "training"
+    # A finished training run's results name every unit its latest execution ran (SKIPPED and CACHED included):
+    # any other unit's record is an earlier execution's, out of date with the run (records without results
+    # are older than them: their units' own records are all there is).
+    # (the unit it failed in ran too: a failure leaves no result)
+    judged = training and isinstance(recorded_results, dict)
+    error = run.get("error") if run.get("status") == "FAILED" else None
+    failed_in = (error or {}).get("unit") if isinstance(error, dict) else None
     units = [
-        _unit_view(name, run["units"].get(name), results.get(name))
+        _unit_view(name, run["units"].get(name), results.get(name), not_run=judged and name not in results)
+        if name != failed_in
+        else _unit_view(name, run["units"].get(name), None)
         for name in run.get("unit_order") or sorted(run["units"])
     ]
-    error = run.get("error") if run.get("status") == "FAILED" else None
+    metrics, package = _outcome(run)
     batch = (
         {"drift": run.get("drift"), "output_uri": run.get("output_uri"), "rows_scored": run.get("rows_scored")}
         if run.get("kind") == "batch"
         else {}
     )
-    return {
+    summary = {
         **batch,
         "run_id": run_id,
         "kind": run.get("kind") or "training",
@@ -284,12 +328,27 @@ def run_summary(target: Target, run_id: str) -> dict[str, Any]:
         "scope": run.get("scope") or {},
         "flow_execution_arn": run.get("flow_execution_arn"),
         "units": units,
-        "metrics": run.get("metrics") or {},
+        "metrics": metrics,
         "gate": run.get("gate"),
-        "gate_verdict": run.get("gate_verdict"),
-        "model_package_arn": run.get("model_package_arn"),
+        # The gate's verdict when the latest execution reached it (SUCCEEDED, REJECTED), not an earlier one's
+        "gate_verdict": run.get("gate_verdict") if not training or run.get("status") in GATED else None,
+        "model_package_arn": package,
         "error": error,
     }
+    return dict(json_safe(summary))
+
+
+def _outcome(run: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """A run's metrics and model package as its latest execution left them. A training run has a package only
+    when that execution's gate accepted one (it ended SUCCEEDED: registered, or its registration reused as
+    recorded), and metrics only when that execution's gate judged them (SUCCEEDED, or REJECTED: the flow records
+    the rejected model's metrics). A FAILED or PARTIAL rerun, or one still running, keeps an earlier execution's
+    in its record, which the current config did not produce. A batch or deployment names the package it used."""
+    if (run.get("kind") or "training") != "training":
+        return run.get("metrics") or {}, run.get("model_package_arn")
+    status = run.get("status")
+    metrics = (run.get("metrics") or {}) if status in GATED else None
+    return metrics, run.get("model_package_arn") if status == "SUCCEEDED" else None
 
 
 def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -297,6 +356,7 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
     runs = []
     for run in target.table.list_runs(pipeline, limit=limit):
         dataset = run.get("dataset") or {}
+        metrics, package = _outcome(run)
         runs.append(
             {
                 "run_id": run["PK"].split("#", 1)[1],
@@ -306,36 +366,41 @@ def list_runs(target: Target, pipeline: str, limit: int = 20) -> list[dict[str, 
                 "started_at": run.get("started_at"),
                 "finished_at": run.get("finished_at"),
                 "dataset": {"uri": dataset.get("uri"), "version": dataset.get("version")},
-                "metrics": run.get("metrics") or {},
+                "metrics": metrics,
                 "gate": run.get("gate"),
-                "model_package_arn": run.get("model_package_arn"),
+                "model_package_arn": package,
+                "overrides": run.get("overrides") or {},
             }
         )
-    return runs
+    return list(json_safe(runs))
 
 
-def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
-    """Start the job flow again for a recorded run; the flow skips, forces or reuses units as asked."""
-    from sfn_mlops.pipeline import parse_pipeline_config
-    from sfn_mlops.rerun import apply_overrides, unit_policies
+def start_rerun(target: Target, run_id: str, options: RerunOptions, unset: tuple[str, ...] = ()) -> str:
+    """Start the job flow again for a recorded run; the flow skips, forces or reuses units as asked.
+
+    ``unset``: overrides the run carries from an earlier --set to drop (the run's record loses them before the
+    flow starts). Everything is checked first, the config with its overrides included, so a bad --set never
+    reaches the run's record."""
+    from sfn_mlops.rerun import apply_overrides, refuse_set_and_unset, unit_policies, without_unset
 
     run = target.table.get_run(run_id)
     if run is None:
-        raise SystemExit(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")
+        raise NotFound(f"no run {run_id!r} in {target.table_name}: see 'mlops status' for runs")
+    if run.get("kind") in ("deployment", "batch") and (options.overrides or unset):
+        flag = "--set" if options.overrides else "--unset"
+        how = (
+            "a deployment reruns as it was planned; change the pipeline's deploy section and deploy again"
+            if run.get("kind") == "deployment"
+            else "a batch reruns as it was planned; start a new batch"
+        )
+        raise BadArgument(f"cannot rerun {run_id} with {flag}: {how}")
     if run.get("kind") == "deployment":
         from sfn_mlops_local.deployments import start_deployment_rerun
 
-        if options.overrides:
-            raise SystemExit(
-                f"cannot rerun {run_id} with --set: a deployment reruns as it was planned; "
-                "change the pipeline's deploy section and deploy again"
-            )
         return start_deployment_rerun(target, run, options.model_dump(by_alias=True, exclude_defaults=True))
     if run.get("kind") == "batch":
         from sfn_mlops_local.batch_operations import start_batch_rerun
 
-        if options.overrides:
-            raise SystemExit(f"cannot rerun {run_id} with --set: a batch reruns as it was planned; start a new batch")
         return start_batch_rerun(target, run, options.model_dump(by_alias=True, exclude_defaults=True))
     # No check that the run is idle: as on AWS, the executor's unit lock decides. A rerun beside a running
     # execution of the same run fails fast with UnitAlreadyRunning at the first unit the other one holds.
@@ -344,21 +409,26 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
     pipeline = run.get("pipeline") or started_with.get("pipeline")
     if not pipeline:
         raise SystemExit(f"run {run_id} has no recorded pipeline or input to rerun: start a new run")
+    recorded = dict(run.get("overrides") or {})
     try:  # fail here, before starting anything, with the same checks the planner makes
         if not run.get("unit_order") and (options.from_unit or options.only):
             raise InvalidRerun(
                 "it failed before it was planned, so it has no units yet: rerun it without --from/--only"
             )
         unit_policies(run.get("unit_order") or [], options, run["units"])
-        if options.overrides:
-            pinned = f"runs/{pipeline}/{run_id}/code/pipeline.json"
-            with contextlib.suppress(target.s3.exceptions.NoSuchKey):  # not pinned yet: the planner checks
-                body = target.s3.get_object(Bucket=target.bucket, Key=pinned)["Body"].read()
-                config = parse_pipeline_config(body, source=f"s3://{target.bucket}/{pinned}")
-                merged = {**(run.get("overrides") or {}), **options.overrides}
-                apply_overrides(config, merged, source=pipeline)
+        refuse_set_and_unset(options.overrides, unset)
+        kept = without_unset(recorded, unset, run_id)
+        merged = {**kept, **options.overrides}
+        config = _rerun_config(target, pipeline, run_id) if merged else None
+        if config is not None:
+            earlier = [key for key in kept if key not in options.overrides]
+            apply_overrides(config, merged, source=pipeline, earlier=earlier, run_id=run_id)
     except InvalidRerun as exc:
-        raise SystemExit(f"cannot rerun {run_id}: {exc}") from exc
+        raise BadArgument(f"cannot rerun {run_id}: {exc}") from exc
+    if unset and not target.table.replace_overrides(run_id, kept, expected=recorded):
+        raise Refused(
+            f"cannot rerun {run_id}: it is running, or its overrides changed meanwhile (see mlops status {run_id})"
+        )
     dataset = run.get("dataset") or started_with.get("dataset") or {}
     flow_input: dict[str, Any] = {
         "pipeline": pipeline,
@@ -378,6 +448,21 @@ def start_rerun(target: Target, run_id: str, options: RerunOptions) -> str:
         stateMachineArn=target.training_flow_arn, name=name, input=json.dumps(flow_input)
     )
     return str(response["executionArn"])
+
+
+def _rerun_config(target: Target, pipeline: str, run_id: str) -> PipelineConfig | None:
+    """The config a rerun starts from: the run's pinned copy, else (planning never pinned it) the published one
+    the planner would pin; None if neither is there (the planner then fails the run readably)."""
+    from sfn_mlops.pipeline import parse_pipeline_config
+
+    for key in (f"runs/{pipeline}/{run_id}/code/pipeline.json", f"pipelines/{pipeline}/pipeline.json"):
+        with contextlib.suppress(target.s3.exceptions.NoSuchKey):
+            body = target.s3.get_object(Bucket=target.bucket, Key=key)["Body"].read()
+            try:
+                return parse_pipeline_config(body, source=f"s3://{target.bucket}/{key}")
+            except InvalidPipelineConfig as exc:
+                raise SystemExit(f"cannot rerun {run_id}: {exc}") from exc
+    return None
 
 
 # Following a run, its records are read at least this often while nothing moves (its end is seen at once).

@@ -363,7 +363,7 @@ def test_a_state_file_of_another_format_is_refused_in_one_line(tmp_path: Path) -
     process = terminal.start("runs", "abalone")
     _, err = process.communicate(timeout=300)
     terminal.close()
-    # Then it fails with one readable line naming the file and the way out, and nothing is overwritten
-    assert process.returncode != 0 and "Traceback" not in err
-    assert "state.pkl" in err and "mlops local reset" in err
+    # Then it fails with one readable line naming the folder, what it holds and the way out; nothing is overwritten
+    assert process.returncode != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "state.pkl" in err and "not a local state folder made by sfn-mlops" in err and "MLOPS_LOCAL_STATE" in err
     assert (state / "state.pkl").read_bytes() == b"not a state file"

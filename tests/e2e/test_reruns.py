@@ -168,8 +168,8 @@ def test_set_reruns_only_units_whose_fingerprint_changes(cli: Cli, resumed: dict
     # When the quality gate's threshold is overridden, no unit's inputs change: nothing reruns, the gate rejects
     code, strict = cli("rerun", run_id, "--set", "gate.threshold=0.5")
     assert strict["status"] == "REJECTED" and code == 0 and strict["model_package_arn"] is None
-    assert {status for status, _ in units(strict).values() if status} <= {"SKIPPED", "SUCCEEDED"}
-    assert [u["status"] for u in strict["units"][:3]] == ["SKIPPED", "SKIPPED", "SKIPPED"]
+    assert strict["metrics"]["rmse"] == strict["gate_verdict"]["value"]  # the metrics this execution's gate judged
+    assert [u["status"] for u in strict["units"]] == ["SKIPPED", "SKIPPED", "SKIPPED", "STALE"]
     # and the package an earlier execution registered, which nobody had decided on, is rejected too
     assert cli.approval(resumed["model_package_arn"]) == "Rejected"
     # When a hyperparameter is overridden (and the gate restored), train and everything after it run again
@@ -195,9 +195,10 @@ def test_only_reruns_one_unit_on_recorded_upstream_outputs(cli: Cli, resumed: di
     assert code == 0 and summary["status"] == "PARTIAL"
     assert units(summary)["preprocess"] == ("SKIPPED", 1)
     assert units(summary)["train"] == ("SUCCEEDED", units(before)["train"][1] + 1)
-    for unit in ("evaluate", "register"):  # not run: their records (and attempts) are as they were
-        assert units(summary)[unit] == ("SUCCEEDED", units(before)[unit][1])
-    assert summary["model_package_arn"] == before["model_package_arn"] and summary["metrics"] == before["metrics"]
+    for unit in ("evaluate", "register"):  # not run: their records (and attempts) are as they were, out of date
+        assert units(summary)[unit] == ("STALE", units(before)[unit][1])
+    # and the package and metrics recorded are not the new model's: the run has none until it catches up
+    assert summary["model_package_arn"] is None and summary["metrics"] is None
     # When it is then resumed plainly, Then evaluate and register catch up with the new train, and it is complete
     code, caught_up = cli("rerun", resumed["run_id"])
     assert code == 0 and caught_up["status"] == "SUCCEEDED"
@@ -363,3 +364,52 @@ def test_a_run_that_failed_in_planning_is_listed_explained_and_can_be_rerun(cli:
     code, rerun = cli("rerun", run_id)
     assert code == 0 and rerun["status"] == "SUCCEEDED", rerun.get("error")
     assert rerun["model_package_arn"]
+
+
+def test_an_override_can_be_undone_and_a_failed_rerun_shows_what_is_out_of_date(cli: Cli) -> None:
+    from sfn_mlops_local.cli import LocalHandle, main
+    from sfn_mlops_local.report import data
+
+    # Given a run that registered a package
+    code, first = cli("run", "abalone")
+    assert code == 0 and first["status"] == "SUCCEEDED", first.get("error")
+    run_id = first["run_id"]
+    # When it is rerun with a bad --set (a non-finite value, a key the config does not have)
+    for argv, message in [
+        (["rerun", run_id, "--set", "gate.threshold=NaN"], "gate.threshold: NaN is not a finite number"),
+        (["rerun", run_id, "--set", "train.hyperparameters.eta=-Infinity"], "-Infinity is not a finite number"),
+        (["rerun", run_id, "--set", "train.nonsense.depth=3"], "has no 'train.nonsense'"),
+        (["rerun", run_id, "--unset", "gate.threshold"], r"carries no such override \(its overrides: none\)"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            main(argv)
+    # Then nothing started and nothing stuck to the run
+    code, unchanged = cli("status", run_id)
+    assert unchanged["overrides"] == {} and unchanged["run_attempt"] == first["run_attempt"]
+    # When a rerun with an override fails mid-way (evaluate's work fails once, after train ran again)
+    target, info = service_target(cli.state)
+    LocalHandle(info).fail_unit("evaluate")
+    code, failed = cli("rerun", run_id, "--set", "train.hyperparameters.max_depth=3")
+    # Then status shows train redone, evaluate failed, register out of date, and no package or metrics
+    assert code == 1 and failed["status"] == "FAILED"
+    assert [u["status"] for u in failed["units"]] == ["SKIPPED", "SUCCEEDED", "FAILED", "STALE"]
+    code, status = cli("status", run_id)
+    assert [u["status"] for u in status["units"]] == ["SKIPPED", "SUCCEEDED", "FAILED", "STALE"]
+    assert status["model_package_arn"] is None and status["metrics"] is None and status["gate_verdict"] is None
+    assert status["overrides"] == {"train.hyperparameters.max_depth": 3}
+    assert "train.hyperparameters.max_depth=3" in cli.progress[("status", run_id)]  # the human tree shows it
+    # And so do `mlops runs` and the report's data
+    listed = {r["run_id"]: r for r in cli("runs", "abalone")[1]["runs"]}
+    assert listed[run_id]["status"] == "FAILED"
+    assert listed[run_id]["model_package_arn"] is None and listed[run_id]["metrics"] is None
+    report = data.gather(target, "abalone", run_id)
+    (row,) = [r for r in report["runs"] if r["run_id"] == run_id]
+    assert row["model_package_arn"] is None and row["metrics"] == {} and row["gate"]["decision"] is None
+    timeline = {u["name"]: u for u in report["timeline"]["units"]}
+    assert timeline["register"]["status"] == "STALE" and timeline["register"]["start_s"] is None
+    # When the override is undone
+    code, undone = cli("rerun", run_id, "--unset", "train.hyperparameters.max_depth")
+    # Then the run is back to its own config, complete, with a package again
+    assert code == 0 and undone["status"] == "SUCCEEDED", undone.get("error")
+    assert undone["overrides"] == {} and undone["model_package_arn"] and undone["metrics"]["rmse"] > 0
+    assert [u["status"] for u in undone["units"]][2:] == ["SUCCEEDED", "SUCCEEDED"]

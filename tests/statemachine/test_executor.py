@@ -28,7 +28,8 @@ REGISTER_INPUT = {
             "uri": f"s3://{EXEC_BUCKET}/runs/x/code/scripts/inference.py",
             "sha256": hashlib.sha256(INFERENCE).hexdigest(),
         },
-        "runs_root": f"s3://{EXEC_BUCKET}/runs/x/",
+        "runs_root": f"s3://{EXEC_BUCKET}/runs/x/",  # start_executor puts the run's own prefix here
+        "problem_type": "regression",
     },
     "data": {"schema_uri": f"s3://{EXEC_BUCKET}/runs/x/preprocess/a1/schema/"},
     "model": {"model_data": f"s3://{EXEC_BUCKET}/runs/x/model.tar.gz"},
@@ -47,18 +48,25 @@ def register_inputs(runtime: Any) -> None:
     REGISTER_INPUT["config"]["model_package_group"] = f"{prefix}-exec"
 
 
+def fp(name: str) -> str:
+    """An inputs fingerprint as the planner makes them (a SHA-256 hex digest), named for the test."""
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 def start_executor(
     runtime: Any,
     unit: str,
     run_id: str,
     inputs: dict[str, Any],
     worker: str,
-    fingerprint: str = "fp-1",
+    fingerprint: str = fp("fp-1"),
     policy: str = "resume",
     cache: dict[str, Any] | None = None,
     wait: bool = True,
 ) -> Any:
     sfn = runtime.client("stepfunctions")
+    if "config" in inputs:  # a worker takes only a config for its own run (the planner's prefix for it)
+        inputs = {**inputs, "config": {**inputs["config"], "runs_root": f"s3://{EXEC_BUCKET}/runs/exec/{run_id}/"}}
     arn = sfn.start_execution(
         stateMachineArn=runtime.state_machine_arn("Executor"),
         name=str(uuid.uuid4()),
@@ -105,7 +113,11 @@ def test_executor_runs_the_worker_and_records_success(runtime: Any) -> None:
     assert record["status"] == "SUCCEEDED" and record["attempt"] == "1"
     assert json.loads(record["outputs"]) == output["outputs"]
     assert record["worker_execution_arn"].split(":")[-1] == "exec-20260101t000000-00000001-register-a1"
-    assert json.loads(record["inputs"]) == REGISTER_INPUT
+    run_root = f"s3://{EXEC_BUCKET}/runs/exec/exec-20260101t000000-00000001/"
+    assert json.loads(record["inputs"]) == {
+        **REGISTER_INPUT,
+        "config": {**REGISTER_INPUT["config"], "runs_root": run_root},
+    }
 
 
 def test_executor_skips_a_unit_that_already_succeeded(runtime: Any) -> None:
@@ -241,17 +253,17 @@ def test_a_lock_whose_lease_expired_is_taken_over_and_its_worker_stopped(runtime
 
 def test_changed_inputs_fingerprint_reruns_and_force_reruns(runtime: Any) -> None:
     run_id = "exec-20260101t000000-00000008"
-    start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint="fp-a")
+    start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint=fp("fp-a"))
     # When the unit's inputs fingerprint changes, it runs again (attempt 2)
     changed = json.loads(
-        start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint="fp-b")["output"]
+        start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fingerprint=fp("fp-b"))["output"]
     )
     assert changed["status"] == "SUCCEEDED" and changed["attempt"] == 2
     # When it is forced with the same fingerprint, it runs again (attempt 3)
-    forced = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", "fp-b", policy="force")
+    forced = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fp("fp-b"), policy="force")
     assert json.loads(forced["output"])["attempt"] == 3
     # When --only's upstream policy "reuse" meets a different fingerprint, the recorded outputs are returned
-    reused = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", "fp-c", policy="reuse")
+    reused = start_executor(runtime, "register", run_id, REGISTER_INPUT, "RegisterWorker", fp("fp-c"), policy="reuse")
     assert json.loads(reused["output"])["status"] == "SKIPPED"
     assert json.loads(reused["output"])["attempt"] == 3
 
@@ -259,12 +271,12 @@ def test_changed_inputs_fingerprint_reruns_and_force_reruns(runtime: Any) -> Non
 def test_cache_reuses_another_runs_success_with_the_same_fingerprint(runtime: Any) -> None:
     cache = {"enabled": True, "max_age_s": 3600}
     first = start_executor(
-        runtime, "register", "exec-20260101t000000-00000009", REGISTER_INPUT, "RegisterWorker", "fp-z", cache=cache
+        runtime, "register", "exec-20260101t000000-00000009", REGISTER_INPUT, "RegisterWorker", fp("fp-z"), cache=cache
     )
     invocations = len(runtime.lambdas.invocations)
     # When another run executes the unit with the same fingerprint and the cache on
     second = start_executor(
-        runtime, "register", "exec-20260101t000000-00000010", REGISTER_INPUT, "RegisterWorker", "fp-z", cache=cache
+        runtime, "register", "exec-20260101t000000-00000010", REGISTER_INPUT, "RegisterWorker", fp("fp-z"), cache=cache
     )
     # Then it is CACHED from the first run, without running the worker
     assert second["status"] == "SUCCEEDED", second.get("cause")
@@ -278,7 +290,7 @@ def test_cache_reuses_another_runs_success_with_the_same_fingerprint(runtime: An
     assert json.loads(record["cached_from"])["run_id"] == "exec-20260101t000000-00000009"
     # And with the cache off, or another fingerprint, it runs
     other = start_executor(
-        runtime, "register", "exec-20260101t000000-00000011", REGISTER_INPUT, "RegisterWorker", "fp-y", cache=cache
+        runtime, "register", "exec-20260101t000000-00000011", REGISTER_INPUT, "RegisterWorker", fp("fp-y"), cache=cache
     )
     assert json.loads(other["output"])["status"] == "SUCCEEDED"
 

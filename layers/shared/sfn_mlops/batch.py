@@ -27,7 +27,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sfn_mlops.deployment import (
     DeploymentRefused,
@@ -36,7 +36,8 @@ from sfn_mlops.deployment import (
     model_unit,
     package_version,
 )
-from sfn_mlops.errors import JobNameInUse, MlopsError, validation_problems
+from sfn_mlops.errors import JobNameInUse, MlopsError
+from sfn_mlops.events import parse_event
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import JOB_NAME, PIPELINE_NAME_PATTERN, make_run_id
@@ -107,12 +108,9 @@ class UnitEvent(BaseModel):
     inputs: dict[str, Any]
 
 
-def parse_unit_event(event: dict[str, Any]) -> UnitEvent:
-    try:
-        return UnitEvent.model_validate(event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise BatchRefused(f"invalid batch unit input: {problems}") from exc
+def parse_unit_event(event: object) -> UnitEvent:
+    """A batch worker's event (``InvalidEvent`` naming the bad field)."""
+    return parse_event(UnitEvent, event, "batch unit input")
 
 
 def new_batch_id(pipeline: str, started: datetime, identity: str) -> str:
@@ -233,11 +231,7 @@ def build_batch_plan(
     s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> dict[str, Any]:
     """The batch's plan: each unit's worker config, and each executor's policy, fingerprint and lease."""
-    try:
-        request = BatchRequest.model_validate(event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise BatchRefused(f"invalid batch input: {problems}") from exc
+    request = parse_event(BatchRequest, event, "batch input")
     if not request.run_id.startswith(f"batch-{request.pipeline}-"):
         raise BatchRefused(f"{request.run_id!r} is not a batch id of pipeline {request.pipeline!r}")
     recorded = table.get_run(request.run_id) or {}

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sfn_mlops.events import CacheLookupEvent, parse_event
 from sfn_mlops.metadata import MetadataTable, deserialize
 
 
@@ -17,9 +18,12 @@ def fingerprint_key(pipeline: str, unit: str, fingerprint: str) -> str:
     return f"FP#{pipeline}#{unit}#{fingerprint}"
 
 
-def lookup_cached_success(table: MetadataTable, event: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    pipeline, unit, run_id = str(event["pipeline"]), str(event["unit"]), str(event["run_id"])
-    fingerprint, max_age_s = str(event["fingerprint"]), int(event.get("max_age_s") or 0)
+def lookup_cached_success(
+    table: MetadataTable, event: dict[str, Any] | CacheLookupEvent, now: datetime | None = None
+) -> dict[str, Any]:
+    given = event if isinstance(event, CacheLookupEvent) else parse_event(CacheLookupEvent, event, "cache lookup")
+    pipeline, unit, run_id = given.pipeline, given.unit, given.run_id
+    fingerprint, max_age_s = given.fingerprint, given.max_age_s
     now = now or datetime.now(UTC)
     oldest = (now - timedelta(seconds=max_age_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     page = table.client.query(
@@ -34,6 +38,10 @@ def lookup_cached_success(table: MetadataTable, event: dict[str, Any], now: date
         Limit=5,
     )
     for item in (deserialize(i) for i in page.get("Items", [])):
+        # An entry indexed under this fingerprint but recorded with another one (a record written by hand, or
+        # a half-applied update) is not reused: its outputs were computed from other inputs.
+        if item.get("fingerprint") not in (None, fingerprint):
+            continue
         if item.get("status") == "SUCCEEDED" and item.get("run_id") != run_id and item.get("outputs"):
             source = {"run_id": item["run_id"], "attempt": item.get("attempt"), "finished_at": item.get("GSI1SK")}
             return {"hit": True, "source": source, "outputs": json.loads(item["outputs"])}

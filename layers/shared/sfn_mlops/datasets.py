@@ -1,22 +1,21 @@
-"""Dataset identity (S3 URI + version id/ETag) and a fast check of a dataset before any job runs.
-
-The check reads only the head of the object: it catches the common mistakes (empty file, not CSV,
-missing label, non-numeric values) in a second, before paying for a processing job. The preprocess
-job still checks every row.
+"""Dataset identity (S3 URI + version id/ETag) and the check of a dataset against its pipeline's data contract
+before any job runs (every row, streamed: see ``contract_check``), before paying for a processing job.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
+from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sfn_mlops.errors import DatasetValidationError
+from sfn_mlops.contract import DataContract, parse_contract, pin_contract, read_pinned
+from sfn_mlops.contract_check import check_csv
+from sfn_mlops.errors import DatasetValidationError, InvalidDataContract, InvalidUnitInput
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
 
-HEAD_BYTES = 256 * 1024
+CHUNK_BYTES = 1 << 20
 
 
 class DatasetRef(BaseModel):
@@ -82,62 +81,22 @@ def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = Non
     )
 
 
-def read_head(s3: Any, dataset: DatasetRef) -> bytes:
-    if dataset.size == 0:
-        return b""  # a range read of an empty object is "not satisfiable"
-    kwargs: dict[str, Any] = {
-        "Bucket": dataset.bucket,
-        "Key": dataset.key,
-        "Range": f"bytes=0-{HEAD_BYTES - 1}",
-    }
+def read_chunks(s3: Any, dataset: DatasetRef) -> Iterator[bytes]:
+    """The pinned object version's bytes, streamed: a large dataset is never held whole in memory."""
+    kwargs: dict[str, Any] = {"Bucket": dataset.bucket, "Key": dataset.key}
     if dataset.version_id:
         kwargs["VersionId"] = dataset.version_id
-    body: bytes = s3.get_object(**kwargs)["Body"].read()
-    return body
+    yield from s3.get_object(**kwargs)["Body"].iter_chunks(CHUNK_BYTES)
 
 
-def check_dataset_head(head: bytes, complete: bool, label: str, categorical: set[str], uri: str) -> list[str]:
-    """Validate the first bytes of a CSV dataset; returns its columns. Raises DatasetValidationError."""
-    if not head.strip():
-        raise DatasetValidationError(f"dataset {uri} is empty")
-    if b"\x00" in head:
-        raise DatasetValidationError(f"dataset {uri} is not a CSV text file (it contains binary data)")
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character may be cut at the end of the range: only fail on earlier bytes.
-        if complete or exc.start < len(head) - 4:
-            raise DatasetValidationError(f"dataset {uri} is not a UTF-8 CSV text file") from exc
-        text = head[: exc.start].decode("utf-8")
-    lines = text.splitlines()
-    if not complete and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut by the range read
-    rows = list(csv.reader(io.StringIO("\n".join(lines))))
-    header = [c.strip() for c in rows[0]] if rows else []
-    if len(header) < 2:
-        raise DatasetValidationError(
-            f"dataset {uri} is not a CSV file with a header row (found {len(header)} column(s))"
-        )
-    if label not in header:
-        raise DatasetValidationError(f"dataset {uri} has no label column {label!r}; columns found: {', '.join(header)}")
-    data_rows = [r for r in rows[1:] if r]
-    if not data_rows:
-        raise DatasetValidationError(f"dataset {uri} has a header but no data rows")
-    numeric = [i for i, name in enumerate(header) if name not in categorical]
-    for row_number, row in enumerate(data_rows, start=1):
-        if len(row) != len(header):
-            raise DatasetValidationError(
-                f"dataset {uri} row {row_number} has {len(row)} fields, the header has {len(header)}"
-            )
-        for i in numeric:
-            value = row[i].strip()
-            try:
-                float(value)
-            except ValueError:
-                raise DatasetValidationError(
-                    f"dataset {uri} has a non-numeric value {value!r} in column {header[i]!r} at row {row_number}"
-                ) from None
-    return header
+def categorical_specs(specs: list[str]) -> dict[str, list[str]]:
+    """The planner's ``COLUMN=CAT1,CAT2`` specs (the preprocess script's arguments) as a mapping."""
+    columns: dict[str, list[str]] = {}
+    for spec in specs:
+        column, _, values = spec.partition("=")
+        if column.strip():
+            columns[column.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    return columns
 
 
 def snapshot_dataset(s3: Any, dataset: DatasetRef, target_bucket: str, target_key: str) -> str:
@@ -149,8 +108,34 @@ def snapshot_dataset(s3: Any, dataset: DatasetRef, target_bucket: str, target_ke
     return s3_uri(target_bucket, target_key)
 
 
+def contract_for(s3: Any, config: dict[str, Any], pipeline: str, runs_root: str) -> DataContract | None:
+    """The contract this run's data must meet: the one in the unit's config (the planner resolved it), else the
+    one the run's pinned pipeline.json declares, else the pipeline's pinned one; None: infer and pin one."""
+    if "contract" in config:
+        if config["contract"] is None:
+            return None
+        try:
+            return DataContract.model_validate(config["contract"])
+        except ValidationError as exc:
+            raise InvalidUnitInput(f"preprocess input has a malformed data contract: {exc}") from None
+    bucket, root_key = split_s3_uri(runs_root)
+    try:
+        try:
+            body = s3.get_object(Bucket=bucket, Key=f"{root_key}code/pipeline.json")["Body"].read()
+            declared = (json.loads(body).get("data") or {}).get("contract")
+        except s3.exceptions.NoSuchKey:
+            declared = None
+        if declared:
+            return parse_contract(declared, source=s3_uri(bucket, f"{root_key}code/pipeline.json"))
+        pinned = read_pinned(s3, bucket, pipeline)
+    except InvalidDataContract as exc:  # the worker's flow catches dataset errors by name
+        raise DatasetValidationError(str(exc)) from None
+    return DataContract.model_validate(pinned["contract"]) if pinned else None
+
+
 def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """Preprocess worker's first step: check the dataset head, then snapshot it into the run."""
+    """Preprocess worker's first step: check every row against the pipeline's data contract (or infer one and pin
+    it), then snapshot the dataset into the run."""
     inputs = event.get("inputs") or {}
     config, raw = inputs.get("config"), inputs.get("dataset")
     if not isinstance(config, dict) or not isinstance(raw, dict):
@@ -163,16 +148,27 @@ def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
         size=int(raw.get("size", 0)),
         sha256=raw.get("sha256"),
     )
-    head = read_head(s3, dataset)
-    categorical = {spec.split("=", 1)[0] for spec in config.get("categorical", [])}
-    columns = check_dataset_head(
-        head,
-        complete=len(head) >= dataset.size,
-        label=config["label"],
-        categorical=categorical,
-        uri=dataset.uri,
-    )
+    pipeline = str(event.get("pipeline") or "")
     target_bucket, root_key = split_s3_uri(config["runs_root"])
+    contract = contract_for(s3, config, pipeline, config["runs_root"])
+    result = check_csv(
+        read_chunks(s3, dataset),
+        contract,
+        label=config["label"],
+        categorical=categorical_specs(config.get("categorical") or []),
+        uri=dataset.uri,
+        pipeline=pipeline,
+    )
+    if result.inferred:
+        pin_contract(s3, target_bucket, pipeline, result.contract, str(event.get("run_id") or ""))
     file_name = dataset.key.rsplit("/", 1)[-1]
+    # A server-side copy: the bytes were read once, by the check.
     snapshot = snapshot_dataset(s3, dataset, target_bucket, f"{root_key}input/{file_name}")
-    return {"dataset_snapshot": snapshot, "columns": columns, "dataset": dataset.to_dict()}
+    return {
+        "dataset_snapshot": snapshot,
+        "columns": result.columns,
+        "rows": result.rows,
+        "contract": result.contract.model_dump(mode="json"),
+        "contract_inferred": result.inferred,
+        "dataset": dataset.to_dict(),
+    }

@@ -19,9 +19,10 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from sfn_mlops.errors import MlopsError, validation_problems
+from sfn_mlops.errors import MlopsError
+from sfn_mlops.events import parse_event
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN, is_run_id, make_run_id
@@ -280,11 +281,7 @@ def build_deployment_plan(
     s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> dict[str, Any]:
     """The deployment's plan: each unit's worker config, and each executor's policy, fingerprint and lease."""
-    try:
-        request = DeploymentRequest.model_validate(event)
-    except ValidationError as exc:
-        problems = validation_problems(exc)
-        raise DeploymentRefused(f"invalid deployment input: {problems}") from exc
+    request = parse_event(DeploymentRequest, event, "deployment input")
     if not is_run_id(request.run_id) or not request.run_id.startswith(f"{request.pipeline}-"):
         raise DeploymentRefused(f"{request.run_id!r} is not a deployment id of pipeline {request.pipeline!r}")
     config = _pinned_config(s3, settings, request.pipeline, request.run_id)

@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sfn_mlops.errors import DatasetValidationError, InvalidBaseline, InvalidUnitInput, validation_problems
+from sfn_mlops.errors import DatasetValidationError, InvalidBaseline, validation_problems
+from sfn_mlops.events import parse_event
 from sfn_mlops.pipeline import DriftSpec
 
 __all__ = [
@@ -661,12 +662,9 @@ class WriteBaselineEvent(BaseModel):
     outputs: PreprocessOutputs
 
 
-def parse_write_baseline_event(event: dict[str, Any]) -> WriteBaselineEvent:
-    try:
-        return WriteBaselineEvent.model_validate(event)
-    except ValidationError as exc:
-        problems = validation_problems(exc, root="", limit=3)
-        raise InvalidUnitInput(f"write-baseline input is malformed: {problems}") from None
+def parse_write_baseline_event(event: object) -> WriteBaselineEvent:
+    """The preprocess worker's write-baseline event (``InvalidEvent`` naming the bad field)."""
+    return parse_event(WriteBaselineEvent, event, "write-baseline input")
 
 
 def _split_uri(uri: str) -> tuple[str, str]:

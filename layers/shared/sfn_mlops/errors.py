@@ -68,3 +68,22 @@ class ApprovalRefused(MlopsError):
 
 class InvalidBaseline(MlopsError):
     """The data baseline (statistics.json, constraints.json) is missing or malformed, or cannot be made."""
+
+
+class InvalidEvent(InvalidUnitInput):
+    """A Lambda function was invoked with an event that does not match its model (raised before any side effect).
+
+    A kind of InvalidUnitInput, so callers that already handle a worker's bad input handle this one too; ASL
+    matches it by its own name (``InvalidEvent``)."""
+
+
+class FingerprintMismatch(InvalidUnitInput):
+    """A unit's config does not hash to the digest its run planned: the input was changed after planning."""
+
+
+class NonFiniteNumber(MlopsError):
+    """A NaN or infinite number was about to be stored (DynamoDB item) or used (metric, config)."""
+
+
+class InvalidDataContract(MlopsError):
+    """A data contract (declared, pinned or given to `mlops contract update`) does not validate."""

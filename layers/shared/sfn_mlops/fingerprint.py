@@ -18,6 +18,29 @@ def canonical_hash(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _whole_numbers_as_ints(value: Any) -> Any:
+    """1.0 and 1 hash alike: JSON passing through Step Functions may turn one into the other."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers_as_ints(v) for v in value]
+    return value
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """What a unit's config is (its own digest aside): the planner stamps it on the config as ``config_sha256``
+    and the worker checks the config it is given still hashes to it."""
+    return canonical_hash(_whole_numbers_as_ints(_without(config, "config_sha256")))
+
+
+def stamp_config_digests(units: dict[str, dict[str, Any]]) -> None:
+    """Each unit's config gets its ``config_sha256`` (not part of any fingerprint: fingerprints do not change)."""
+    for config in units.values():
+        config["config_sha256"] = config_digest(config)
+
+
 def _without(config: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in keys}
 
@@ -26,7 +49,7 @@ def static_fingerprints(units: dict[str, dict[str, Any]], dataset: dict[str, Any
     """Per unit: a hash of everything it depends on except upstream outputs."""
     material: dict[str, Any] = {}
     for unit, config in units.items():
-        own = _without(config, "runs_root", "script")
+        own = _without(config, "runs_root", "script", "config_sha256")
         if "script" in config:
             own["script_sha256"] = config["script"]["sha256"]
         if unit == "preprocess":

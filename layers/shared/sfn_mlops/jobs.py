@@ -10,7 +10,9 @@ from typing import Any
 
 from sfn_mlops.adoption import completed_job
 from sfn_mlops.errors import InvalidUnitInput
+from sfn_mlops.events import JobEvent, parse_event
 from sfn_mlops.naming import job_name
+from sfn_mlops.unit_configs import validated_config
 
 PROCESSING_ROOT = "/opt/ml/processing"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
@@ -89,6 +91,8 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
     # An explicit empty spec tells the script there are no categorical columns (its default is abalone's).
     for spec in config["categorical"] or [""]:
         arguments += ["--categorical", spec]
+    if config.get("contract"):  # the script then refuses any column the contract does not name, on its own too
+        arguments += ["--features", ",".join(f["name"] for f in config["contract"]["features"])]
     arguments += [
         "--train-ratio",
         str(config["train_ratio"]),
@@ -235,20 +239,25 @@ BUILDERS = {"preprocess": preprocess_request, "train": train_request, "evaluate"
 JOB_KINDS = {"preprocess": "processing", "train": "training", "evaluate": "processing"}
 
 
-def prepare_job(sm: Any, event: dict[str, Any]) -> dict[str, Any]:
+def prepare_job(sm: Any, event: dict[str, Any] | JobEvent) -> dict[str, Any]:
     """The job request, plus ``adopted``: the result of a job that already completed under its name (or null)."""
-    prepared = build_job_request(event)
-    prepared["adopted"] = completed_job(sm, JOB_KINDS[str(event["unit"])], prepared["job_name"])
+    job = event if isinstance(event, JobEvent) else parse_job_event(event)
+    prepared = build_job_request(job)
+    prepared["adopted"] = completed_job(sm, JOB_KINDS[job.unit], prepared["job_name"])
     return prepared
 
 
-def build_job_request(event: dict[str, Any]) -> dict[str, Any]:
-    kind = event.get("unit")
-    builder = BUILDERS.get(str(kind))
-    if builder is None:
-        raise InvalidUnitInput(f"no SageMaker job for unit {kind!r}; known: {', '.join(BUILDERS)}")
+def parse_job_event(event: object) -> JobEvent:
+    """The worker's event, its unit's config validated again (``InvalidEvent``, ``FingerprintMismatch``)."""
+    job = parse_event(JobEvent, event, "job unit input")
+    config = validated_config(job)
+    return job.model_copy(update={"inputs": {**job.inputs, "config": config}})
+
+
+def build_job_request(event: dict[str, Any] | JobEvent) -> dict[str, Any]:
+    job = event if isinstance(event, JobEvent) else parse_job_event(event)
+    builder = BUILDERS[job.unit]
     try:
-        attempt = int(event["attempt"])
-        return builder(str(event["run_id"]), str(event["pipeline"]), attempt, dict(event["inputs"]))
+        return builder(job.run_id, job.pipeline, job.attempt, dict(job.inputs))
     except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidUnitInput(f"unit {kind} input is malformed: {exc}") from exc
+        raise InvalidUnitInput(f"unit {job.unit} input is malformed: {exc}") from exc

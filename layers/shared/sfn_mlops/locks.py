@@ -14,6 +14,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sfn_mlops.events import ReleaseLockEvent, parse_event
 from sfn_mlops.metadata import MetadataTable, deserialize, now_iso, run_pk, serialize, unit_sk
 
 DEFAULT_LEASE_S = 3600
@@ -32,9 +33,10 @@ def holder_status(sfn: Any, execution_arn: str) -> str:
 
 
 def release_expired_lock(
-    table: MetadataTable, sfn: Any, event: dict[str, Any], now: datetime | None = None
+    table: MetadataTable, sfn: Any, event: dict[str, Any] | ReleaseLockEvent, now: datetime | None = None
 ) -> dict[str, Any]:
-    run_id, unit, me = str(event["run_id"]), str(event["unit"]), str(event.get("execution_arn", ""))
+    given = event if isinstance(event, ReleaseLockEvent) else parse_event(ReleaseLockEvent, event, "lock release")
+    run_id, unit, me = given.run_id, given.unit, given.execution_arn
     now = now or datetime.now(UTC)
     key = serialize({"PK": run_pk(run_id), "SK": unit_sk(unit)})
     item = table.client.get_item(TableName=table.table_name, Key=key, ConsistentRead=True).get("Item")

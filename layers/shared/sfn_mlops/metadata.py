@@ -24,12 +24,16 @@ The executor state machine writes unit records with DynamoDB's native integratio
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from sfn_mlops.errors import NonFiniteNumber
 
 RUN_SK = "RUN"
 UNIT_SK_PREFIX = "UNIT#"
@@ -47,6 +51,24 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# DynamoDB's key limits (bytes): a key that embeds a user's string (an S3 URI, a version id) is bounded below them.
+MAX_PK_BYTES = 2048
+MAX_SK_BYTES = 1024
+# Room kept for the prefix and separators around a bounded part.
+_KEY_MARGIN = 64
+
+
+def bounded(part: str, limit: int) -> str:
+    """``part`` itself when it fits in ``limit`` bytes, else a readable prefix + ``~`` + a SHA-256 digest of the whole:
+    the same part always gives the same key, and keys of short parts (all real ones so far) do not change."""
+    raw = part.encode()
+    if len(raw) <= limit:
+        return part
+    digest = hashlib.sha256(raw).hexdigest()[:40]
+    prefix = raw[: max(limit - len(digest) - 1, 0)].decode(errors="ignore")
+    return f"{prefix}~{digest}"
+
+
 def run_pk(run_id: str) -> str:
     return f"RUN#{run_id}"
 
@@ -56,15 +78,22 @@ def unit_sk(unit: str) -> str:
 
 
 def dataset_pk(uri: str) -> str:
-    return f"DATASET#{uri}"
+    return f"DATASET#{bounded(uri, MAX_PK_BYTES - _KEY_MARGIN)}"
 
 
 def dataset_version_sk(version: str, kind: str, ident: str) -> str:
-    return f"VERSION#{version}#{kind}#{ident}"
+    room = (MAX_SK_BYTES - _KEY_MARGIN) // 2
+    return f"VERSION#{bounded(version, room)}#{kind}#{bounded(ident, room)}"
+
+
+def model_dataset_sk(uri: str, version: str) -> str:
+    """A model's link to the dataset version it was trained on: the URI (up to ~1 KiB of S3 key) is bounded."""
+    room = MAX_SK_BYTES - _KEY_MARGIN
+    return f"DATASET#{bounded(uri, room * 3 // 4)}#{bounded(str(version), room // 4)}"
 
 
 def model_pk(model_package_arn: str) -> str:
-    return f"MODEL#{model_package_arn}"
+    return f"MODEL#{bounded(model_package_arn, MAX_PK_BYTES - _KEY_MARGIN)}"
 
 
 def endpoint_pk(endpoint_name: str) -> str:
@@ -76,7 +105,7 @@ def deployments_pk(pipeline: str) -> str:
 
 
 def artifact_pk(model_data: str) -> str:
-    return f"ARTIFACT#{model_data}"
+    return f"ARTIFACT#{bounded(model_data, MAX_PK_BYTES - _KEY_MARGIN)}"
 
 
 def artifact_sk(preprocessing_digest: str | None) -> str:
@@ -84,18 +113,25 @@ def artifact_sk(preprocessing_digest: str | None) -> str:
     return f"MODEL#{preprocessing_digest}" if preprocessing_digest else "MODEL"
 
 
-def _to_dynamo(value: Any) -> Any:
+def _to_dynamo(value: Any, path: str = "<item>") -> Any:
+    """Floats as Decimals; a NaN or infinity is refused here, by name, rather than by DynamoDB's obscure error
+    (or, as a Decimal, stored and crashing every later reader)."""
+    if isinstance(value, float | Decimal) and not math.isfinite(value):
+        raise NonFiniteNumber(f"{path} is {value}: only finite numbers are stored")
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_to_dynamo(v) for v in value]
+        return {k: _to_dynamo(v, f"{path}.{k}") for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v, f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 
 def _from_dynamo(value: Any) -> Any:
     if isinstance(value, Decimal):
+        # An old record may hold Infinity/NaN (written before serialize refused them): read it, never crash on it.
+        if not value.is_finite():
+            return float(value)
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, dict):
         return {k: _from_dynamo(v) for k, v in value.items()}
@@ -105,7 +141,8 @@ def _from_dynamo(value: Any) -> Any:
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+    """DynamoDB's typed form of an item; raises NonFiniteNumber (naming the attribute) for a NaN or infinity."""
+    return {k: _serializer.serialize(_to_dynamo(v, k)) for k, v in item.items() if v is not None}
 
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +205,32 @@ class MetadataTable:
             ReturnValues="UPDATED_NEW",
         )
         return int(response["Attributes"]["run_attempt"]["N"])
+
+    def replace_overrides(self, run_id: str, overrides: dict[str, Any], expected: dict[str, Any]) -> bool:
+        """The run's overrides after ``mlops rerun --unset``: written only while the run is not running and its
+        overrides are still ``expected`` (as start_run wrote them); False if either changed meanwhile."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"PK": run_pk(run_id), "SK": RUN_SK}),
+                UpdateExpression="SET overrides = :overrides, updated_at = :now",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND #status <> :running AND "
+                    "(attribute_not_exists(overrides) OR overrides = :expected)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":overrides": json.dumps(overrides, sort_keys=True),
+                        ":expected": json.dumps(expected, sort_keys=True),
+                        ":running": "RUNNING",
+                        ":now": now_iso(),
+                    }
+                ),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     # ---------------------------------------------------------------------------------------- deployments
     def start_deployment(self, plan: dict[str, Any], flow_execution_arn: str) -> int:
@@ -676,7 +739,7 @@ class MetadataTable:
             },
             {
                 "PK": model_pk(model_package_arn),
-                "SK": f"DATASET#{dataset['uri']}#{dataset['version']}",
+                "SK": model_dataset_sk(dataset["uri"], dataset["version"]),
                 "dataset": dataset,
                 "metrics": json.dumps(metrics),
                 "units": json.dumps(units or {}),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from sfn_mlops.contract import DataContract
 from sfn_mlops.errors import InvalidPipelineConfig
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN as PIPELINE_NAME
 
@@ -23,14 +27,62 @@ INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ImageName = Literal["sklearn", "xgboost"]
 
 
+# The SageMaker API's own enumerations of instance types, per kind of job (botocore's service model).
+INSTANCE_TYPE_SHAPES = {
+    "ProcessingInstanceType": "processing job",
+    "TrainingInstanceType": "training job",
+    "TransformInstanceType": "transform job",
+    "ProductionVariantInstanceType": "endpoint",
+}
+
+
+@cache
+def sagemaker_instance_types() -> dict[str, frozenset[str]]:
+    """Loaded once, on the first config validated (about 60 ms once botocore is imported): never on import, so
+    commands that only read records (runs, status) do not pay for it."""
+    import botocore.loaders
+
+    shapes = botocore.loaders.create_loader().load_service_model("sagemaker", "service-2")["shapes"]
+    return {shape: frozenset(shapes[shape]["enum"]) for shape in INSTANCE_TYPE_SHAPES}
+
+
+def check_instance_type(value: str, shape: str) -> str:
+    """``value`` is one of the SageMaker API's instance types for ``shape``; the error names close ones."""
+    allowed = sagemaker_instance_types()[shape]
+    if value in allowed:
+        return value
+    close = difflib.get_close_matches(value, sorted(allowed), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else f" (e.g. {', '.join(sorted(allowed)[:3])})"
+    raise ValueError(f"{value!r} is not a SageMaker {INSTANCE_TYPE_SHAPES[shape]} instance type{hint}")
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No NaN or infinity in any number of a config (a float field, a hyperparameter, an override).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
     label: str = Field(min_length=1)
     categorical: dict[str, list[str]] = Field(default_factory=dict)
     sample_file: str = "data/dataset.csv"
+    # What every dataset must look like (columns, types, domains, ranges, the label's); None: the first
+    # successful validation pins the contract it infers, and `mlops contract update` changes it.
+    contract: DataContract | None = None
+
+    @model_validator(mode="after")
+    def _agrees_with_contract(self) -> DataSpec:
+        if self.contract is None:
+            return self
+        if self.contract.label.name != self.label:
+            raise ValueError(f"the contract's label {self.contract.label.name!r} is not the label {self.label!r}")
+        if not self.categorical:  # declared once, in the contract
+            return self.model_copy(update={"categorical": self.contract.categorical})
+        if self.categorical != self.contract.categorical:
+            raise ValueError(
+                "categorical must match the contract's categorical columns and domains (or be left out): "
+                f"{self.categorical} vs {self.contract.categorical}"
+            )
+        return self
 
 
 class ComputeSpec(_Strict):
@@ -38,13 +90,18 @@ class ComputeSpec(_Strict):
     instance_count: int = Field(default=1, ge=1, le=10)
     volume_size_gb: int = Field(default=30, ge=1, le=512)
     max_runtime_s: int = Field(default=3600, ge=60, le=432000)
+    instance_shape: ClassVar[str] = "ProcessingInstanceType"
 
     @field_validator("instance_type")
     @classmethod
     def _instance_type(cls, value: str) -> str:
         if not INSTANCE_TYPE.match(value):
             raise ValueError(f"not a SageMaker instance type: {value!r}")
-        return value
+        return check_instance_type(value, cls.instance_shape)
+
+
+class TrainingComputeSpec(ComputeSpec):
+    instance_shape: ClassVar[str] = "TrainingInstanceType"
 
 
 class CacheSpec(_Strict):
@@ -84,7 +141,7 @@ class PreprocessSpec(_Strict):
 class TrainSpec(_Strict):
     image: ImageName = "xgboost"
     cache: CacheSpec = CacheSpec()
-    compute: ComputeSpec = ComputeSpec()
+    compute: TrainingComputeSpec = TrainingComputeSpec()
     # SageMaker passes hyperparameters as strings; we accept numbers in the config and convert.
     hyperparameters: dict[str, str | int | float] = Field(min_length=1)
 
@@ -93,6 +150,9 @@ class TrainSpec(_Strict):
     def _needs_num_round(cls, value: dict[str, str | int | float]) -> dict[str, str | int | float]:
         if "num_round" not in value:
             raise ValueError("the built-in XGBoost algorithm needs hyperparameter 'num_round'")
+        for name, given in value.items():
+            if isinstance(given, str) and _non_finite_text(given):
+                raise ValueError(f"hyperparameter {name!r} is {given!r}: not a finite number")
         return value
 
 
@@ -110,8 +170,18 @@ class RegisterSpec(_Strict):
     # A package is an inference pipeline that takes raw rows: this script runs the fitted preprocessing in the
     # scikit-learn container, in front of the model's container.
     inference_script: ScriptPath = "scripts/inference.py"
-    inference_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
-    transform_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"])
+    inference_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"], min_length=1)
+    transform_instance_types: list[str] = Field(default_factory=lambda: ["ml.m5.large"], min_length=1)
+
+    @field_validator("inference_instance_types")
+    @classmethod
+    def _inference_types(cls, value: list[str]) -> list[str]:
+        return [check_instance_type(v, "ProductionVariantInstanceType") for v in value]
+
+    @field_validator("transform_instance_types")
+    @classmethod
+    def _transform_types(cls, value: list[str]) -> list[str]:
+        return [check_instance_type(v, "TransformInstanceType") for v in value]
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +247,7 @@ class SmokeTestSpec(_Strict):
 
 
 class DeploySpec(_Strict):
+    instance_shape: ClassVar[str] = "ProductionVariantInstanceType"
     # One endpoint per stage; the first is deployed on approval, each next one by `mlops promote`.
     stages: list[str] = Field(default_factory=lambda: ["staging", "prod"], min_length=1, max_length=4)
     instance_type: str = "ml.m5.large"
@@ -200,7 +271,7 @@ class DeploySpec(_Strict):
     def _instance_type(cls, value: str) -> str:
         if not INSTANCE_TYPE.match(value):
             raise ValueError(f"not a SageMaker instance type: {value!r}")
-        return value
+        return check_instance_type(value, cls.instance_shape)
 
 
 class ScheduleSpec(_Strict):
@@ -213,6 +284,8 @@ MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mod
 
 class BatchSpec(_Strict):
     """Batch inference: a transform job of the approved package over a CSV under batch/<pipeline>/incoming/."""
+
+    instance_shape: ClassVar[str] = "TransformInstanceType"
 
     # Scores the newest object under batch/<pipeline>/incoming/ (an EventBridge Scheduler schedule per pipeline).
     schedule: ScheduleSpec = ScheduleSpec(expression="rate(1 day)")
@@ -231,7 +304,7 @@ class BatchSpec(_Strict):
     def _instance_type(cls, value: str) -> str:
         if not INSTANCE_TYPE.match(value):
             raise ValueError(f"not a SageMaker instance type: {value!r}")
-        return value
+        return check_instance_type(value, cls.instance_shape)
 
     @field_validator("package_arn")
     @classmethod
@@ -263,6 +336,34 @@ class DriftSpec(_Strict):
     completeness_tolerance: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
 
 
+# What the evaluation script reports per problem type, and which way is better (the gate's direction).
+GATE_METRICS: dict[str, dict[str, str]] = {
+    "regression": {"rmse": "minimize", "mae": "minimize", "r2": "maximize"},
+    "binary_classification": {
+        "auc": "maximize",
+        "accuracy": "maximize",
+        "precision": "maximize",
+        "recall": "maximize",
+        "f1": "maximize",
+    },
+}
+# The built-in XGBoost 1.7 objectives that produce what each problem type evaluates (its learning_objective docs).
+OBJECTIVES: dict[str, frozenset[str]] = {
+    "regression": frozenset(
+        {
+            "reg:squarederror",
+            "reg:squaredlogerror",
+            "reg:pseudohubererror",
+            "reg:absoluteerror",
+            "reg:gamma",
+            "reg:tweedie",
+            "count:poisson",
+        }
+    ),
+    "binary_classification": frozenset({"binary:logistic", "binary:logitraw", "binary:hinge"}),
+}
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -279,6 +380,30 @@ class PipelineConfig(_Strict):
     batch: BatchSpec = BatchSpec()
     drift: DriftSpec = DriftSpec()
 
+    @model_validator(mode="after")
+    def _fits_the_problem(self) -> PipelineConfig:
+        # A gate on a metric the evaluation never reports, or an objective for another kind of problem, would
+        # only fail (or mislead) after a training job was paid for: refuse it when the config is read.
+        metrics = GATE_METRICS[self.problem_type]
+        if self.gate.metric not in metrics:
+            raise ValueError(
+                f"gate.metric {self.gate.metric!r} is not reported for a {self.problem_type} pipeline: "
+                f"use one of {', '.join(metrics)}"
+            )
+        expected = metrics[self.gate.metric]
+        if self.gate.direction != expected:
+            raise ValueError(
+                f"gate.direction must be {expected!r} for {self.gate.metric} (a better model has a "
+                f"{'lower' if expected == 'minimize' else 'higher'} {self.gate.metric})"
+            )
+        objective = str(self.train.hyperparameters.get("objective", ""))
+        if objective and objective not in OBJECTIVES[self.problem_type]:
+            raise ValueError(
+                f"train.hyperparameters.objective {objective!r} does not fit a {self.problem_type} pipeline: "
+                f"use one of {', '.join(sorted(OBJECTIVES[self.problem_type]))}"
+            )
+        return self
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -287,15 +412,31 @@ class PipelineConfig(_Strict):
         return value
 
 
+def _non_finite_text(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _refuse_constant(name: str) -> object:
+    # json.loads reads NaN, Infinity and -Infinity, which JSON itself does not have.
+    raise ValueError(f"{name} is not a number JSON allows (no NaN or infinity in a config)")
+
+
 def parse_pipeline_config(raw: bytes | str | dict[str, object], source: str) -> PipelineConfig:
     """Parse and validate a pipeline config, turning any problem into one readable error."""
     try:
-        data = json.loads(raw) if isinstance(raw, bytes | str) else raw
+        data = json.loads(raw, parse_constant=_refuse_constant) if isinstance(raw, bytes | str) else raw
         return PipelineConfig.model_validate(data)
     except json.JSONDecodeError as exc:
         raise InvalidPipelineConfig(f"{source} is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidPipelineConfig(f"{source} is not UTF-8 text: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
         raise InvalidPipelineConfig(f"{source} is invalid: {problems}") from exc
+    except ValueError as exc:  # a NaN/Infinity constant in the JSON text
+        raise InvalidPipelineConfig(f"{source} is not valid JSON: {exc}") from exc

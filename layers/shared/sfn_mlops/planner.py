@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sfn_mlops.contract import contract_for_plan
 from sfn_mlops.datasets import resolve_dataset
 from sfn_mlops.errors import InvalidUnitInput, PipelineNotFound
-from sfn_mlops.fingerprint import static_fingerprints
+from sfn_mlops.events import PlanRunEvent, parse_event
+from sfn_mlops.fingerprint import stamp_config_digests, static_fingerprints
 from sfn_mlops.images import image_uri
 from sfn_mlops.lineage import record_dataset_use
 from sfn_mlops.metadata import MetadataTable
@@ -138,6 +140,8 @@ def build_plan(
             "train_ratio": config.preprocess.train_ratio,
             "validation_ratio": config.preprocess.validation_ratio,
             "seed": config.preprocess.seed,
+            # The contract the data is checked against is part of the unit's inputs: updating it reruns preprocess.
+            "contract": contract_for_plan(s3, settings.artifact_bucket, pipeline, config.data.contract),
             "runs_root": runs_root,
         },
         "train": {
@@ -174,6 +178,7 @@ def build_plan(
             units["evaluate"]["champion"] = champion
     dataset_dict = dataset.to_dict()
     fingerprints = static_fingerprints(units, dataset_dict)
+    stamp_config_digests(units)  # after the fingerprints: workers check their config against it
     specs: dict[str, PreprocessSpec | TrainSpec | EvaluateSpec] = {
         "preprocess": config.preprocess,
         "train": config.train,
@@ -205,11 +210,12 @@ def build_plan(
     }
 
 
-def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+def plan_run(s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | PlanRunEvent) -> dict[str, Any]:
     """``event``: ``{"run": <the job flow's input>, "execution_arn": ...}`` (or the flow input itself)."""
-    run: dict[str, Any] = event["run"] if isinstance(event.get("run"), dict) else event
-    recorded = table.get_run(str(run.get("run_id", ""))) if run.get("run_id") else None
+    request = event if isinstance(event, PlanRunEvent) else parse_event(PlanRunEvent, event, "training flow input")
+    run = request.run.model_dump(exclude_none=True)
+    recorded = table.get_run(request.run.run_id)
     plan = build_plan(s3, settings, run, recorded, table)
-    plan["run_attempt"] = table.start_run(plan, flow_execution_arn=str(event.get("execution_arn", "")))
+    plan["run_attempt"] = table.start_run(plan, flow_execution_arn=request.execution_arn)
     record_dataset_use(table, plan["run_id"], plan["pipeline"], plan["dataset"])
     return plan

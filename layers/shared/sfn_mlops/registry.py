@@ -12,12 +12,14 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import re
 import tarfile
 from typing import Any
 
-from sfn_mlops.errors import InvalidPipelineConfig, InvalidUnitInput, RegistrationError
-from sfn_mlops.metadata import MetadataTable, now_iso
+from sfn_mlops.errors import InvalidPipelineConfig, InvalidUnitInput, NonFiniteNumber, RegistrationError
+from sfn_mlops.events import RegisterEvent, RejectEvent, parse_event
+from sfn_mlops.metadata import MetadataTable, artifact_pk, dataset_pk, model_dataset_sk, now_iso, serialize
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
 from sfn_mlops.settings import Settings
 
@@ -219,10 +221,38 @@ def drift_check_baselines(baseline: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- registration
-def register_model(sm: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]) -> dict[str, Any]:
+def parse_register_event(event: object) -> RegisterEvent:
+    """The register worker's event, its config validated again (``InvalidEvent``, ``FingerprintMismatch``)."""
+    from sfn_mlops.unit_configs import validated_config
+
+    given = parse_event(RegisterEvent, event, "register input")
+    return given.model_copy(update={"inputs": {**given.inputs, "config": validated_config(given)}})
+
+
+def check_recordable(model_data: str, dataset: dict[str, Any], metrics: Any) -> None:
+    """Everything the lineage records will hold, checked BEFORE a package is created: a failure after it would
+    leave an orphan package on every rerun. Keys are bounded (metadata's key helpers); numbers must be finite."""
     try:
-        run_id, pipeline = str(event["run_id"]), str(event["pipeline"])
-        inputs = event["inputs"]
+        uri, version = str(dataset["uri"]), str(dataset["version"])
+    except (KeyError, TypeError) as exc:
+        raise InvalidUnitInput(f"register input: the dataset lacks {exc}") from exc
+    if not isinstance(metrics, dict) or not metrics:
+        raise InvalidUnitInput("register input: evaluation.metrics is not a non-empty object")
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise NonFiniteNumber(f"register input: metrics {', '.join(sorted(bad))} are not finite: nothing registered")
+    # The keys as they will be written (bounded below DynamoDB's limits), and the item's numbers and types.
+    serialize({"PK": dataset_pk(uri), "SK": model_dataset_sk(uri, version), "dataset": dataset, "metrics": metrics})
+    serialize({"PK": artifact_pk(model_data), "SK": "MODEL"})
+
+
+def register_model(
+    sm: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | RegisterEvent
+) -> dict[str, Any]:
+    given = event if isinstance(event, RegisterEvent) else parse_register_event(event)
+    try:
+        run_id, pipeline = given.run_id, given.pipeline
+        inputs = given.inputs
         config, dataset = inputs["config"], inputs["dataset"]
         model_data = inputs["model"]["model_data"]
         evaluation = inputs["evaluation"]
@@ -233,6 +263,7 @@ def register_model(sm: Any, s3: Any, table: MetadataTable, settings: Settings, e
         runs_root = str(config["runs_root"])
     except (KeyError, TypeError) as exc:
         raise InvalidUnitInput(f"register input is missing {exc}") from exc
+    check_recordable(str(model_data), dataset, metrics)
     if not group.startswith(f"{settings.resource_prefix}-"):
         raise RegistrationError(
             f"model package group {group!r} is not one of this stack's (prefix {settings.resource_prefix}-): "
@@ -337,17 +368,14 @@ def _describe(sm: Any, arn: str) -> dict[str, Any] | None:
     return described
 
 
-def reject_superseded_package(sm: Any, event: dict[str, Any]) -> dict[str, Any]:
+def reject_superseded_package(sm: Any, event: dict[str, Any] | RejectEvent) -> dict[str, Any]:
     """A rerun the quality gate rejects also rejects the package an earlier execution of the run registered,
     unless somebody has already approved or rejected it."""
-    try:
-        arn, run_id = str(event["model_package_arn"]), str(event["run_id"])
-        gate, value = event["gate"], float(event["value"])
-        comparison = "<" if gate["direction"] == "minimize" else ">"
-        reason = f"rejected by the quality gate of run {run_id}: {gate['metric']} {value:.6g} is not {comparison} "
-        reason += f"{gate['threshold']}"
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidUnitInput(f"reject input is missing or malformed: {exc}") from exc
+    given = event if isinstance(event, RejectEvent) else parse_event(RejectEvent, event, "reject input")
+    arn, run_id, gate = given.model_package_arn, given.run_id, given.gate
+    comparison = "<" if gate.direction == "minimize" else ">"
+    reason = f"rejected by the quality gate of run {run_id}: {gate.metric} {given.value:.6g} is not {comparison} "
+    reason += f"{gate.threshold}"
     described = sm.describe_model_package(ModelPackageName=arn)
     before = described.get("ModelApprovalStatus")
     if before == PENDING:

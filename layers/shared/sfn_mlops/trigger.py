@@ -3,18 +3,117 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from aws_lambda_powertools.utilities.parser.models.s3 import S3EventNotificationObjectModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from sfn_mlops.errors import InvalidEvent
+from sfn_mlops.events import one_line, parse_event
 from sfn_mlops.metadata import MetadataTable, deserialize, now_iso, serialize
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN, make_run_id
 from sfn_mlops.settings import Settings
 
 # Dedup records outlive EventBridge's retries (24 h at most) by far; TTL then removes them.
 DEDUP_TTL_S = 30 * 24 * 3600
+
+# The key policy for uploads that start runs (docs/decisions/0018): at most this many bytes (UTF-8), no "." or
+# ".." segment, no empty segment, no "#" (our dedup and lineage keys use it as a separator), no control
+# character; only S3's "safe" characters (letters, digits, ! - _ . * ' ( ) and /) plus = + , @ ~ and space.
+MAX_KEY_BYTES = 512
+KEY_CHARACTERS = re.compile(r"[A-Za-z0-9!\-_.*'()/=+,@~ ]")
+S3_SOURCE = "aws.s3"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class S3Bucket(_Lenient):
+    name: str = Field(min_length=1, max_length=255)
+
+
+class S3Object(S3EventNotificationObjectModel):
+    """Powertools' model of the object in S3's EventBridge event (key, size, etag, version-id, sequencer)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    sequencer: str = ""
+
+
+class S3Detail(_Lenient):
+    bucket: S3Bucket
+    object: S3Object
+
+
+class ObjectCreatedEvent(_Lenient):
+    """S3's "Object Created" event on EventBridge: only the fields the trigger uses are required."""
+
+    source: str
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    id: str = ""
+    time: str | None = None
+    detail: S3Detail
+
+
+class ScheduledEvent(_Lenient):
+    """What the pipeline's EventBridge Scheduler schedules send (a retrain, or a batch)."""
+
+    trigger: Literal["schedule", "batch-schedule"]
+    pipeline: str = Field(max_length=256)
+    time: str | None = Field(default=None, max_length=64)
+
+
+class ApprovalDetail(_Lenient):
+    ModelPackageGroupName: str = Field(default="", max_length=256)
+    ModelPackageArn: str = Field(default="", max_length=2048)
+    ModelApprovalStatus: str | None = None
+    ModelPackageVersion: int | str | None = None
+
+
+class ApprovalEvent(_Lenient):
+    source: Literal["aws.sagemaker"]
+    detail_type: Literal["SageMaker Model Package State Change"] = Field(alias="detail-type")
+    id: str = ""
+    time: str | None = None
+    detail: ApprovalDetail
+
+
+def key_problem(key: str) -> str | None:
+    """Why an uploaded object's key cannot start a run (None: it can)."""
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        return f"the key is {size} bytes long (at most {MAX_KEY_BYTES})"
+    control = next((c for c in key if ord(c) < 32 or 127 <= ord(c) < 160), None)
+    if control is not None:
+        return f"the key has a control character ({control!r})"
+    if "#" in key:
+        return "the key has a '#'"
+    segments = key.split("/")
+    if any(s in (".", "..") for s in segments):
+        return "the key has a '.' or '..' segment"
+    if any(not s for s in segments):
+        return "the key has an empty segment ('//' or a trailing '/')"
+    bad = sorted({c for c in key if not KEY_CHARACTERS.fullmatch(c)})
+    if bad:
+        return f"the key has characters outside the accepted set: {''.join(bad)!r}"
+    if key != key.strip():
+        return "the key starts or ends with a space"
+    return None
+
+
+def refuse_upload(settings: Settings, event: ObjectCreatedEvent) -> str | None:
+    """The trigger policy for uploads: from S3, in the artifact bucket, with an acceptable key."""
+    bucket, key = event.detail.bucket.name, event.detail.object.key
+    where = one_line(f"s3://{bucket}/{key}", 300)
+    if event.source != S3_SOURCE:
+        return f"an Object Created event from {one_line(event.source, 80)!r}, not {S3_SOURCE}: ignored ({where})"
+    if bucket != settings.artifact_bucket:
+        return f"{where} is not in the artifact bucket {settings.artifact_bucket}"
+    problem = key_problem(key)
+    return f"{where} cannot start a run: {problem}" if problem else None
 
 
 class TriggerDecision(BaseModel):
@@ -48,9 +147,11 @@ def _event_time(event: dict[str, Any]) -> datetime:
     raw = event.get("time")
     if isinstance(raw, str):
         try:
-            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return datetime.now(UTC)
 
 
@@ -309,18 +410,43 @@ def handle_approval(
     )
 
 
+def parse_trigger_event(event: object) -> ObjectCreatedEvent | ApprovalEvent | ScheduledEvent | None:
+    """The trigger's event as its model; None for an event of no kind the trigger handles; ``InvalidEvent`` for
+    an event of a known kind with bad fields."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"trigger event is malformed: a {type(event).__name__}, not a JSON object")
+    if event.get("detail-type") == "Object Created":
+        return parse_event(ObjectCreatedEvent, event, "S3 Object Created event")
+    if event.get("detail-type") == APPROVAL_EVENT and event.get("source") == "aws.sagemaker":
+        return parse_event(ApprovalEvent, event, "model package state change event")
+    if event.get("trigger") in ("schedule", "batch-schedule"):
+        return parse_event(ScheduledEvent, event, "scheduled event")
+    return None
+
+
 def handle_trigger(
     sfn: Any, s3: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
 ) -> TriggerDecision:
-    if event.get("detail-type") == "Object Created":
-        key = str(((event.get("detail") or {}).get("object") or {}).get("key", ""))
-        if key.startswith("batch/"):
-            return handle_batch_upload(sfn, s3, table, settings, event)
-        return handle_s3_event(sfn, s3, table, settings, event)
-    if event.get("detail-type") == APPROVAL_EVENT and event.get("source") == "aws.sagemaker":
-        return handle_approval(sfn, s3, table, settings, event)
-    if event.get("trigger") == "batch-schedule":
-        return handle_batch_schedule(sfn, s3, table, settings, event)
-    if event.get("trigger") == "schedule":
-        return handle_schedule(sfn, s3, table, settings, event)
+    """One decision per event. An event that is refused (malformed, from elsewhere, a key outside the policy)
+    is a rejection with its reason, not an error: raising would only make EventBridge deliver it again."""
+    try:
+        parsed = parse_trigger_event(event)
+    except InvalidEvent as exc:
+        return TriggerDecision(started=False, reason=str(exc))
+    if isinstance(parsed, ObjectCreatedEvent):
+        refused = refuse_upload(settings, parsed)
+        if refused:
+            return TriggerDecision(started=False, reason=refused)
+        # The domain handlers read the event as a dict: give them the validated one.
+        valid = parsed.model_dump(by_alias=True)
+        if parsed.detail.object.key.startswith("batch/"):
+            return handle_batch_upload(sfn, s3, table, settings, valid)
+        return handle_s3_event(sfn, s3, table, settings, valid)
+    if isinstance(parsed, ApprovalEvent):
+        return handle_approval(sfn, s3, table, settings, parsed.model_dump(by_alias=True))
+    if isinstance(parsed, ScheduledEvent):
+        valid = parsed.model_dump()
+        if parsed.trigger == "batch-schedule":
+            return handle_batch_schedule(sfn, s3, table, settings, valid)
+        return handle_schedule(sfn, s3, table, settings, valid)
     return TriggerDecision(started=False, reason="unrecognised trigger event")

@@ -81,6 +81,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"one-hot encode COLUMN into COLUMN_CAT1, ... (repeatable; default {DEFAULT_CATEGORICAL}; "
         "giving it replaces the default, an empty value means no categorical columns)",
     )
+    parser.add_argument(
+        "--features",
+        metavar="COL1,COL2,...",
+        help="the data contract's feature columns, in order: the file must have exactly these and the label "
+        "(default: every column but the label, numeric ones in file order)",
+    )
     parser.add_argument("--train-ratio", type=float, default=0.7)
     parser.add_argument("--validation-ratio", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
@@ -195,6 +201,39 @@ def read_table(path: Path) -> Table:
     return Table(path.name, header, rows, lines)
 
 
+def parse_features(spec: str | None, label: str) -> list[str] | None:
+    if spec is None:
+        return None
+    features = [name.strip() for name in spec.split(",")]
+    if not all(features) or len(set(features)) != len(features) or label in features:
+        raise InputError(f"--features {spec!r}: expected distinct column names, without the label {label!r}")
+    return features
+
+
+def check_contract_columns(table: Table, label: str, features: list[str] | None) -> None:
+    """With the contract's features, the file has exactly those columns and the label: an extra column (an id,
+    say) never becomes a feature."""
+    if features is None:
+        return
+    expected = [*features, label]
+    extra = [name for name in table.header if name not in expected]
+    missing = [name for name in expected if name not in table.header]
+    problems = []
+    if extra:
+        problems.append(f"unknown column(s) {', '.join(extra)} (not in the data contract)")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if problems:
+        raise InputError(f"{table.name}: {'; '.join(problems)}")
+
+
+def check_label_varies(table: Table, label: str, values: list[float]) -> None:
+    if min(values) == max(values):
+        raise InputError(
+            f"label column {label!r} is constant ({format_number(values[0])} in every row of {table.name})"
+        )
+
+
 def check_columns(table: Table, label: str, categorical: dict[str, list[str]]) -> None:
     found = ", ".join(table.header)
     if label not in table.header:
@@ -245,7 +284,9 @@ def one_hot_columns(table: Table, column: str, categories: list[str]) -> list[li
     return columns
 
 
-def encode(table: Table, label: str, categorical: dict[str, list[str]]) -> tuple[list[str], list[list[float]]]:
+def encode(
+    table: Table, label: str, categorical: dict[str, list[str]], features: list[str] | None = None
+) -> tuple[list[str], list[list[float]]]:
     """Return output column names (label first) and the column-major numeric values."""
     # Validate in file order so the user hears about the first problem in the file.
     encoded: dict[str, tuple[list[str], list[list[float]]]] = {}
@@ -256,9 +297,10 @@ def encode(table: Table, label: str, categorical: dict[str, list[str]]) -> tuple
             encoded[column] = (names, one_hot_columns(table, column, categories))
         else:
             encoded[column] = ([column], [numeric_column(table, column)])
-    # Label first, numeric features in file order, then one-hot blocks in --categorical order.
+    check_label_varies(table, label, encoded[label][1][0])
+    # Label first, numeric features in contract (else file) order, then one-hot blocks in --categorical order.
     order = [label]
-    order += [column for column in table.header if column != label and column not in categorical]
+    order += [column for column in features or table.header if column != label and column not in categorical]
     order += list(categorical)
     out_names: list[str] = []
     out_columns: list[list[float]] = []
@@ -353,10 +395,12 @@ def write_schema(
 
 def run(args: argparse.Namespace) -> str:
     categorical = parse_categorical(args.categorical)
+    features = parse_features(args.features, args.label)
     check_ratios(args.train_ratio, args.validation_ratio)
     table = read_table(find_input_file(args.input_dir))
+    check_contract_columns(table, args.label, features)
     check_columns(table, args.label, categorical)
-    names, columns = encode(table, args.label, categorical)
+    names, columns = encode(table, args.label, categorical, features)
     sizes = split_sizes(len(table.rows), args.train_ratio, args.validation_ratio)
     indices = write_splits(args.output_dir, columns, sizes, args.seed)
     write_schema(args.output_dir, table, categorical, names, sizes)

@@ -30,7 +30,12 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class LocalServiceError(RuntimeError):
-    """The local service could not be reached, started or asked: the message says why, in one line."""
+    """The local service could not be reached, started or asked: the message says why, in one line.
+    ``status`` is the HTTP status when the service answered and refused (400: a bad request), else None."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def project_root() -> Path:
@@ -59,7 +64,8 @@ def request(info: ServiceInfo, method: str, route: str, body: dict[str, Any] | N
             answer = json.loads(exc.read() or b"{}")
         except ValueError:
             answer = {}
-        raise LocalServiceError(answer.get("message") or f"the local service answered {exc.code}") from exc
+        message = answer.get("message") or f"the local service answered {exc.code}"
+        raise LocalServiceError(message, status=exc.code) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise LocalServiceError(f"the local service at {info.endpoint} did not answer ({exc})") from exc
 
@@ -96,6 +102,9 @@ def start(state_dir: Path, root: Path | None = None) -> ServiceInfo:
     """Start ``mlops local serve`` detached (it outlives this command) and wait until it answers."""
     log_path = state_dir / "logs" / "service.log"
     command = [sys.executable, "-m", "sfn_mlops_local.cli", "local", "serve", "--state-dir", str(state_dir)]
+    from sfn_mlops_local.local.state import claim_state_folder
+
+    claim_state_folder(state_dir)  # a foreign folder is refused here, before anything is written into it
     try:
         (state_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115  # handed to the child, closed below

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import os
 import random
 import shutil
 import tarfile
@@ -28,7 +27,7 @@ from typing import Any
 
 from sfn_mlops.s3uri import split_s3_uri
 
-from sfn_mlops_local.local import job_process
+from sfn_mlops_local.local import job_process, job_sandbox
 from sfn_mlops_local.local.sagemaker_jobs import JobFailed, check_image
 
 CONTAINER_MODEL_DIR = "/opt/ml/model"
@@ -139,7 +138,7 @@ class ContainerWorker:
         environment = {str(k): str(v) for k, v in (self.spec.get("Environment") or {}).items()}
         code_dir = self._code_dir(environment, model_dir)
         env = {
-            **_base_env(),
+            **_base_env(self.sandbox),
             **environment,
             "SM_MODEL_DIR": str(model_dir),
             "MLOPS_OPT_ML": str(self.sandbox / "opt/ml"),
@@ -241,7 +240,10 @@ class ContainerWorker:
                     archive.unlink(missing_ok=True)
             return code_dir
         if submit.startswith("/opt/ml/"):
-            return self.sandbox / submit.lstrip("/")
+            try:
+                return job_sandbox.container_path(self.sandbox, submit)
+            except job_sandbox.SandboxEscape as exc:
+                raise HostingError(f"SAGEMAKER_SUBMIT_DIRECTORY: {exc}") from None
         return model_dir / "code"
 
     def running(self) -> bool:
@@ -405,9 +407,6 @@ def build_fleet(endpoint: str, deployment: dict[str, Any], root: Path, log_dir: 
     return Fleet(str(deployment["config"]), variants)
 
 
-def _base_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def _base_env(sandbox: Path) -> dict[str, str]:
+    """A serving container's environment: its own HOME in its sandbox, none of the user's AWS settings."""
+    return job_sandbox.job_environment(sandbox, str(Path(__file__).resolve().parents[2]))

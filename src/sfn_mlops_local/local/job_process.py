@@ -117,12 +117,29 @@ def _run(command: list[str], env: dict[str, str], cwd: str, log_path: str) -> No
     os.environ.update(env)
     os.chdir(cwd)
     extra = [path for path in env.get("PYTHONPATH", "").split(os.pathsep) if path]
-    if command[1] == "-m":
-        sys.argv = [command[2], *command[3:]]
-        sys.path[:0] = [cwd, *extra]
-        runpy.run_module(command[2], run_name="__main__", alter_sys=True)
-    else:
-        script = os.path.abspath(command[1])
-        sys.argv = [command[1], *command[2:]]
-        sys.path[:0] = [os.path.dirname(script), *extra]
-        runpy.run_path(script, run_name="__main__")
+    try:
+        if command[1] == "-m":
+            sys.argv = [command[2], *command[3:]]
+            sys.path[:0] = [cwd, *extra]
+            runpy.run_module(command[2], run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.abspath(command[1])
+            sys.argv = [command[1], *command[2:]]
+            sys.path[:0] = [os.path.dirname(script), *extra]
+            runpy.run_path(script, run_name="__main__")
+    except Exception as exc:
+        _print_script_traceback(exc)
+        sys.exit(1)
+
+
+def _print_script_traceback(exc: BaseException) -> None:
+    """The traceback ``python script.py`` would print: the script's frames only, not the fork's and runpy's
+    (the tail of the log is what a failed job's reason quotes, so it must end with the script's own lines)."""
+    import traceback
+
+    machinery = {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in machinery:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+    sys.stderr.flush()

@@ -29,8 +29,15 @@ from sfn_mlops_local.local.events import LocalEventBus, object_created_event, ru
 from sfn_mlops_local.local.lambda_host import LambdaHost
 from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads
 from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
-from sfn_mlops_local.local.scheduler import LocalScheduler, provision_schedules
-from sfn_mlops_local.local.state import STATE_FILE, dump_state, load_state
+from sfn_mlops_local.local.scheduler import LocalScheduler, provision_queues, provision_schedules, sqs_dead_letter
+from sfn_mlops_local.local.state import (
+    STATE_FILE,
+    StateFormatError,
+    claim_state_folder,
+    dump_state,
+    is_state_folder,
+    load_state,
+)
 from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template
 from sfn_mlops_local.operations import Target
 
@@ -89,6 +96,8 @@ class LocalRuntime:
         self.stop()
 
     def start(self) -> None:
+        if self.persist:  # before anything is set up: state is only ever loaded from a folder the service made
+            claim_state_folder(self.state_dir)
         os.environ.update(
             {
                 "AWS_ACCESS_KEY_ID": "testing",
@@ -132,7 +141,12 @@ class LocalRuntime:
         self._clients.clear()  # clients copy the session's hooks when created: only ones made from now on
         self._provision()
         provision_schedules(self.template, self.client("scheduler"))
-        self.scheduler = LocalScheduler(lambda: self.client("scheduler"), self._deliver_scheduled)
+        provision_queues(self.template, self.client("sqs"))  # the dead-letter queues: a failed delivery is kept
+        self.scheduler = LocalScheduler(
+            lambda: self.client("scheduler"),
+            self._deliver_scheduled,
+            dead_letter=sqs_dead_letter(lambda: self.client("sqs")),
+        )
         # Endpoints come back as they were (an update in flight comes back rolled back); changes are saved.
         self.endpoints.restore(self._saved_endpoints, self._restored_clean)
         self.endpoints.on_change = self._save_after_change
@@ -177,7 +191,10 @@ class LocalRuntime:
         reset_clients()
 
     def reset(self) -> None:
-        """Forget all local state (tables, buckets, registry, job history)."""
+        """Forget all local state (tables, buckets, registry, job history); a folder the service did not make
+        (MLOPS_LOCAL_STATE pointing at some other folder) is refused, never removed."""
+        if not is_state_folder(self.state_dir):
+            raise StateFormatError(f"{self.state_dir} is not a local state folder made by sfn-mlops: not removed")
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def wait_idle(self, timeout: float = 900) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,10 +30,11 @@ from botocore.exceptions import ClientError
 from sfn_mlops.images import image_version
 from sfn_mlops.s3uri import split_s3_uri
 
-from sfn_mlops_local.local import job_process
+from sfn_mlops_local.local import job_process, job_sandbox
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
-CONTAINER_ROOT = "/opt/ml"
+CONTAINER_ROOT = job_sandbox.CONTAINER_ROOT
+PROCESSING_ROOT = job_sandbox.PROCESSING_ROOT
 # Container version tag -> XGBoost library version it ships (SageMaker XGBoost container release notes).
 XGBOOST_LIBRARY_FOR_CONTAINER = {"1.7-1": "1.7."}
 
@@ -321,10 +321,14 @@ class LocalJobRunner:
         self._threads.append(thread)
         thread.start()
 
-    def _local(self, sandbox: Path, container_path: str) -> Path:
-        if not container_path.startswith(CONTAINER_ROOT):
-            raise JobFailed(f"ClientError: local path {container_path} is outside {CONTAINER_ROOT}")
-        return sandbox / container_path.lstrip("/")
+    @staticmethod
+    def _local(sandbox: Path, container_path: str, root: str = CONTAINER_ROOT) -> Path:
+        """The sandbox file for a container path; one outside ``root`` (or climbing out with ``..`` or a symlink)
+        fails the job as SageMaker's validation refuses it."""
+        try:
+            return job_sandbox.container_path(sandbox, container_path, root)
+        except job_sandbox.SandboxEscape as exc:
+            raise JobFailed(f"ClientError: {exc}") from None
 
     def _download(self, uri: str, target: Path) -> int:
         bucket, prefix = split_s3_uri(uri)
@@ -336,7 +340,10 @@ class LocalJobRunner:
                 if key.endswith("/"):
                     continue
                 relative = key[len(prefix) :].lstrip("/") or key.rsplit("/", 1)[-1]
-                destination = target / relative
+                try:  # a key such as a/../../x must not write outside the input's folder
+                    destination = job_sandbox.contained(target, relative, f"S3 key s3://{bucket}/{key} as a file")
+                except job_sandbox.SandboxEscape as exc:
+                    raise JobFailed(f"ClientError: input {uri}: {exc}") from None
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, key, str(destination))
                 count += 1
@@ -349,7 +356,7 @@ class LocalJobRunner:
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         s3 = self._s3()
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        for path in job_sandbox.regular_files(source):  # a symlink the job left is not followed out
             s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
 
     def _run_process(self, name: str, command: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
@@ -378,13 +385,14 @@ class LocalJobRunner:
         return stopped
 
     @staticmethod
-    def _base_env() -> dict[str, str]:
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-        env = {k: v for k, v in os.environ.items() if k in keep}
-        src_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = src_root
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+    def _base_env(sandbox: Path) -> dict[str, str]:
+        """A container's environment: its own HOME in the sandbox, none of the user's AWS credentials or config."""
+        return job_sandbox.job_environment(sandbox, str(Path(__file__).resolve().parents[2]))
+
+    def _failure(self, name: str, prefix: str = "AlgorithmError") -> JobFailed:
+        """A failed script's reason: the tail of its log (the exception line last) and where the whole log is."""
+        log_path = self._log_dir / f"{name}.log"
+        return JobFailed(job_sandbox.failure_reason(prefix, job_sandbox.log_tail(log_path), log_path))
 
     def _run_processing(self, name: str, sandbox: Path) -> None:
         request = self.jobs[name]["request"]
@@ -392,10 +400,10 @@ class LocalJobRunner:
         check_image(app["ImageUri"])
         for item in request.get("ProcessingInputs", []):
             s3_input = item["S3Input"]
-            self._download(s3_input["S3Uri"], self._local(sandbox, s3_input["LocalPath"]))
+            self._download(s3_input["S3Uri"], self._local(sandbox, s3_input["LocalPath"], PROCESSING_ROOT))
         outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
         for item in outputs:
-            self._local(sandbox, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+            self._local(sandbox, item["S3Output"]["LocalPath"], PROCESSING_ROOT).mkdir(parents=True, exist_ok=True)
         (sandbox / "opt/ml/output").mkdir(parents=True, exist_ok=True)
 
         def to_local(arg: str) -> str:
@@ -411,15 +419,17 @@ class LocalJobRunner:
         arguments = [to_local(a) for a in app.get("ContainerArguments", [])]
         if "--message-file" not in arguments:
             arguments += ["--message-file", str(sandbox / "opt/ml/output/message")]
-        env = {**self._base_env(), **request.get("Environment", {})}
+        env = {**self._base_env(sandbox), **request.get("Environment", {})}
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         code = self._run_process(name, entrypoint + arguments, env, sandbox, timeout)
-        message_file = sandbox / "opt/ml/output/message"
-        exit_message = message_file.read_text(errors="replace").strip() if message_file.exists() else None
+        exit_message = (job_sandbox.read_own_file(sandbox / "opt/ml/output/message") or "").strip() or None
         if code != 0:
-            raise JobFailed("AlgorithmError: See job logs for more information", exit_message)
+            failed = self._failure(name)
+            raise JobFailed(failed.reason, exit_message)
         for item in outputs:
-            self._upload(self._local(sandbox, item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+            self._upload(
+                self._local(sandbox, item["S3Output"]["LocalPath"], PROCESSING_ROOT), item["S3Output"]["S3Uri"]
+            )
         if exit_message:
             self.jobs[name]["exit_message"] = exit_message
 
@@ -440,7 +450,11 @@ class LocalJobRunner:
                 "S3DistributionType": channel["DataSource"]["S3DataSource"].get("S3DataDistributionType", ""),
                 "RecordWrapperType": "None",
             }
-            self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], root / "input/data" / channel["ChannelName"])
+            try:  # the channel's name is a folder name: SageMaker's pattern for it allows '..'
+                channel_dir = job_sandbox.contained(root / "input/data", channel["ChannelName"], "ChannelName")
+            except job_sandbox.SandboxEscape as exc:
+                raise JobFailed(f"ClientError: {exc}") from None
+            self._download(channel["DataSource"]["S3DataSource"]["S3Uri"], channel_dir)
         (config_dir / "inputdataconfig.json").write_text(json.dumps(channels))
         (config_dir / "resourceconfig.json").write_text(
             json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
@@ -448,7 +462,7 @@ class LocalJobRunner:
         for folder in ("model", "output/data", "output"):
             (root / folder).mkdir(parents=True, exist_ok=True)
         env = {
-            **self._base_env(),
+            **self._base_env(sandbox),
             "MLOPS_OPT_ML": str(root),
             "SM_MODEL_DIR": str(root / "model"),
             "SM_CHANNELS": json.dumps(sorted(channels)),
@@ -459,15 +473,15 @@ class LocalJobRunner:
         command = [sys.executable, "-m", "sfn_mlops_local.containers.xgboost_algorithm"]
         code = self._run_process(name, command, env, sandbox, timeout)
         if code != 0:
-            failure = root / "output/failure"
-            reason = (
-                failure.read_text(errors="replace").strip() if failure.exists() else "See job logs for more information"
-            )
-            raise JobFailed(f"AlgorithmError: {reason}")
+            reason = (job_sandbox.read_own_file(root / "output/failure") or "").strip()
+            log_path = self._log_dir / f"{name}.log"
+            if reason:  # the algorithm's own message, and where its whole log is
+                raise JobFailed(job_sandbox.failure_reason("AlgorithmError", reason, log_path))
+            raise self._failure(name)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            for path in sorted((root / "model").iterdir()):
-                archive.add(path, arcname=path.name)
+            for path in job_sandbox.regular_files(root / "model"):  # no symlink out of the sandbox is packed
+                archive.add(path, arcname=path.relative_to(root / "model").as_posix())
         output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
         bucket, prefix = split_s3_uri(f"{output_path}/{name}/output/model.tar.gz")
         self._s3().put_object(Bucket=bucket, Key=prefix, Body=buffer.getvalue())

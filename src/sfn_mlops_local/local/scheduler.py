@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, ResolvedTemplate
@@ -362,6 +362,40 @@ def _schedule_spec(props: dict[str, Any], target: dict[str, Any], default_name: 
     return spec
 
 
+def provision_queues(template: ResolvedTemplate, sqs_client: Any) -> dict[str, str]:
+    """Create the template's SQS queues (the dead-letter queues), so that a failed delivery is kept, as on AWS.
+
+    Returns their URLs by ARN. Only the attributes the local service can honour are passed on."""
+    urls = {}
+    for logical, resource in template.resources("AWS::SQS::Queue").items():
+        props = template.resolve(resource.get("Properties", {}))
+        attributes = (
+            {"MessageRetentionPeriod": str(props["MessageRetentionPeriod"])}
+            if "MessageRetentionPeriod" in props
+            else {}
+        )
+        physical = template.physical[logical]
+        urls[physical["Arn"]] = sqs_client.create_queue(QueueName=physical["QueueName"], Attributes=attributes)[
+            "QueueUrl"
+        ]
+    return urls
+
+
+def sqs_dead_letter(client_factory: Callable[[], Any]) -> DeadLetter:
+    """A ``dead_letter`` for LocalScheduler that sends to the queue named by its ARN in this account and Region."""
+
+    def send(queue_arn: str, body: str, attributes: dict[str, str]) -> None:
+        sqs = client_factory()
+        url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+        )
+
+    return send
+
+
 def _ensure_group(scheduler_client: Any, group: str) -> None:
     try:
         scheduler_client.get_schedule_group(Name=group)
@@ -370,7 +404,10 @@ def _ensure_group(scheduler_client: Any, group: str) -> None:
 
 
 # ------------------------------------------------------------------ the scheduler
-class Fired(NamedTuple):
+@dataclass(frozen=True)
+class Fired:
+    """One firing, as the service lists it (``vars()`` of it is its JSON)."""
+
     name: str
     scheduled_time: datetime
     ok: bool

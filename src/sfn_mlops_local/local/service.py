@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sfn_mlops_local.local.client import CONTROL_HEADER
-from sfn_mlops_local.local.state import ServiceInfo
+from sfn_mlops_local.local.state import ServiceInfo, claim_state_folder
 from sfn_mlops_local.local.template import REGION
 
 CONTROL_PREFIX = "/_mlops/"
@@ -138,7 +138,7 @@ class LocalService:
 
     # ---------------------------------------------------------------- state folder ownership
     def _take_state_folder(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        claim_state_folder(self.state_dir)  # refuses a folder it did not make before writing anything into it
         self._lock_file = open(self.state_dir / "service.lock", "a+")  # noqa: SIM115  # held for the lifetime
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -40,7 +40,7 @@ class ResolvedTemplate:
     root: Path
     stack_name: str
     raw: dict[str, Any]
-    parameters: dict[str, str]
+    parameters: dict[str, str | list[str]]
     physical: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ intrinsic functions
@@ -76,7 +76,7 @@ class ResolvedTemplate:
             return bool(left == right)
         raise NotImplementedError(f"condition {name}: only Fn::Equals is supported locally")
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> str | list[str]:
         pseudo = {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
@@ -183,13 +183,19 @@ def _physical_ids(raw: dict[str, Any], stack: str) -> dict[str, dict[str, str]]:
     return ids
 
 
+def _default(spec: dict[str, Any]) -> str | list[str]:
+    """A parameter's default as CloudFormation passes it: a CommaDelimitedList is a list (e.g. in IAM conditions)."""
+    value = str(spec.get("Default", ""))
+    return [item.strip() for item in value.split(",")] if spec.get("Type") == "CommaDelimitedList" else value
+
+
 def load_template(root: Path, stack_name: str = "sfn-mlops-local") -> ResolvedTemplate:
     # Imported here, not at the top: cfn-lint takes ~1 s to import, and CLI clients read only the constants above.
     from cfnlint.decode import cfn_yaml
 
     raw = cfn_yaml.load(str(root / "template.yaml"))
     raw = json.loads(json.dumps(raw))  # plain dicts, without cfn-lint's node classes
-    parameters = {k: str(v.get("Default", "")) for k, v in raw.get("Parameters", {}).items()}
+    parameters = {name: _default(spec) for name, spec in raw.get("Parameters", {}).items()}
     return ResolvedTemplate(
         root=root,
         stack_name=stack_name,

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from sfn_mlops.s3uri import split_s3_uri
 
+from sfn_mlops_local.local import job_sandbox
 from sfn_mlops_local.local.endpoint_hosting import Answer, ContainerStopped, ContainerWorker, HostingError, Variant
 from sfn_mlops_local.local.endpoints import ApiError, _Checks, _page, _timestamp
 from sfn_mlops_local.local.sagemaker_jobs import JobFailed
@@ -510,7 +511,9 @@ class TransformJobs:
             log.write(f"transform {name}: completed")
         except JobFailed as failed:
             log.write(f"transform {name}: failed: {failed.reason}")
-            raise
+            if failed.reason == "Stopped":
+                raise
+            raise JobFailed(job_sandbox.with_log_location(failed.reason, log_path), failed.exit_message) from None
         finally:
             containers.stop()
             self._containers.pop(name, None)

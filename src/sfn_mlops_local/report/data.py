@@ -250,7 +250,7 @@ def gate_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     verdict = summary.get("gate_verdict") or {}
     evaluate = next((u for u in summary.get("units", []) if u["name"] == "evaluate"), None)
     scored = ((evaluate or {}).get("outputs") or {}).get("gate") or {}
-    value = verdict.get("value", summary.get("metrics", {}).get(gate["metric"]))
+    value = verdict.get("value", (summary.get("metrics") or {}).get(gate["metric"]))
     decision = None if not verdict else ("passed" if verdict.get("passed") else "rejected")
     return {
         "metric": gate["metric"],
@@ -303,6 +303,7 @@ def run_row(reader: Reader, summary: dict[str, Any], packages: dict[str, dict[st
         "finished_at": summary.get("finished_at"),
         "duration_s": summary.get("duration_s"),
         "dataset": {"uri": dataset.get("uri"), "version": dataset.get("version")},
+        # None in the summary (the latest execution's gate accepted no package): none shown
         "metrics": summary.get("metrics") or {},
         "gate": gate_of(summary),
         "model_package_arn": arn,
@@ -347,7 +348,9 @@ def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
         if span is None and unit["name"] in entered:  # still running, or the flow failed inside it
             span = (entered[unit["name"]], _time(summary.get("finished_at")) or entered[unit["name"]])
         by_records = not entered
-        if by_records and unit.get("started_at") and unit["status"] not in ("SKIPPED", "CACHED", "NOT_STARTED"):
+        # (a STALE unit's record is an earlier execution's: no span on this one's clock)
+        ran = unit["status"] not in ("SKIPPED", "CACHED", "NOT_STARTED", "STALE")
+        if by_records and unit.get("started_at") and ran:
             start, end = _time(unit["started_at"]), _time(unit.get("finished_at") or unit["started_at"])
             span = (start, end) if start and end else None
         start_s = end_s = None
@@ -364,7 +367,7 @@ def timeline(reader: Reader, summary: dict[str, Any]) -> dict[str, Any]:
                 "end_s": end_s,
                 "job_name": unit.get("job_name"),
                 "label": _unit_label(unit, source)
-                if span is not None or by_records or unit["status"] == "NOT_STARTED"
+                if span is not None or by_records or unit["status"] in ("NOT_STARTED", "STALE")
                 else f"not run by this execution (recorded: {_unit_label(unit, source)})",
             }
         )
@@ -386,6 +389,8 @@ def _unit_label(unit: dict[str, Any], source: dict[str, Any]) -> str:
         return f"cached: outputs of run {source.get('run_id')} attempt {source.get('attempt')}"
     if status == "NOT_STARTED":
         return "not started"
+    if status == "STALE":
+        return f"not run by this execution: out of date (attempt {unit.get('attempt')}'s outputs are an earlier one's)"
     return f"{status.lower()} (attempt {unit.get('attempt')})"
 
 

@@ -62,9 +62,9 @@ def test_prepare_transform_builds_the_attempts_job_request_from_its_sample_event
 
 @pytest.mark.parametrize("name", ["check_input", "prepare_transform"])
 def test_batch_workers_refuse_malformed_input_in_one_line(aws: None, lambda_context: Any, name: str) -> None:
-    from sfn_mlops.batch import BatchRefused
+    from sfn_mlops.errors import InvalidEvent
 
-    with pytest.raises(BatchRefused, match="invalid batch unit input: run_id") as refused:
+    with pytest.raises(InvalidEvent, match="batch unit input is malformed: run_id") as refused:
         handler_module(name).lambda_handler(
             {"run_id": "x", "pipeline": "abalone", "unit": "u", "attempt": 1, "inputs": {}}, lambda_context
         )

@@ -230,7 +230,7 @@ def test_read_metrics_returns_the_gate_value(bucket: str, lambda_context: Any, m
 def test_register_model_rejects_malformed_input(aws: None, lambda_context: Any) -> None:
     from sfn_mlops.errors import InvalidUnitInput
 
-    with pytest.raises(InvalidUnitInput, match="register input is missing"):
+    with pytest.raises(InvalidUnitInput, match="register input is malformed: attempt: Field required"):
         handler_module("register_model").lambda_handler(
             {"run_id": RUN_ID, "pipeline": "abalone", "inputs": {}}, lambda_context
         )
@@ -292,7 +292,7 @@ def test_lookup_cache_finds_a_fresh_success_of_another_run_only(table: str, lamb
     assert hit["hit"] and hit["outputs"] == {"train": "s3://b/train/"}
     assert hit["source"]["run_id"] == "abalone-20251231t000000-00000000" and hit["source"]["attempt"] == 2
     # And another fingerprint is a miss
-    miss = handler_module("lookup_cache").lambda_handler(event | {"fingerprint": "other"}, lambda_context)
+    miss = handler_module("lookup_cache").lambda_handler(event | {"fingerprint": "0" * 64}, lambda_context)
     assert miss == {"hit": False}
 
 

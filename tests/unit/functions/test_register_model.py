@@ -276,7 +276,7 @@ def test_a_run_whose_preprocess_wrote_no_baseline_registers_without_one(
         ("old schema", "RegistrationError", "does not say what it fitted (missing or malformed 'columns')"),
         ("inconsistent schema", "RegistrationError", "is inconsistent: rings not among its columns"),
         ("changed script", "RegistrationError", "changed since the run pinned it"),
-        ("bad prefix", "InvalidUnitInput", "is not an S3 URI"),
+        ("bad prefix", "InvalidEvent", "register input config is malformed: runs_root"),
     ],
 )
 def test_register_refuses_preprocessing_it_cannot_build(
@@ -330,5 +330,5 @@ def test_reject_model_rejects_an_undecided_package_and_keeps_a_decision(
     # And malformed input is a named error
     from sfn_mlops.errors import InvalidUnitInput
 
-    with pytest.raises(InvalidUnitInput, match="reject input is missing or malformed"):
+    with pytest.raises(InvalidUnitInput, match=r"reject input is malformed: (gate|model_package_arn)"):
         reject.lambda_handler({"run_id": RUN_ID}, lambda_context)

@@ -61,7 +61,9 @@ def test_a_state_folder_that_cannot_be_used_is_one_line_naming_it(tmp_path: Path
 
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    with pytest.raises(client.LocalServiceError, match=r"cannot use .*file as the local state folder"):
+    from sfn_mlops_local.local.state import StateFormatError
+
+    with pytest.raises(StateFormatError, match=r".*file is not a folder: set MLOPS_LOCAL_STATE"):
         client.start(not_a_folder)
 
 

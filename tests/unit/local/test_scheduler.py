@@ -16,7 +16,9 @@ from sfn_mlops_local.local.scheduler import (
     LocalScheduler,
     ScheduleExpressionError,
     next_fire,
+    provision_queues,
     provision_schedules,
+    sqs_dead_letter,
 )
 from sfn_mlops_local.local.template import load_template
 from tests.conftest import ROOT, wait_until
@@ -297,6 +299,30 @@ def test_provisioning_creates_the_retrain_schedule_disabled_with_the_trigger_fun
         "time": "<aws.scheduler.scheduled-time>",
     }
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 3
+    # ... and with the template's dead-letter queue and the schedules' role (which may send to it)
+    assert schedule["Target"]["DeadLetterConfig"]["Arn"] == template.physical["TriggerDeadLetterQueue"]["Arn"]
+    assert schedule["Target"]["RoleArn"] == template.physical["BatchScheduleRole"]["Arn"]
+
+
+def test_a_template_schedule_that_keeps_failing_leaves_its_event_in_the_templates_queue(
+    scheduler_api: Any, clock: FakeClock
+) -> None:
+    # Given the template's queues and schedules provisioned, and a trigger that always fails
+    template = load_template(ROOT)
+    sqs = boto3.client("sqs")
+    urls = provision_queues(template, sqs)
+    provision_schedules(template, scheduler_api)
+    target = Target(failures=99)
+    scheduler = local_scheduler(scheduler_api, target, clock, dead_letter=sqs_dead_letter(lambda: sqs))
+    # When the retrain schedule fires
+    outcome = scheduler.fire_now(RETRAIN)
+    # Then after its retries the event is in the dead-letter queue, with the reason as attributes
+    assert not outcome["Ok"] and len(target.calls) == 4
+    (url,) = urls.values()
+    (message,) = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(message["Body"])["trigger"] == "schedule"
+    assert message["MessageAttributes"]["RETRY_ATTEMPTS"]["StringValue"] == "3"
+    assert "target unavailable" in message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
 
 
 def test_provisioning_again_updates_in_place_and_keeps_a_state_chosen_locally(scheduler_api: Any) -> None:
@@ -468,6 +494,8 @@ def test_a_failing_target_without_dead_letter_queue_is_recorded_and_scheduling_g
         (utc(2026, 11, 29, 21, 1), False),
     ]
     assert scheduler.fired[0].error == "RuntimeError: target unavailable"
+    # And each firing reads as a plain record (the service lists them with vars())
+    assert vars(scheduler.fired[0])["ok"] is False
 
 
 def test_a_fire_missed_while_the_service_was_down_is_not_replayed(scheduler_api: Any, clock: FakeClock) -> None:

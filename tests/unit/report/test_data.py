@@ -414,3 +414,30 @@ def test_the_reader_on_aws_apis_a_job_that_never_existed_and_a_history_that_is_g
     assert reader.describe_job("training", "never-created") is None
     gone = f"{ARN}:execution:stack-TrainingFlow:gone"
     assert reader.history(gone) == [] and reader.missing == {gone}
+
+
+def test_a_stale_unit_is_placed_on_no_clock_and_a_run_without_metrics_still_has_its_gate() -> None:
+    # Given a run whose latest execution failed before register, whose record is an earlier execution's
+    reader, summary = recorded_run()
+    register = {
+        "name": "register",
+        "status": "STALE",
+        "attempt": 1,
+        "started_at": "2026-11-30T11:59:00Z",
+        "finished_at": "2026-11-30T11:59:01Z",
+    }
+    failed = {**summary, "units": [*summary["units"], register], "metrics": None, "model_package_arn": None}
+    # When its timeline is drawn, with the flow's history and from the records alone
+    for with_history in (True, False):
+        if not with_history:
+            reader.recorded.pop(summary["flow_execution_arn"])
+            reader._histories.clear()
+        units = {u["name"]: u for u in data.timeline(reader, failed)["units"]}
+        # Then register has no span and says it is out of date
+        assert units["register"]["start_s"] is None
+        assert units["register"]["label"] == (
+            "not run by this execution: out of date (attempt 1's outputs are an earlier one's)"
+        )
+    # And the gate section reads the verdict without metrics
+    assert data.gate_of(failed)["value"] == summary["gate_verdict"]["value"]
+    assert data.gate_of({**failed, "gate_verdict": None})["value"] is None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,12 @@ DATA_ROWS = 4177
 FEATURES = [
     "length", "diameter", "height", "whole_weight", "shucked_weight", "viscera_weight", "shell_weight",
     "sex_M", "sex_F", "sex_I",
+]  # fmt: skip
+
+
+# The abalone data contract's features, in contract order (models/abalone/pipeline.json).
+CONTRACT_FEATURES = [
+    "sex", "length", "diameter", "height", "whole_weight", "shucked_weight", "viscera_weight", "shell_weight",
 ]  # fmt: skip
 
 
@@ -211,6 +218,34 @@ BAD_INPUTS = {
         ["sum"],
     ),
     "unknown argument": ({"data.csv": sample().encode()}, ("--bogus",), ["unrecognized arguments: --bogus"]),
+    "constant label": (
+        {
+            "data.csv": "\n".join(
+                line.rsplit(",", 1)[0] + ",8" if i else line for i, line in enumerate(sample().splitlines())
+            ).encode()
+        },
+        (),
+        ["label column 'rings' is constant (8 in every row"],
+    ),
+    "extra column under a contract": (
+        {
+            "data.csv": "\n".join(
+                f"{line},{'id' if i == 0 else i}" for i, line in enumerate(sample().splitlines())
+            ).encode()
+        },
+        ("--features", ",".join(CONTRACT_FEATURES)),
+        ["unknown column(s) id (not in the data contract)"],
+    ),
+    "missing column under a contract": (
+        {"data.csv": sample().encode()},
+        ("--features", ",".join([*CONTRACT_FEATURES, "age"])),
+        ["missing column(s) age"],
+    ),
+    "label among the features": (
+        {"data.csv": sample().encode()},
+        ("--features", "sex,rings"),
+        ["--features 'sex,rings'", "without the label 'rings'"],
+    ),
 }
 
 
@@ -259,3 +294,45 @@ def test_an_unexpected_error_exits_2_with_its_type_in_the_message(tmp_path: Path
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert result.message.startswith(("FileExistsError: ", "NotADirectoryError: "))
+
+
+@pytest.mark.parametrize(
+    ("variant", "transform"),
+    [
+        ("BOM", lambda text: b"\xef\xbb\xbf" + text.encode()),
+        ("CRLF", lambda text: text.replace("\n", "\r\n").encode()),
+        ("BOM and CRLF", lambda text: b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()),
+    ],
+)
+def test_a_bom_or_crlf_file_gives_the_same_splits_as_the_plain_one(
+    tmp_path: Path, variant: str, transform: Any
+) -> None:
+    # Given the same rows as a plain file and as a BOM/CRLF file
+    plain = run_preprocess(tmp_path / "plain", {"data.csv": sample(40).encode()})
+    other = run_preprocess(tmp_path / "other", {"data.csv": transform(sample(40))})
+    # Then both succeed with byte-identical splits and the first column is still named 'sex'
+    assert plain.returncode == 0 and other.returncode == 0, other.stderr
+    for split in ("train", "validation", "test"):
+        path = Path(split) / f"{split}.csv"
+        assert (other.output_dir / path).read_bytes() == (plain.output_dir / path).read_bytes(), variant
+    schema = json.loads((other.output_dir / "schema" / "schema.json").read_text())
+    assert schema["columns"][0] == "sex"
+
+
+def test_the_contract_features_are_exactly_the_encoded_features_in_contract_order(tmp_path: Path) -> None:
+    # Given the contract's features in an order other than the file's
+    features = [
+        "sex",
+        "shell_weight",
+        "length",
+        "diameter",
+        "height",
+        "whole_weight",
+        "shucked_weight",
+        "viscera_weight",
+    ]
+    result = run_preprocess(tmp_path, {"data.csv": sample(40).encode()}, "--features", ",".join(features))
+    # Then numeric features follow the contract's order, then the one-hot block
+    assert result.returncode == 0, result.stderr
+    schema = json.loads((result.output_dir / "schema" / "schema.json").read_text())
+    assert schema["features"] == [*features[1:], "sex_M", "sex_F", "sex_I"]

@@ -76,3 +76,131 @@ def test_a_bad_config_names_the_field_and_the_problem(change: dict[str, object],
 def test_a_config_that_is_not_json_is_named_as_such() -> None:
     with pytest.raises(InvalidPipelineConfig, match=r"s3://b/pipelines/x/pipeline\.json is not valid JSON"):
         parse_pipeline_config(b"{name: abalone", source="s3://b/pipelines/x/pipeline.json")
+
+
+def _with(path: str, value: object) -> dict[str, object]:
+    """The abalone config with one dotted key set (its JSON names)."""
+    config = json.loads(json.dumps(abalone_config()))
+    node = config
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("train.compute.instance_type", "ml.m5.xlrge", "'ml.m5.xlrge' is not a SageMaker training job instance type"),
+        ("preprocess.compute.instance_type", "ml.m9.xlarge", "is not a SageMaker processing job instance type"),
+        ("evaluate.compute.instance_type", "ml.m5.huge", "is not a SageMaker processing job instance type"),
+        # a real type of another kind of job: t2 serves endpoints, it does not run processing jobs
+        ("preprocess.compute.instance_type", "ml.t2.medium", "is not a SageMaker processing job instance type"),
+        ("batch.instance_type", "ml.t3.medium", "is not a SageMaker transform job instance type"),
+        ("deploy.instance_type", "ml.m5.larg", "is not a SageMaker endpoint instance type"),
+        ("register.inference_instance_types", ["ml.m5.large", "ml.x1.large"], "endpoint instance type"),
+        ("register.transform_instance_types", ["ml.c5.xlarge", "ml.zz.large"], "transform job instance type"),
+    ],
+)
+def test_an_instance_type_is_checked_against_the_sagemaker_api_for_its_kind_of_job(
+    path: str, value: object, problem: str
+) -> None:
+    # Given an instance type SageMaker's own enumeration for that job kind does not have
+    # When the config is validated, Then the error names the field and the bad value
+    with pytest.raises(InvalidPipelineConfig) as raised:
+        parse_pipeline_config(_with(path, value), source="pipeline.json")
+    assert path in str(raised.value) and problem in str(raised.value), str(raised.value)
+
+
+def test_a_mistyped_instance_type_is_answered_with_close_valid_ones() -> None:
+    with pytest.raises(InvalidPipelineConfig, match=r"did you mean ml\.m5\.xlarge") as raised:
+        parse_pipeline_config(_with("train.compute.instance_type", "ml.m5.xlrge"), source="pipeline.json")
+    assert "\n" not in str(raised.value)
+
+
+def test_valid_instance_types_of_each_kind_are_accepted() -> None:
+    config = _with("train.compute.instance_type", "ml.p3.2xlarge")  # a training-only GPU type
+    config = {**config, "deploy": {**config["deploy"], "instance_type": "ml.t2.medium"}}  # type: ignore[dict-item]
+    parsed = parse_pipeline_config(config, source="pipeline.json")
+    assert parsed.train.compute.instance_type == "ml.p3.2xlarge" and parsed.deploy.instance_type == "ml.t2.medium"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("gate.threshold", float("nan")),
+        ("preprocess.train_ratio", float("nan")),
+        ("preprocess.cache.max_age_hours", float("inf")),
+        ("train.hyperparameters.eta", float("nan")),
+        ("train.hyperparameters.eta", float("-inf")),
+        ("train.hyperparameters.gamma", "Infinity"),
+        ("train.hyperparameters.gamma", "nan"),
+        ("drift.psi_threshold", float("inf")),
+        ("deploy.smoke_test.tolerance", float("nan")),
+    ],
+)
+def test_no_non_finite_number_is_accepted_anywhere_in_a_config(path: str, value: object) -> None:
+    # Given a NaN or infinity (as a number, or as a hyperparameter's text)
+    # When the config is validated, Then it is refused, naming the field
+    with pytest.raises(InvalidPipelineConfig) as raised:
+        parse_pipeline_config(_with(path, value), source="pipeline.json")
+    assert path.rsplit(".", 1)[0] in str(raised.value), str(raised.value)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_text_with_nan_or_infinity_is_not_valid_json(constant: str) -> None:
+    # Given pipeline.json text using a constant Python's json reads but JSON does not have
+    text = json.dumps(abalone_config()).replace('"threshold": 3.1', f'"threshold": {constant}')
+    assert constant in text
+    # Then it is refused as JSON, naming the constant
+    with pytest.raises(InvalidPipelineConfig, match=rf"not valid JSON: {constant} is not a number JSON allows"):
+        parse_pipeline_config(text, source="pipeline.json")
+
+
+def test_an_override_with_a_non_finite_number_is_refused_by_the_same_models() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import apply_overrides
+
+    # Given a valid config, When an override sets a hyperparameter to NaN
+    config = parse_pipeline_config(abalone_config(), source="pipeline.json")
+    for value in (float("nan"), "inf"):
+        with pytest.raises(InvalidRerun, match=r"train\.hyperparameters.*finite number"):
+            apply_overrides(config, {"train.hyperparameters.eta": value}, source="abalone")
+
+
+def test_the_instance_type_enumerations_are_loaded_once_and_not_on_import() -> None:
+    import subprocess
+    import sys
+
+    # Given a fresh interpreter, When the config module is imported (the CLI's read-only commands do no more)
+    probe = (
+        "import sfn_mlops.pipeline as p; before = p.sagemaker_instance_types.cache_info().currsize; "
+        "p.parse_pipeline_config(open('models/abalone/pipeline.json').read(), 'x'); "
+        "p.parse_pipeline_config(open('models/abalone/pipeline.json').read(), 'x'); "
+        "info = p.sagemaker_instance_types.cache_info(); print(before, info.misses, info.currsize)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    # Then nothing was loaded on import, and two validations loaded the service model once
+    assert out.stdout.split() == ["0", "1", "1"], out.stdout + out.stderr
+
+
+def test_a_declared_contract_supplies_the_categorical_columns() -> None:
+    config = parse_pipeline_config(abalone_config(), source="pipeline.json")
+    assert config.data.contract is not None
+    assert config.data.categorical == {"sex": ["M", "F", "I"]}
+    assert config.data.contract.feature_names[0] == "sex" and config.data.contract.label.name == "rings"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"label": "age"}, "the contract's label 'rings' is not the label 'age'"),
+        ({"categorical": {"sex": ["M", "F"]}}, "categorical must match the contract"),
+    ],
+)
+def test_a_contract_that_disagrees_with_the_data_section_is_refused(data: dict[str, object], problem: str) -> None:
+    config = abalone_config()
+    config["data"] = {**config["data"], **data}  # type: ignore[dict-item]
+    with pytest.raises(InvalidPipelineConfig, match=problem):
+        parse_pipeline_config(config, source="pipeline.json")

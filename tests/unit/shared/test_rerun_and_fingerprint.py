@@ -135,3 +135,81 @@ def test_no_override_can_approve_a_package_or_move_it_to_another_group(key: str,
     # While the register section's other keys can still be overridden
     changed = apply_overrides(config(), {"register.transform_instance_types": ["ml.m5.xlarge"]}, "abalone")
     assert changed.registration.transform_instance_types == ["ml.m5.xlarge"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gate.threshold=NaN",
+        "gate.threshold=Infinity",
+        "gate.threshold=-Infinity",
+        "gate.threshold=1e400",
+        "train.hyperparameters.eta=nan",
+        "train.hyperparameters.eta=inf",
+        "register.x=[1, NaN]",
+    ],
+)
+def test_a_non_finite_override_value_is_refused_in_one_line(text: str) -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import parse_override
+
+    # When --set gives NaN or an infinity (JSON parsers accept them; so does float() as text)
+    with pytest.raises(InvalidRerun, match=r"^--set [\w.]+: .* is not a finite number$"):
+        parse_override(text)
+
+
+def test_a_non_finite_value_given_to_the_planner_is_refused_too() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import apply_overrides, parse_rerun
+
+    with pytest.raises(InvalidRerun, match=r"gate\.threshold: NaN is not a finite number"):
+        parse_rerun({"overrides": {"gate.threshold": float("nan")}})
+    with pytest.raises(InvalidRerun, match=r"train\.hyperparameters\.eta: Infinity is not a finite number"):
+        apply_overrides(config(), {"train.hyperparameters.eta": float("inf")}, "abalone")
+
+
+def test_unset_names_a_carried_key_and_cannot_go_with_a_set_of_it() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import parse_unset, refuse_set_and_unset, without_unset
+
+    carried = {"gate.threshold": 2.5, "train.hyperparameters.max_depth": 3}
+    assert parse_unset(" gate.threshold ") == "gate.threshold"
+    assert without_unset(carried, ["gate.threshold"], "r1") == {"train.hyperparameters.max_depth": 3}
+    with pytest.raises(InvalidRerun, match="takes a KEY the run was given with --set"):
+        parse_unset("gate.threshold=2")
+    # A key the run does not carry: one line listing what it carries
+    with pytest.raises(
+        InvalidRerun,
+        match=r"^--unset gate\.treshold: run r1 carries no such override "
+        r"\(its overrides: gate\.threshold=2\.5, train\.hyperparameters\.max_depth=3\)$",
+    ):
+        without_unset(carried, ["gate.treshold"], "r1")
+    with pytest.raises(InvalidRerun, match=r"its overrides: none"):
+        without_unset({}, ["gate.threshold"], "r1")
+    with pytest.raises(InvalidRerun, match=r"--set and --unset of the same key \(gate\.threshold\)"):
+        refuse_set_and_unset({"gate.threshold": 2.0}, ["gate.threshold"])
+
+
+def test_an_override_error_says_when_the_key_came_from_an_earlier_set_and_how_to_remove_it() -> None:
+    from sfn_mlops.errors import InvalidRerun
+    from sfn_mlops.rerun import apply_overrides
+
+    # Given overrides the run carries from an earlier --set, one of them now invalid
+    carried = {"preprocess.train_ratio": 0.95, "train.hyperparameters.max_depth": 3}
+    # When the config is built with them
+    with pytest.raises(InvalidRerun) as raised:
+        apply_overrides(config(), carried, "abalone", earlier=list(carried), run_id="r1")
+    # Then the message names the key, where it came from, and the command that removes it (not the valid one)
+    message = str(raised.value)
+    assert "must leave rows for the test split" in message
+    assert message.endswith(
+        "(preprocess.train_ratio: from an earlier --set on run r1; "
+        "remove it with: mlops rerun r1 --unset preprocess.train_ratio)"
+    )
+    # And a key that does not exist, carried from earlier, says the same
+    with pytest.raises(InvalidRerun, match=r"has no 'train.nonsense' .*--unset train\.nonsense\.depth\)$"):
+        apply_overrides(config(), {"train.nonsense.depth": 3}, "abalone", earlier=["train.nonsense.depth"], run_id="r1")
+    # But a key given now is not blamed on an earlier --set
+    with pytest.raises(InvalidRerun) as now:
+        apply_overrides(config(), carried, "abalone", earlier=["train.hyperparameters.max_depth"], run_id="r1")
+    assert "earlier --set" not in str(now.value)
