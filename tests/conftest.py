@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -101,6 +103,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The stack's defaults (an in-process local runtime may have left its own in the environment)
     monkeypatch.setenv("RESOURCE_PREFIX", "sfn-mlops")
     monkeypatch.delenv("AUTO_APPROVE", raising=False)
+    # The stack's cost guardrails are off unless a test sets them (an in-process runtime may have left them)
+    monkeypatch.delenv("ALLOWED_INSTANCE_TYPES", raising=False)
+    monkeypatch.delenv("MAX_JOB_RUNTIME_SECONDS", raising=False)
     monkeypatch.setenv("XGBOOST_IMAGE_URI", "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1")
     monkeypatch.setenv(
         "SKLEARN_IMAGE_URI",
@@ -114,13 +119,19 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def table(aws: None) -> str:
-    """The metadata table exactly as template.yaml defines it."""
+@functools.cache
+def metadata_table_properties() -> dict[str, Any]:
+    """MetadataTable's properties from template.yaml, read once per test session (parsing it takes ~0.2 s)."""
     from sfn_mlops_local.local.template import load_template
 
     template = load_template(ROOT)
-    props = template.resolve(template.raw["Resources"]["MetadataTable"]["Properties"])
+    return dict(template.resolve(template.raw["Resources"]["MetadataTable"]["Properties"]))
+
+
+@pytest.fixture
+def table(aws: None) -> str:
+    """The metadata table exactly as template.yaml defines it."""
+    props = copy.deepcopy(metadata_table_properties())
     boto3.client("dynamodb").create_table(
         TableName=TABLE,
         AttributeDefinitions=props["AttributeDefinitions"],

@@ -6,7 +6,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
-from sfn_mlops.batch import check_input, parse_unit_event
+from sfn_mlops.batch import check_input, parse_check_event
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.settings import get_settings
 
@@ -19,7 +19,7 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    unit = parse_unit_event(event)
+    unit, config = parse_check_event(event)  # the config not trusted as given, before any read
     logger.append_keys(run_id=unit.run_id, unit=unit.unit)
     settings = get_settings()
     table = MetadataTable(client("dynamodb"), settings.table_name)
@@ -32,7 +32,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         unit.run_id,
         unit.pipeline,
         unit.attempt,
-        unit.inputs.get("config") or {},
+        config,
     )
     metrics.add_metric(name=f"BatchInputs{result['drift_status'].title()}", unit=MetricUnit.Count, value=1)
     return result

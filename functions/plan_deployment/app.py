@@ -6,8 +6,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
-from sfn_mlops.deployment import plan_deployment
-from sfn_mlops.events import PlanDeploymentEvent, parse_event
+from sfn_mlops.deployment import PlanDeploymentEvent, plan_deployment
+from sfn_mlops.events import parse_event
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.settings import get_settings
 
@@ -23,7 +23,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request = parse_event(PlanDeploymentEvent, event, "deployment flow input")
     settings = get_settings()
     table = MetadataTable(client("dynamodb"), settings.table_name)
-    plan = plan_deployment(client("s3"), client("sagemaker"), table, settings, request.model_dump())
+    plan = plan_deployment(client("s3"), client("sagemaker"), table, settings, request)
     logger.append_keys(run_id=plan["run_id"], unit="plan")
     logger.info("deployment planned", extra={"endpoint": plan["endpoint_name"], "strategy": plan["strategy"]})
     metrics.add_metric(name="DeploymentsPlanned", unit=MetricUnit.Count, value=1)

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from sfn_mlops.aws import client
-from sfn_mlops.batch import parse_unit_event, prepare_transform
+from sfn_mlops.batch import parse_transform_event, prepare_transform
 
 logger = Logger()
 tracer = Tracer()
@@ -14,6 +14,6 @@ tracer = Tracer()
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    unit = parse_unit_event(event)
-    logger.append_keys(run_id=unit.run_id, unit=unit.unit)
-    return prepare_transform(client("sagemaker"), unit.model_dump())
+    unit = parse_transform_event(event)
+    logger.append_keys(run_id=unit.event.run_id, unit=unit.event.unit)
+    return prepare_transform(client("sagemaker"), unit)

@@ -90,6 +90,7 @@ class Before:
 
     packages: set[str]
     runs: set[str]
+    contract: str | None  # the pinned data contract's ETag (None: none pinned)
 
 
 @dataclass
@@ -125,7 +126,14 @@ class Suite:
         return list(outcome.answer["runs"])
 
     def before(self) -> Before:
-        return Before(self.packages(), {r["run_id"] for r in self.runs()})
+        return Before(self.packages(), {r["run_id"] for r in self.runs()}, self.pinned_contract())
+
+    def pinned_contract(self, pipeline: str = "abalone") -> str | None:
+        s3 = self.client("s3")
+        try:
+            return str(s3.head_object(Bucket=self.bucket, Key=f"pipelines/{pipeline}/contract.json")["ETag"])
+        except s3.exceptions.ClientError:
+            return None
 
     def new_runs(self, before: Before) -> list[dict[str, Any]]:
         return [r for r in self.runs() if r["run_id"] not in before.runs]
@@ -147,6 +155,8 @@ class Suite:
         assert outcome.code is not None, f"{outcome.argv} crashed:\n{outcome.stderr}"
         assert outcome.code != 0, f"{outcome.argv} was accepted:\n{outcome.stdout[-2000:]}"
         assert "Traceback" not in outcome.stderr, outcome.stderr
+        lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, f"{outcome.argv}: not one line:\n{outcome.stderr}"
         message = outcome.stderr.strip()
         for name in names:
             assert name.lower() in message.lower(), f"{name!r} not named in: {message}"
@@ -169,6 +179,7 @@ class Suite:
     def nothing_left(self, before: Before, dataset_uri: str | None = None) -> None:
         """(c) no new model package, no run left RUNNING, no package linked to the bad dataset."""
         assert self.packages() == before.packages, "a bad input registered a model package"
+        assert self.pinned_contract() == before.contract, "a bad input changed the pinned data contract"
         wait_until(lambda: all(r["status"] != "RUNNING" for r in self.runs()), timeout=60, interval=0.2)
         if dataset_uri is not None:
             outcome = self.cli("lineage", "dataset", dataset_uri)

@@ -143,7 +143,7 @@ def test_an_upload_under_a_bad_key_starts_no_run_and_the_trigger_says_why(
     assert not started, answer
     _named(message, names)
     suite.nothing_left(before)
-    suite.others_still_work()
+    suite.others_still_work(rerun=True)
 
 
 FOREIGN_EVENTS = [
@@ -181,7 +181,7 @@ def test_an_object_created_event_from_elsewhere_starts_no_run(
     suite.idle()
     assert not suite.new_runs(before)
     suite.nothing_left(before)
-    suite.others_still_work()
+    suite.others_still_work(rerun=True)
 
 
 def test_a_duplicate_delivery_of_one_upload_makes_exactly_one_run(suite: Suite, request: pytest.FixtureRequest) -> None:
@@ -198,7 +198,7 @@ def test_a_duplicate_delivery_of_one_upload_makes_exactly_one_run(suite: Suite, 
     # Then it is recognised as a duplicate of the same run and no second run starts
     assert not started and answer.get("duplicate") and answer.get("run_id") == first["run_id"], answer
     assert [r["run_id"] for r in suite.new_runs(before)] == [first["run_id"]]
-    suite.others_still_work()
+    suite.others_still_work(rerun=True)
 
 
 # ---------------------------------------------------------------------------------------------------- concurrency
@@ -255,7 +255,7 @@ def test_two_publishes_at_once_both_succeed_and_leave_a_whole_config(
 
     body = suite.client("s3").get_object(Bucket=suite.bucket, Key="pipelines/abalone/pipeline.json")["Body"].read()
     assert parse_pipeline_config(body, source="published").name == "abalone"
-    suite.others_still_work()
+    suite.others_still_work(rerun=True)
 
 
 def test_a_run_beside_a_rerun_are_both_recorded(suite: Suite, request: pytest.FixtureRequest, tmp_path: Path) -> None:

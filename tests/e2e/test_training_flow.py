@@ -199,39 +199,8 @@ def test_status_shows_the_recorded_run(
     assert all(u["status"] in ("SUCCEEDED", "SKIPPED") and u["attempt"] == 1 for u in status["units"])
 
 
-BAD_INPUTS = {
-    "missing_label.csv": (b"sex,length,diameter\nM,0.4,0.3\nF,0.5,0.4\n", "no label column 'rings'"),
-    "empty.csv": (b"", "is empty"),
-    "not_csv.csv": (b"PAR1\x00\x15\x04\x15\x10\x15\x14L\x15\x02\x00\x00" * 20, "is not a CSV text file"),
-    "non_numeric.csv": (
-        (ROOT / "models/abalone/data/abalone.csv").read_bytes().replace(b"M,0.44,0.365,0.125", b"M,0.44,abc,0.125", 1),
-        "non-numeric value 'abc' in column 'diameter'",
-    ),
-}
-
-
-@pytest.mark.parametrize("file_name", sorted(BAD_INPUTS))
-def test_bad_dataset_fails_the_run_with_a_readable_cause(
-    file_name: str, state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Given a dataset with a problem
-    content, expected = BAD_INPUTS[file_name]
-    data = tmp_path / file_name
-    data.write_bytes(content)
-    # When it is run
-    code, summary = run_cli(capsys, "run", "abalone", "--data", str(data), "--json")
-    # Then the run fails in preprocess, the cause names the problem, and nothing was registered
-    assert code == 1
-    assert summary["status"] == "FAILED"
-    assert summary["error"]["unit"] == "preprocess"
-    assert summary["error"]["error"] == "DatasetValidationError"
-    assert expected in summary["error"]["cause"]
-    assert summary["units"][0]["status"] == "FAILED"
-    assert expected in summary["units"][0]["error"]["cause"]
-    assert summary["model_package_arn"] is None
-    target, _ = service_target(state)
-    groups = target.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
-    assert groups == []
+# Bad datasets (empty, not CSV, no label, non-numeric...) are cases of the bad-input suite:
+# tests/e2e/test_bad_inputs_datasets.py.
 
 
 def test_upload_under_an_unknown_pipeline_starts_no_run(runtime: Any) -> None:

@@ -53,6 +53,14 @@ def fp(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
 
 
+def planned(config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """``config`` as the planner would give it to ``run_id``: under the run's prefix, stamped with its digest."""
+    from sfn_mlops.fingerprint import config_digest
+
+    config = {**config, "runs_root": f"s3://{EXEC_BUCKET}/runs/exec/{run_id}/"}
+    return {**config, "config_sha256": config_digest(config)}
+
+
 def start_executor(
     runtime: Any,
     unit: str,
@@ -65,8 +73,8 @@ def start_executor(
     wait: bool = True,
 ) -> Any:
     sfn = runtime.client("stepfunctions")
-    if "config" in inputs:  # a worker takes only a config for its own run (the planner's prefix for it)
-        inputs = {**inputs, "config": {**inputs["config"], "runs_root": f"s3://{EXEC_BUCKET}/runs/exec/{run_id}/"}}
+    if "config" in inputs:  # a worker takes only a config for its own run (the planner's prefix and digest for it)
+        inputs = {**inputs, "config": planned(inputs["config"], run_id)}
     arn = sfn.start_execution(
         stateMachineArn=runtime.state_machine_arn("Executor"),
         name=str(uuid.uuid4()),
@@ -113,10 +121,9 @@ def test_executor_runs_the_worker_and_records_success(runtime: Any) -> None:
     assert record["status"] == "SUCCEEDED" and record["attempt"] == "1"
     assert json.loads(record["outputs"]) == output["outputs"]
     assert record["worker_execution_arn"].split(":")[-1] == "exec-20260101t000000-00000001-register-a1"
-    run_root = f"s3://{EXEC_BUCKET}/runs/exec/exec-20260101t000000-00000001/"
     assert json.loads(record["inputs"]) == {
         **REGISTER_INPUT,
-        "config": {**REGISTER_INPUT["config"], "runs_root": run_root},
+        "config": planned(REGISTER_INPUT["config"], "exec-20260101t000000-00000001"),
     }
 
 

@@ -79,6 +79,25 @@ def test_only_the_stacks_rules_and_roles_may_send_to_the_dead_letter_queue() -> 
         assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}], role
 
 
+def test_the_documented_longest_stack_name_keeps_every_rule_name_within_eventbridges_limit() -> None:
+    import re
+
+    # Given the rules the dead-letter queue's policy names (<stack>-<suffix>) and EventBridge's 64-character limit
+    resolved = template()
+    names = [
+        event["Properties"]["RuleName"]
+        for event in resolved.functions()["TriggerFunction"].events.values()
+        if event["Type"] == "EventBridgeRule"
+    ]
+    assert names and all(name.startswith(f"{resolved.stack_name}-") for name in names), names
+    longest_suffix = max(len(name) - len(resolved.stack_name) for name in names)
+    # When the decision record states the longest stack name, Then it is what the longest suffix leaves
+    record = (ROOT / "docs" / "decisions" / "0020-security-scan-findings.md").read_text()
+    stated = re.search(r"the stack name has\s+at most (\d+) characters", record)
+    assert stated, "decision 0020 states no longest stack name"
+    assert int(stated.group(1)) == 64 - longest_suffix
+
+
 def test_the_per_pipeline_batch_schedule_dead_letters_to_the_templates_queue(aws: None) -> None:
     from sfn_mlops.pipeline import parse_pipeline_config
 
@@ -163,31 +182,59 @@ def test_a_job_request_that_leaves_out_an_isolation_key_is_denied_like_one_that_
         ("EvaluateWorker", "CreateProcessingJob", True),
         ("TrainWorker", "CreateTrainingJob", True),
         ("TransformWorker", "CreateTransformJob", False),  # transform jobs have no MaxRuntimeInSeconds key
+        ("EndpointConfigWorker", "CreateEndpointConfig", False),  # nor endpoint configs
     ],
 )
 def test_jobs_are_held_to_the_allowed_instance_types_and_runtime(machine: str, action: str, runtime: bool) -> None:
     denys = sagemaker_denys(template().raw["Resources"][machine], action)
     other_types = [s for s in denys if "sagemaker:InstanceTypes" in condition_keys(s, "ForAnyValue:StringNotEquals")]
     assert [s["Condition"]["ForAnyValue:StringNotEquals"]["sagemaker:InstanceTypes"] for s in other_types] == [
-        {"Ref": "AllowedInstanceTypes"}
+        {"Fn::Split": [",", {"Ref": "AllowedInstanceTypes"}]}
     ]
     nulls = {k for s in denys for k in condition_keys(s, "Null")}
-    assert "sagemaker:InstanceTypes" in nulls
+    # A serverless endpoint config has no instance type: a Null Deny would refuse every serverless deployment.
+    assert ("sagemaker:InstanceTypes" in nulls) == (action != "CreateEndpointConfig")
     longer = [s for s in denys if "sagemaker:MaxRuntimeInSeconds" in condition_keys(s, "NumericGreaterThan")]
     assert bool(longer) == runtime and ("sagemaker:MaxRuntimeInSeconds" in nulls) == runtime
+
+
+def test_every_principal_that_creates_sagemaker_compute_is_held_to_the_allowed_instance_types() -> None:
+    # Given every Allow of an action that starts SageMaker compute, anywhere in the template
+    creating = {"CreateProcessingJob", "CreateTrainingJob", "CreateTransformJob", "CreateEndpointConfig"}
+    resources = template().raw["Resources"]
+    for logical, resource in resources.items():
+        granted = {
+            a.split(":", 1)[1]
+            for s in statements(resource)
+            if s["Effect"] == "Allow"
+            for a in as_list(s["Action"])
+            if a.startswith("sagemaker:")
+        }
+        # Then each such action has its instance-type Deny beside it
+        for action in sorted(granted & creating):
+            denys = sagemaker_denys(resource, action)
+            assert any("sagemaker:InstanceTypes" in condition_keys(s, "ForAnyValue:StringNotEquals") for s in denys), (
+                logical,
+                action,
+            )
+
+
+def allowed_instance_types(parameters: dict[str, Any]) -> set[str]:
+    return set(str(parameters["AllowedInstanceTypes"]).split(","))
 
 
 def test_the_default_guardrails_let_every_example_pipeline_run() -> None:
     from sfn_mlops.pipeline import parse_pipeline_config
 
     parameters = template().parameters
-    allowed = set(parameters["AllowedInstanceTypes"])
+    allowed = allowed_instance_types(parameters)
     for path in sorted(ROOT.glob("models/*/pipeline.json")):
         config = parse_pipeline_config(path.read_text(), str(path))
         for unit in (config.preprocess, config.train, config.evaluate):
             assert unit.compute.instance_type in allowed, (path, unit.compute.instance_type)
             assert unit.compute.max_runtime_s <= int(parameters["MaxJobRuntimeSeconds"]), path
         assert config.batch.instance_type in allowed, path
+        assert config.deploy.serverless is not None or config.deploy.instance_type in allowed, path
 
 
 # ---------------------------------------------------------------- DynamoDB LeadingKeys

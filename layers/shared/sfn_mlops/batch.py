@@ -25,7 +25,7 @@ import io
 import json
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,15 +36,17 @@ from sfn_mlops.deployment import (
     model_unit,
     package_version,
 )
-from sfn_mlops.errors import JobNameInUse, MlopsError
-from sfn_mlops.events import parse_event
-from sfn_mlops.fingerprint import canonical_hash
+from sfn_mlops.errors import InvalidEvent, JobNameInUse, MlopsError
+from sfn_mlops.events import S3_URI, BatchRecordEvent, WorkerEvent, is_run_of, parse_event
+from sfn_mlops.fingerprint import canonical_hash, stamp_config_digests
+from sfn_mlops.guardrails import check_cost_guardrails
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import JOB_NAME, PIPELINE_NAME_PATTERN, make_run_id
 from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
 from sfn_mlops.rerun import parse_rerun, unit_policies
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
 from sfn_mlops.settings import Settings
+from sfn_mlops.unit_configs import validated_config
 
 BATCH_UNITS = ["model", "check", "transform"]
 BATCH_PREFIX = "batch/"
@@ -96,21 +98,70 @@ class BatchRequest(BaseModel):
     rerun: dict[str, Any] | None = None
 
 
-class UnitEvent(BaseModel):
-    """What a batch worker's function is given (the executor's worker input)."""
+class PlanBatchEvent(BaseModel):
+    """What the batch flow's plan step is given: the flow's input and its execution."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
+    batch: BatchRequest
+    execution_arn: str = Field(default="", max_length=2048)
+
+
+class UnitEvent(WorkerEvent):
+    """What a batch worker's function is given (the executor's worker input): a unit of a batch."""
+
     run_id: str = Field(pattern=BATCH_ID.pattern)
-    pipeline: str = Field(pattern=PIPELINE_NAME_PATTERN.pattern)
-    unit: str
-    attempt: int = Field(ge=1)
-    inputs: dict[str, Any]
+
+
+class ModelOutputs(BaseModel):
+    """What the model unit returned, as the transform unit reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_name: str = Field(pattern=JOB_NAME.pattern)
+
+
+class CheckOutputs(BaseModel):
+    """What the check unit returned, as the transform unit reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    transform_input: str = Field(pattern=S3_URI, max_length=1100)
+    input_file: str = Field(pattern=r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class TransformUnit(NamedTuple):
+    """The transform worker's input, each part validated."""
+
+    event: UnitEvent
+    config: dict[str, Any]
+    model: ModelOutputs
+    check: CheckOutputs
 
 
 def parse_unit_event(event: object) -> UnitEvent:
     """A batch worker's event (``InvalidEvent`` naming the bad field)."""
     return parse_event(UnitEvent, event, "batch unit input")
+
+
+def parse_check_event(event: object) -> tuple[UnitEvent, dict[str, Any]]:
+    """The check worker's event and its config, validated again (``InvalidEvent``, ``FingerprintMismatch``)."""
+    unit = parse_unit_event(event)
+    if unit.unit != "check":
+        raise InvalidEvent(f"batch unit input is malformed: unit: the check worker was started for {unit.unit!r}")
+    return unit, validated_config(unit)
+
+
+def parse_transform_event(event: object) -> TransformUnit:
+    """The transform worker's event: its config validated again (``InvalidEvent``, ``FingerprintMismatch``), the
+    model and check units' outputs it reads."""
+    unit = event if isinstance(event, UnitEvent) else parse_unit_event(event)
+    if unit.unit != "transform":
+        raise InvalidEvent(f"batch unit input is malformed: unit: the transform worker was started for {unit.unit!r}")
+    config = validated_config(unit)
+    model = parse_event(ModelOutputs, unit.inputs.get("model"), "transform input model (the model unit's outputs)")
+    check = parse_event(CheckOutputs, unit.inputs.get("check"), "transform input check (the check unit's outputs)")
+    return TransformUnit(unit, config, model, check)
 
 
 def new_batch_id(pipeline: str, started: datetime, identity: str) -> str:
@@ -228,11 +279,11 @@ def _approved_package(sagemaker: Any, settings: Settings, pipeline: str, arn: st
 
 
 def build_batch_plan(
-    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | BatchRequest
 ) -> dict[str, Any]:
     """The batch's plan: each unit's worker config, and each executor's policy, fingerprint and lease."""
-    request = parse_event(BatchRequest, event, "batch input")
-    if not request.run_id.startswith(f"batch-{request.pipeline}-"):
+    request = event if isinstance(event, BatchRequest) else parse_event(BatchRequest, event, "batch input")
+    if not is_run_of(request.run_id.removeprefix("batch-"), request.pipeline):  # BATCH_ID: it starts batch-
         raise BatchRefused(f"{request.run_id!r} is not a batch id of pipeline {request.pipeline!r}")
     recorded = table.get_run(request.run_id) or {}
     # A rerun scores the object version the batch first read.
@@ -248,6 +299,7 @@ def build_batch_plan(
             f"(upload it to {incoming_prefix(request.pipeline)})"
         )
     config = _pinned_config(s3, settings, request.pipeline, request.run_id)
+    check_cost_guardrails(config, settings)  # the newest published config: the training run never saw it
     spec = config.batch
     source = _input_object(s3, given)
     package_arn = str(recorded.get("model_package_arn") or resolve_package(sagemaker, settings, request, config))
@@ -290,6 +342,7 @@ def build_batch_plan(
         }
         for unit in BATCH_UNITS
     }
+    stamp_config_digests(units)  # after the fingerprints: the check and transform workers verify their config
     return {
         "run_id": request.run_id,
         "kind": "batch",
@@ -307,13 +360,12 @@ def build_batch_plan(
 
 
 def plan_batch(
-    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | PlanBatchEvent
 ) -> dict[str, Any]:
     """``event``: ``{"batch": <the flow's input>, "execution_arn": ...}``; records the batch run."""
-    given = event.get("batch")
-    request: dict[str, Any] = given if isinstance(given, dict) else event
-    plan = build_batch_plan(s3, sagemaker, table, settings, request)
-    plan["run_attempt"] = table.start_batch(plan, flow_execution_arn=str(event.get("execution_arn", "")))
+    request = event if isinstance(event, PlanBatchEvent) else parse_event(PlanBatchEvent, event, "batch flow input")
+    plan = build_batch_plan(s3, sagemaker, table, settings, request.batch)
+    plan["run_attempt"] = table.start_batch(plan, flow_execution_arn=request.execution_arn)
     return plan
 
 
@@ -516,15 +568,12 @@ def transform_request(
     return {"request": request, "output_uri": f"{output_path}{check['input_file']}.out"}
 
 
-def prepare_transform(sagemaker: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """The transform worker's first step: the job request, or the job this attempt already completed."""
-    inputs = event.get("inputs") or {}
-    config, model, check = inputs.get("config"), inputs.get("model"), inputs.get("check")
-    if not isinstance(config, dict) or not isinstance(model, dict) or not isinstance(check, dict):
-        raise BatchRefused("the transform unit needs its config and the model and check units' outputs")
-    prepared = transform_request(
-        str(event["run_id"]), str(event["pipeline"]), int(event["attempt"]), config, str(model["model_name"]), check
-    )
+def prepare_transform(sagemaker: Any, event: dict[str, Any] | UnitEvent | TransformUnit) -> dict[str, Any]:
+    """The transform worker's first step: the job request, or the job this attempt already completed.
+
+    The config is validated again (``InvalidEvent``, ``FingerprintMismatch``), the upstream outputs too."""
+    unit, config, model, check = event if isinstance(event, TransformUnit) else parse_transform_event(event)
+    prepared = transform_request(unit.run_id, unit.pipeline, unit.attempt, config, model.model_name, check.model_dump())
     name = prepared["request"]["TransformJobName"]
     try:
         described = sagemaker.describe_transform_job(TransformJobName=name)
@@ -555,12 +604,13 @@ def _count_rows(s3: Any, uri: str) -> int:
     return sum(1 for line in text.splitlines() if line.strip())
 
 
-def record_outcome(s3: Any, table: MetadataTable, event: dict[str, Any]) -> dict[str, Any]:
+def record_outcome(s3: Any, table: MetadataTable, event: dict[str, Any] | BatchRecordEvent) -> dict[str, Any]:
     """``event``: ``{plan, results, execution_arn}`` and, for a failed batch, ``error`` (``{unit, error, cause}``,
     as the flow explained it). Checks one prediction per row, records the run and lineage; the summary."""
-    plan = event["plan"]
-    results = event.get("results") or {}
-    error = event.get("error") or None
+    given = event if isinstance(event, BatchRecordEvent) else parse_event(BatchRecordEvent, event, "batch outcome")
+    plan = given.plan.model_dump()
+    results = given.results_dump()
+    error = given.error.model_dump() if given.error else None
     transform = (results.get("transform") or {}).get("outputs") or {}
     check = (results.get("check") or {}).get("outputs") or {}
     output_uri = transform.get("output_uri") if error is None else None
@@ -579,13 +629,13 @@ def record_outcome(s3: Any, table: MetadataTable, event: dict[str, Any]) -> dict
         "status": status,
         "results": results,
         "error": error,
-        "flow_execution_arn": event.get("execution_arn"),
+        "flow_execution_arn": given.execution_arn,
         "output_uri": output_uri,
         "rows_scored": rows_scored,
         "retrain": check.get("retrain"),
     }
     table.record_batch(plan, outcome)
-    if error is not None and error["error"] == TransformOutputMismatch.__name__ and not event.get("error"):
+    if error is not None and error["error"] == TransformOutputMismatch.__name__ and given.error is None:
         raise TransformOutputMismatch(error["cause"])  # recorded: now the flow's execution fails too
     run = table.get_run(plan["run_id"]) or {}
     return summary_of(plan["run_id"], run)

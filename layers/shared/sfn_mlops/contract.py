@@ -1,9 +1,11 @@
 """A pipeline's data contract: the feature columns (in encoding order), their types, categorical domains, allowed
 ranges and nullability, and the label's name, type and range.
 
-``pipeline.json`` may declare it (``data.contract``); otherwise the first successful validation of a dataset pins
-the contract inferred from it at ``pipelines/<pipeline>/contract.json`` (written once: S3's conditional write), and
-the user replaces it with ``mlops contract update``. Every later run reads the one that applies.
+``pipeline.json`` may declare it (``data.contract``); otherwise the first successful *run* pins the contract
+inferred from its dataset at ``pipelines/<pipeline>/contract.json`` (written once: S3's conditional write), and the
+user replaces it with ``mlops contract update``. Every later run reads the one that applies. Validation only records
+the contract a preprocess attempt's data met, under that attempt's own prefix: a run that then fails, or whose
+model the gate rejects, pins nothing (its extra id column does not become the pipeline's contract).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sfn_mlops.errors import DatasetValidationError, InvalidDataContract, validation_problems
+from sfn_mlops.errors import InvalidDataContract, validation_problems
 from sfn_mlops.s3uri import s3_uri
 
 CONTRACT_FILE = "contract.json"
+# Beside a preprocess attempt's outputs (``<runs_root>preprocess/a<n>/``): the contract its data met.
+VALIDATED_FILE = "contract.json"
 # Cells spelled like this are missing values (the preprocess script reads them the same way).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 
@@ -149,21 +153,51 @@ def _document(contract: DataContract, source: str, run_id: str) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-def pin_contract(s3: Any, bucket: str, pipeline: str, contract: DataContract, run_id: str) -> None:
-    """Pin an inferred contract once: if another run pinned one meanwhile, it wins, and this run's data, validated
-    against its own inference, is refused unless the two agree."""
+def pin_contract(s3: Any, bucket: str, pipeline: str, contract: DataContract, run_id: str) -> bool:
+    """Pin an inferred contract once (a conditional write): True when this call pinned it, False when a contract was
+    pinned already (by an earlier successful run or a person): that one stays, later runs are checked against it."""
     key = contract_key(pipeline)
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=_document(contract, "inferred", run_id), IfNoneMatch="*")
     except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in {"PreconditionFailed", "ConditionalRequestConflict"}:
             raise
-        pinned = read_pinned(s3, bucket, pipeline)
-        if pinned is None or DataContract.model_validate(pinned["contract"]) != contract:
-            raise DatasetValidationError(
-                f"another run pinned pipeline {pipeline!r}'s data contract while this one was validating "
-                f"({s3_uri(bucket, key)}): rerun this run to validate against it"
-            ) from None
+        return False
+    return True
+
+
+# --- the contract one preprocess attempt's data met, under the attempt's own prefix ---
+
+
+def validated_contract_key(attempt_prefix: str) -> str:
+    """``attempt_prefix``: the attempt's key prefix (``runs/<pipeline>/<run>/preprocess/a<n>/``)."""
+    return f"{attempt_prefix}{VALIDATED_FILE}"
+
+
+def record_validated(
+    s3: Any, bucket: str, attempt_prefix: str, contract: DataContract, inferred: bool, run_id: str
+) -> str:
+    """Write the contract the attempt's data met (``source``: inferred from it, or given by the plan). Returns its
+    URI. The register worker pins an inferred one when the run succeeds."""
+    key = validated_contract_key(attempt_prefix)
+    s3.put_object(Bucket=bucket, Key=key, Body=_document(contract, "inferred" if inferred else "plan", run_id))
+    return s3_uri(bucket, key)
+
+
+def read_validated(s3: Any, bucket: str, attempt_prefix: str) -> dict[str, Any] | None:
+    """The document ``record_validated`` wrote (its contract validated again), or None when the attempt wrote none
+    (it ran before attempts recorded their contract)."""
+    key = validated_contract_key(attempt_prefix)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.ClientError as exc:
+        # Without s3:ListBucket a missing object reads as AccessDenied: the reader may read every object under runs/.
+        if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound", "AccessDenied", "403"}:
+            raise
+        return None
+    contract = parse_contract(body, source=s3_uri(bucket, key))
+    document: dict[str, Any] = json.loads(body)
+    return {**document, "contract": contract}
 
 
 def replace_contract(s3: Any, bucket: str, pipeline: str, contract: DataContract, source: str, run_id: str = "") -> str:

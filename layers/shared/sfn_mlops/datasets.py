@@ -4,18 +4,22 @@ before any job runs (every row, streamed: see ``contract_check``), before paying
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from sfn_mlops.contract import DataContract, parse_contract, pin_contract, read_pinned
+from sfn_mlops.contract import DataContract, record_validated
 from sfn_mlops.contract_check import check_csv
-from sfn_mlops.errors import DatasetValidationError, InvalidDataContract, InvalidUnitInput
+from sfn_mlops.errors import DatasetValidationError
+from sfn_mlops.events import WorkerEvent, parse_event
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
+from sfn_mlops.unit_configs import validated_config
 
 CHUNK_BYTES = 1 << 20
+# S3's bucket naming rules (lower case, digits, '.', '-'; 3 to 63 characters).
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})
 
 
 class DatasetRef(BaseModel):
@@ -59,6 +63,37 @@ class DatasetRef(BaseModel):
         }
 
 
+class DatasetInput(DatasetRef):
+    """A dataset ref as an event gives it (the planner's ``DatasetRef.to_dict()``): bounded, its derived fields
+    (``uri``, ``version``, ``content``) ignored and computed again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    bucket: str = Field(pattern=BUCKET_NAME)
+    # An object, not a folder (its file name is the snapshot's), without control characters.
+    key: str = Field(pattern=r"^[^\x00-\x1f\x7f]*[^/\x00-\x1f\x7f]$", max_length=1024)
+    version_id: str | None = Field(default=None, min_length=1, max_length=1024)
+    etag: str = Field(default="", max_length=1024)
+    size: int = Field(default=0, ge=0)
+    sha256: str | None = Field(default=None, max_length=128)
+
+
+class ValidateDatasetEvent(WorkerEvent):
+    """What the preprocess worker's first step is given: the unit's event (``inputs.config``, ``inputs.dataset``)."""
+
+    unit: Literal["preprocess"]
+
+
+def parse_validate_event(event: object) -> tuple[ValidateDatasetEvent, dict[str, Any], DatasetRef]:
+    """The event, its config validated again against the plan's digest, and the dataset it names.
+
+    Raises ``InvalidEvent`` naming the bad field, or ``FingerprintMismatch``."""
+    given = parse_event(ValidateDatasetEvent, event, "preprocess input")
+    config = validated_config(given)
+    dataset = parse_event(DatasetInput, given.inputs.get("dataset"), "preprocess input dataset")
+    return given, config, dataset
+
+
 def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = None) -> DatasetRef:
     """Pin a dataset to the exact object version (HEAD), so later reads see the same bytes."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "ChecksumMode": "ENABLED"}
@@ -68,7 +103,7 @@ def resolve_dataset(s3: Any, bucket: str, key: str, version_id: str | None = Non
         head = s3.head_object(**kwargs)
     except s3.exceptions.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}:
+        if code in MISSING_OBJECT_CODES:
             raise DatasetValidationError(f"dataset {s3_uri(bucket, key)} does not exist") from exc
         raise
     return DatasetRef(
@@ -108,59 +143,43 @@ def snapshot_dataset(s3: Any, dataset: DatasetRef, target_bucket: str, target_ke
     return s3_uri(target_bucket, target_key)
 
 
-def contract_for(s3: Any, config: dict[str, Any], pipeline: str, runs_root: str) -> DataContract | None:
-    """The contract this run's data must meet: the one in the unit's config (the planner resolved it), else the
-    one the run's pinned pipeline.json declares, else the pipeline's pinned one; None: infer and pin one."""
-    if "contract" in config:
-        if config["contract"] is None:
-            return None
-        try:
-            return DataContract.model_validate(config["contract"])
-        except ValidationError as exc:
-            raise InvalidUnitInput(f"preprocess input has a malformed data contract: {exc}") from None
-    bucket, root_key = split_s3_uri(runs_root)
-    try:
-        try:
-            body = s3.get_object(Bucket=bucket, Key=f"{root_key}code/pipeline.json")["Body"].read()
-            declared = (json.loads(body).get("data") or {}).get("contract")
-        except s3.exceptions.NoSuchKey:
-            declared = None
-        if declared:
-            return parse_contract(declared, source=s3_uri(bucket, f"{root_key}code/pipeline.json"))
-        pinned = read_pinned(s3, bucket, pipeline)
-    except InvalidDataContract as exc:  # the worker's flow catches dataset errors by name
-        raise DatasetValidationError(str(exc)) from None
-    return DataContract.model_validate(pinned["contract"]) if pinned else None
+def planned_contract(config: dict[str, Any]) -> DataContract | None:
+    """The contract the plan put in the unit's config (declared, else pinned when the run was planned; the config
+    digest proves it is the planner's); None: infer one from the data. Nothing else is read: this function may
+    read only the dataset, and a contract pinned since planning applies from the next run on."""
+    contract = config.get("contract")  # validated_config drops a None contract
+    return DataContract.model_validate(contract) if contract else None
 
 
-def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """Preprocess worker's first step: check every row against the pipeline's data contract (or infer one and pin
-    it), then snapshot the dataset into the run."""
-    inputs = event.get("inputs") or {}
-    config, raw = inputs.get("config"), inputs.get("dataset")
-    if not isinstance(config, dict) or not isinstance(raw, dict):
-        raise DatasetValidationError("preprocess input needs 'config' and 'dataset'")
-    dataset = DatasetRef(
-        bucket=raw["bucket"],
-        key=raw["key"],
-        version_id=raw.get("version_id"),
-        etag=raw.get("etag", ""),
-        size=int(raw.get("size", 0)),
-        sha256=raw.get("sha256"),
-    )
-    pipeline = str(event.get("pipeline") or "")
+def validate_and_snapshot(s3: Any, event: object) -> dict[str, Any]:
+    """Preprocess worker's first step: check every row against the planned data contract (or infer one), record the
+    contract the data met under this attempt's prefix (the register worker pins an inferred one when the run
+    succeeds), then snapshot the dataset into the run."""
+    given, config, dataset = parse_validate_event(event)
     target_bucket, root_key = split_s3_uri(config["runs_root"])
-    contract = contract_for(s3, config, pipeline, config["runs_root"])
-    result = check_csv(
-        read_chunks(s3, dataset),
-        contract,
-        label=config["label"],
-        categorical=categorical_specs(config.get("categorical") or []),
-        uri=dataset.uri,
-        pipeline=pipeline,
+    try:
+        result = check_csv(
+            read_chunks(s3, dataset),
+            planned_contract(config),
+            label=config["label"],
+            categorical=categorical_specs(config.get("categorical") or []),
+            uri=dataset.uri,
+            pipeline=given.pipeline,
+        )
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:
+            raise
+        missing = f"dataset {dataset.uri} (version {dataset.version or 'latest'}) does not exist"
+        raise DatasetValidationError(missing) from None
+    # Beside this attempt's job outputs (jobs.preprocess_request): a cached reuse of them finds it there too.
+    recorded = record_validated(
+        s3,
+        target_bucket,
+        f"{root_key}preprocess/a{given.attempt}/",
+        result.contract,
+        result.inferred,
+        given.run_id,
     )
-    if result.inferred:
-        pin_contract(s3, target_bucket, pipeline, result.contract, str(event.get("run_id") or ""))
     file_name = dataset.key.rsplit("/", 1)[-1]
     # A server-side copy: the bytes were read once, by the check.
     snapshot = snapshot_dataset(s3, dataset, target_bucket, f"{root_key}input/{file_name}")
@@ -170,5 +189,6 @@ def validate_and_snapshot(s3: Any, event: dict[str, Any]) -> dict[str, Any]:
         "rows": result.rows,
         "contract": result.contract.model_dump(mode="json"),
         "contract_inferred": result.inferred,
+        "contract_uri": recorded,
         "dataset": dataset.to_dict(),
     }

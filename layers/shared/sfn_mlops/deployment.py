@@ -22,10 +22,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfn_mlops.errors import MlopsError
-from sfn_mlops.events import parse_event
+from sfn_mlops.events import DeploymentRecordEvent, is_run_of, parse_event
 from sfn_mlops.fingerprint import canonical_hash
 from sfn_mlops.metadata import MetadataTable
-from sfn_mlops.naming import PIPELINE_NAME_PATTERN, is_run_id, make_run_id
+from sfn_mlops.naming import PIPELINE_NAME_PATTERN, make_run_id
 from sfn_mlops.pipeline import DeploySpec, PipelineConfig, parse_pipeline_config
 from sfn_mlops.rerun import parse_rerun, unit_policies
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
@@ -277,12 +277,24 @@ def model_unit(settings: Settings, pipeline: str, package_arn: str, version: str
     }
 
 
+class PlanDeploymentEvent(BaseModel):
+    """What the deployment flow's plan step is given: the flow's input and its execution."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    deployment: DeploymentRequest
+    execution_arn: str = Field(default="", max_length=2048)
+
+
 def build_deployment_plan(
-    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | DeploymentRequest
 ) -> dict[str, Any]:
     """The deployment's plan: each unit's worker config, and each executor's policy, fingerprint and lease."""
-    request = parse_event(DeploymentRequest, event, "deployment input")
-    if not is_run_id(request.run_id) or not request.run_id.startswith(f"{request.pipeline}-"):
+    if isinstance(event, DeploymentRequest):
+        request = event
+    else:
+        request = parse_event(DeploymentRequest, event, "deployment input")
+    if not is_run_of(request.run_id, request.pipeline):
         raise DeploymentRefused(f"{request.run_id!r} is not a deployment id of pipeline {request.pipeline!r}")
     config = _pinned_config(s3, settings, request.pipeline, request.run_id)
     spec = config.deploy
@@ -362,13 +374,15 @@ def build_deployment_plan(
 
 
 def plan_deployment(
-    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any]
+    s3: Any, sagemaker: Any, table: MetadataTable, settings: Settings, event: dict[str, Any] | PlanDeploymentEvent
 ) -> dict[str, Any]:
     """``event``: ``{"deployment": <the flow's input>, "execution_arn": ...}``; records the deployment."""
-    given = event.get("deployment")
-    request: dict[str, Any] = given if isinstance(given, dict) else event
-    plan = build_deployment_plan(s3, sagemaker, table, settings, request)
-    plan["run_attempt"] = table.start_deployment(plan, flow_execution_arn=str(event.get("execution_arn", "")))
+    if isinstance(event, PlanDeploymentEvent):
+        request = event
+    else:
+        request = parse_event(PlanDeploymentEvent, event, "deployment flow input")
+    plan = build_deployment_plan(s3, sagemaker, table, settings, request.deployment)
+    plan["run_attempt"] = table.start_deployment(plan, flow_execution_arn=request.execution_arn)
     return plan
 
 
@@ -417,16 +431,20 @@ def smoke_test(s3: Any, runtime: Any, config: dict[str, Any]) -> dict[str, Any]:
 ROLLED_BACK_ERRORS = frozenset({"DeploymentRolledBack"})
 
 
-def record_outcome(table: MetadataTable, event: dict[str, Any]) -> dict[str, Any]:
+def record_outcome(table: MetadataTable, event: dict[str, Any] | DeploymentRecordEvent) -> dict[str, Any]:
     """``event``: ``{plan, results, execution_arn}`` and, for a failed deployment, ``error`` (``{unit, error,
     cause}``, as the flow explained it) and ``rolled_back`` (the flow put the previous config back after the new
     one failed its smoke test). Returns the deployment's summary."""
-    plan = event["plan"]
-    results = event.get("results") or {}
-    error = event.get("error") or None
+    if isinstance(event, DeploymentRecordEvent):
+        given = event
+    else:
+        given = parse_event(DeploymentRecordEvent, event, "deployment outcome")
+    plan = given.plan.model_dump()
+    results = given.results_dump()
+    error = given.error.model_dump() if given.error else None
     if error is None:
         status = "SUCCEEDED"
-    elif event.get("rolled_back") or error["error"] in ROLLED_BACK_ERRORS:
+    elif given.rolled_back or error["error"] in ROLLED_BACK_ERRORS:
         status = "ROLLED_BACK"
     else:
         status = "FAILED"
@@ -435,7 +453,7 @@ def record_outcome(table: MetadataTable, event: dict[str, Any]) -> dict[str, Any
         "status": status,
         "results": results,
         "error": error,
-        "flow_execution_arn": event.get("execution_arn"),
+        "flow_execution_arn": given.execution_arn,
         "traffic_steps": deploy_outputs.get("traffic_steps") or [],
     }
     table.record_deployment(plan, outcome)

@@ -9,9 +9,14 @@ if TYPE_CHECKING:
 
 
 def validation_problems(exc: ValidationError, root: str = "<input>", limit: int | None = None) -> str:
-    """A pydantic error as one line for a refusal: ``field.path: message; ...`` (``root`` names a whole-input error)."""
-    errors = exc.errors()[:limit]
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in errors)
+    """A pydantic error as one line for a refusal: ``field.path: message; ...`` for the first ``limit`` problems
+    (``root`` names a whole-input error), ``(and N more)`` for the rest, control characters escaped."""
+    from sfn_mlops.oneline import one_line  # errors.py is imported by everything: it imports nothing at load
+
+    errors = exc.errors()
+    shown = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}" for e in errors[:limit])
+    more = f" (and {len(errors) - limit} more)" if limit is not None and len(errors) > limit else ""
+    return one_line(shown + more)
 
 
 class MlopsError(Exception):
@@ -87,3 +92,8 @@ class NonFiniteNumber(MlopsError):
 
 class InvalidDataContract(MlopsError):
     """A data contract (declared, pinned or given to `mlops contract update`) does not validate."""
+
+
+class CostGuardrailExceeded(InvalidPipelineConfig):
+    """A pipeline config asks for an instance type outside the stack's AllowedInstanceTypes, or a longer runtime
+    than its MaxJobRuntimeSeconds: raised when the run is planned, before any job starts (IAM would deny it later)."""

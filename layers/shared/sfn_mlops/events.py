@@ -11,8 +11,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sfn_mlops.errors import InvalidEvent
+from sfn_mlops.errors import InvalidEvent, validation_problems
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN
+from sfn_mlops.oneline import one_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,22 +22,13 @@ ANY_RUN_ID = r"^(batch-)?[a-z][a-z0-9-]{0,23}-\d{8}t\d{6}-[0-9a-f]{8}$"
 UNIT_NAME = r"^[a-z][a-z_]{0,31}$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S.*$"
-MAX_MESSAGE = 600
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """Control characters (a newline in a fuzzed key...) shown escaped, and the line cut: one readable line."""
-    text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def problems_of(exc: ValidationError, limit: int = 3) -> str:
-    """``field.path: message; ...`` for the first ``limit`` problems, as one line."""
-    errors = exc.errors()
-    shown = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<event>'}: {e['msg']}" for e in errors[:limit])
-    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
-    return one_line(shown + more)
+def is_run_of(run_id: str, pipeline: str, *, batch: bool = False) -> bool:
+    """Whether ``run_id`` is a run (``batch``: or a batch) of exactly ``pipeline``: a prefix test would take a run
+    of pipeline ``a-b`` for a run of ``a``."""
+    kind = "(batch-)?" if batch else ""
+    return re.fullmatch(rf"{kind}{re.escape(pipeline)}-\d{{8}}t\d{{6}}-[0-9a-f]{{8}}", run_id) is not None
 
 
 def parse_event(model: type[M], event: object, what: str) -> M:
@@ -46,7 +38,7 @@ def parse_event(model: type[M], event: object, what: str) -> M:
     try:
         return model.model_validate(event)
     except ValidationError as exc:
-        raise InvalidEvent(f"{what} is malformed: {problems_of(exc)}") from exc
+        raise InvalidEvent(f"{what} is malformed: {validation_problems(exc, root='<event>', limit=3)}") from exc
     except (TypeError, ValueError, RecursionError) as exc:  # a validator's own failure on an odd input
         raise InvalidEvent(f"{what} is malformed: {one_line(str(exc))}") from exc
 
@@ -68,7 +60,7 @@ class WorkerEvent(_Event):
 
     @model_validator(mode="after")
     def _run_of_the_pipeline(self) -> WorkerEvent:
-        if not self.run_id.removeprefix("batch-").startswith(f"{self.pipeline}-"):
+        if not is_run_of(self.run_id, self.pipeline, batch=True):
             raise ValueError(f"run_id {self.run_id!r} is not a run of pipeline {self.pipeline!r}")
         return self
 
@@ -88,6 +80,8 @@ class CacheLookupEvent(_Event):
     unit: str = Field(pattern=UNIT_NAME)
     fingerprint: str = Field(pattern=SHA256_HEX)
     max_age_s: int = Field(default=0, ge=0, le=10 * 365 * 24 * 3600)
+    # The unit's inputs as the executor was given them: where the fingerprint is made of them alone, it is checked.
+    inputs: dict[str, Any]
 
 
 class ReleaseLockEvent(_Event):
@@ -153,24 +147,64 @@ class PlanRef(_Event):
     pipeline: str = Field(pattern=PIPELINE_NAME_PATTERN.pattern)
 
 
+class BatchPlanRef(PlanRef):
+    """What recording a batch reads of its plan."""
+
+    input: dict[str, Any]
+    model_package_arn: str = Field(min_length=1, max_length=2048)
+    order: list[str] = Field(min_length=1)
+
+
+class DeploymentPlanRef(PlanRef):
+    """What recording a deployment reads of its plan."""
+
+    stage: str = Field(min_length=1, max_length=64)
+    model_package_arn: str = Field(min_length=1, max_length=2048)
+    previous_model_package_arn: str = Field(default="", max_length=2048)
+    endpoint_name: str = Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    strategy: str = Field(min_length=1, max_length=64)
+    order: list[str] = Field(min_length=1)
+
+
+class UnitResult(_Event):
+    """A unit's result as a flow collected it (the executor's output)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    status: str | None = None
+    outputs: dict[str, Any] | None = None
+
+
+class FlowError(_Event):
+    """Why a flow failed, as its "Explain the failure" step put it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    unit: str | None = None
+    error: str = Field(min_length=1, max_length=256)
+    cause: str = ""
+
+
 class RecordEvent(_Event):
     """What a flow's last step is given: its plan, the units' results and, when it failed, the error."""
 
     plan: PlanRef
-    results: dict[str, Any] = Field(default_factory=dict)
-    error: dict[str, Any] | None = None
+    results: dict[str, UnitResult] = Field(default_factory=dict)
+    error: FlowError | None = None
     rolled_back: bool = False
     execution_arn: str = Field(default="", max_length=2048)
 
+    def results_dump(self) -> dict[str, Any]:
+        """The results as the flow gave them (nothing added)."""
+        return {unit: result.model_dump(exclude_unset=True) for unit, result in self.results.items()}
 
-class PlanBatchEvent(_Event):
-    batch: dict[str, Any]
-    execution_arn: str = Field(default="", max_length=2048)
+
+class BatchRecordEvent(RecordEvent):
+    plan: BatchPlanRef
 
 
-class PlanDeploymentEvent(_Event):
-    deployment: dict[str, Any]
-    execution_arn: str = Field(default="", max_length=2048)
+class DeploymentRecordEvent(RecordEvent):
+    plan: DeploymentPlanRef
 
 
 class SmokeTestConfig(_Event):

@@ -55,4 +55,5 @@ def static_fingerprints(units: dict[str, dict[str, Any]], dataset: dict[str, Any
         if unit == "preprocess":
             own["dataset_content"] = dataset["content"]
         material[unit] = {"unit": unit, **own}
-    return {unit: canonical_hash(value) for unit, value in material.items()}
+    # Whole floats as ints: the executor recomputes a fingerprint from a config that went through Step Functions.
+    return {unit: canonical_hash(_whole_numbers_as_ints(value)) for unit, value in material.items()}

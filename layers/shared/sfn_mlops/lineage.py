@@ -13,6 +13,7 @@ from sfn_mlops.metadata import (
     APPROVAL_SK_PREFIX,
     MetadataTable,
     dataset_pk,
+    dataset_version_prefix,
     dataset_version_sk,
     model_pk,
     now_iso,
@@ -44,13 +45,14 @@ def _query(table: MetadataTable, pk: str, sk_prefix: str | None = None) -> list[
 
 def dataset_lineage(table: MetadataTable, uri: str, version: str | None = None) -> dict[str, Any]:
     """Runs that read the dataset (every version, or one) and the model packages trained on it."""
-    items = _query(table, dataset_pk(uri), f"VERSION#{version}#" if version else None)
+    items = _query(table, dataset_pk(uri), dataset_version_prefix(version) if version else None)
     if not items:
         which = f" version {version}" if version else ""
         raise LineageNotFound(f"no run has read {uri}{which}")
     runs, packages, versions, endpoints, batches = [], [], [], [], []
     for item in items:
-        item_version = item["SK"].split("#", 2)[1]
+        # The version asked for as given: a long one is hashed in the key (metadata.bounded).
+        item_version = version or item["SK"].split("#", 2)[1]
         if item_version not in versions:
             versions.append(item_version)
         if "#RUN#" in item["SK"]:

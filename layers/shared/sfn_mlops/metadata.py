@@ -81,9 +81,16 @@ def dataset_pk(uri: str) -> str:
     return f"DATASET#{bounded(uri, MAX_PK_BYTES - _KEY_MARGIN)}"
 
 
+_VERSION_SK_ROOM = (MAX_SK_BYTES - _KEY_MARGIN) // 2
+
+
+def dataset_version_prefix(version: str) -> str:
+    """The start of every sort key of one dataset version's links: what a query for that version begins with."""
+    return f"VERSION#{bounded(version, _VERSION_SK_ROOM)}#"
+
+
 def dataset_version_sk(version: str, kind: str, ident: str) -> str:
-    room = (MAX_SK_BYTES - _KEY_MARGIN) // 2
-    return f"VERSION#{bounded(version, room)}#{kind}#{bounded(ident, room)}"
+    return f"{dataset_version_prefix(version)}{kind}#{bounded(ident, _VERSION_SK_ROOM)}"
 
 
 def model_dataset_sk(uri: str, version: str) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 from sfn_mlops.contract import contract_for_plan
 from sfn_mlops.datasets import resolve_dataset
 from sfn_mlops.errors import InvalidUnitInput, PipelineNotFound
-from sfn_mlops.events import PlanRunEvent, parse_event
+from sfn_mlops.events import PlanRunEvent, is_run_of, parse_event
 from sfn_mlops.fingerprint import stamp_config_digests, static_fingerprints
+from sfn_mlops.guardrails import check_cost_guardrails
 from sfn_mlops.images import image_uri
 from sfn_mlops.lineage import record_dataset_use
 from sfn_mlops.metadata import MetadataTable
-from sfn_mlops.naming import is_run_id
 from sfn_mlops.pipeline import (
     CacheSpec,
     EvaluateSpec,
@@ -116,7 +116,7 @@ def build_plan(
     pipeline = str(event.get("pipeline", ""))
     run_id = str(event.get("run_id", ""))
     raw_dataset = event.get("dataset") or {}
-    if not is_run_id(run_id) or not run_id.startswith(f"{pipeline}-"):
+    if not is_run_of(run_id, pipeline):
         raise InvalidUnitInput(f"run_id {run_id!r} is not a run id of pipeline {pipeline!r}")
     if not raw_dataset.get("bucket") or not raw_dataset.get("key"):
         raise InvalidUnitInput("the run input needs dataset.bucket and dataset.key")
@@ -125,6 +125,7 @@ def build_plan(
     # --set accumulates over a run's reruns: resuming the run keeps the parameters it last ran with.
     overrides = {**(recorded.get("overrides") or {}), **options.overrides}
     config = apply_overrides(load_run_config(s3, settings, pipeline, run_id), overrides, source=pipeline)
+    check_cost_guardrails(config, settings)  # before any job starts (IAM would deny it only then)
     policies = unit_policies(UNIT_ORDER, options, recorded.get("units") or {})
     dataset = resolve_dataset(s3, raw_dataset["bucket"], raw_dataset["key"], raw_dataset.get("version_id"))
     runs_root = s3_uri(settings.artifact_bucket, f"{settings.runs_prefix}{pipeline}/{run_id}/")

@@ -4,6 +4,9 @@ A package has two containers: the scikit-learn image running the pipeline's infe
 fitted preprocessing (``preprocessing.json``, from what the preprocess unit fitted), then the model's
 XGBoost image. Metrics and lineage are attached. The package is registered pending a person's approval,
 unless the stack is deployed with auto-approval on; a rerun never changes an existing package's approval.
+
+Register runs only when the quality gate accepted the model: a run that gets here succeeds, so it is here that a
+contract inferred from the run's data is pinned as the pipeline's (when none was declared or pinned before).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import re
 import tarfile
 from typing import Any
 
-from sfn_mlops.errors import InvalidPipelineConfig, InvalidUnitInput, NonFiniteNumber, RegistrationError
+from sfn_mlops.contract import DataContract, pin_contract, read_validated
+from sfn_mlops.errors import (
+    InvalidDataContract,
+    InvalidPipelineConfig,
+    InvalidUnitInput,
+    NonFiniteNumber,
+    RegistrationError,
+)
 from sfn_mlops.events import RegisterEvent, RejectEvent, parse_event
 from sfn_mlops.metadata import MetadataTable, artifact_pk, dataset_pk, model_dataset_sk, now_iso, serialize
 from sfn_mlops.s3uri import s3_uri, split_s3_uri
@@ -220,6 +230,38 @@ def drift_check_baselines(baseline: Any) -> dict[str, Any]:
     return {"DriftCheckBaselines": {"ModelDataQuality": quality}}
 
 
+# ------------------------------------------------------------------------------------------ the data contract
+def inferred_contract(s3: Any, runs_root: str, run_id: str, preprocess: dict[str, Any]) -> DataContract | None:
+    """The contract inferred from the data of the preprocess attempt whose outputs the model was trained on (this
+    run's, or a run's of the same pipeline whose outputs were reused from the cache), or None: the plan gave one
+    (declared or pinned), or the attempt predates recording it. Read before any package is created."""
+    schema_uri = str(preprocess.get("schema_uri") or "")
+    if not schema_uri.endswith("/schema/"):
+        return None
+    bucket, attempt_prefix = _split(schema_uri.removesuffix("schema/"), "the preprocess unit's schema")
+    runs_bucket, root_key = _split(runs_root, "the run's prefix (runs_root)")
+    pipeline_runs = root_key.removesuffix(f"{run_id}/")
+    # Only a run of this pipeline's data may become its contract.
+    if bucket != runs_bucket or not attempt_prefix.startswith(pipeline_runs) or ".." in attempt_prefix:
+        return None
+    try:
+        recorded = read_validated(s3, bucket, attempt_prefix)
+    except InvalidDataContract as exc:
+        raise RegistrationError(
+            f"{exc}: nothing registered; rerun from preprocess to validate the data again"
+        ) from None
+    if recorded is None or recorded.get("source") != "inferred":
+        return None
+    contract: DataContract = recorded["contract"]
+    return contract
+
+
+def pin_inferred(s3: Any, bucket: str, pipeline: str, run_id: str, contract: DataContract | None) -> None:
+    """The run succeeded: its inferred contract becomes the pipeline's, unless one is pinned already (it stays)."""
+    if contract is not None:
+        pin_contract(s3, bucket, pipeline, contract, run_id)
+
+
 # ---------------------------------------------------------------------------------------------- registration
 def parse_register_event(event: object) -> RegisterEvent:
     """The register worker's event, its config validated again (``InvalidEvent``, ``FingerprintMismatch``)."""
@@ -273,6 +315,7 @@ def register_model(
     schema_uri = str(preprocess["schema_uri"])
     preprocessing = stage_preprocessing(s3, schema_uri, script, runs_root)
     drift_baselines = drift_check_baselines(preprocess.get("baseline"))
+    contract = inferred_contract(s3, runs_root, run_id, preprocess)
 
     # The same artifacts (model and preprocessing) are registered once: a rerun returns the package they made,
     # as it stands (a rerun never changes a package's approval).
@@ -280,6 +323,7 @@ def register_model(
     if existing is not None:
         described = _describe(sm, existing["model_package_arn"])
         if described is not None and described.get("ModelPackageGroupName") == group:
+            pin_inferred(s3, settings.artifact_bucket, pipeline, run_id, contract)
             return _result(described, preprocessing, reused=True)
 
     ensure_group(sm, group, pipeline)
@@ -335,6 +379,8 @@ def register_model(
     described = _describe(sm, arn)
     if described is None:
         raise RegistrationError(f"model package {arn} vanished right after it was registered")
+    # After the package is recorded: a failure here leaves no orphan (a rerun reuses the package, then pins).
+    pin_inferred(s3, settings.artifact_bucket, pipeline, run_id, contract)
     return _result(described, preprocessing, reused=False)
 
 

@@ -25,6 +25,10 @@ class Settings(BaseModel):
     data_prefix: str = "data/"
     pipelines_prefix: str = "pipelines/"
     runs_prefix: str = "runs/"
+    # Cost guardrails (stack parameters AllowedInstanceTypes, MaxJobRuntimeSeconds), given to the planners.
+    # Unset (empty, None): no limit, as for a caller outside a stack; the template always sets both.
+    allowed_instance_types: tuple[str, ...] = ()
+    max_job_runtime_s: int | None = Field(default=None, ge=1)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +45,11 @@ class Settings(BaseModel):
             data_prefix=env.get("DATA_PREFIX", "data/"),
             pipelines_prefix=env.get("PIPELINES_PREFIX", "pipelines/"),
             runs_prefix=env.get("RUNS_PREFIX", "runs/"),
+            # A comma-separated list: environment variables are strings.
+            allowed_instance_types=tuple(
+                t.strip() for t in env.get("ALLOWED_INSTANCE_TYPES", "").split(",") if t.strip()
+            ),
+            max_job_runtime_s=int(env["MAX_JOB_RUNTIME_SECONDS"]) if env.get("MAX_JOB_RUNTIME_SECONDS") else None,
         )
 
 

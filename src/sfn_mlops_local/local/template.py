@@ -66,7 +66,10 @@ class ResolvedTemplate:
                 return self.resolve(when_true if self.condition(condition) else when_false)
             if fn == "Fn::Join":
                 separator, items = arg
-                return separator.join(str(self.resolve(i)) for i in items)
+                resolved = self.resolve(items)  # a list, or a Ref to a list parameter
+                return separator.join(
+                    str(self.resolve(i)) for i in (resolved if isinstance(resolved, list) else [resolved])
+                )
         return {k: self.resolve(v) for k, v in value.items()}
 
     def condition(self, name: str) -> bool:

@@ -28,7 +28,9 @@ json_values = st.recursive(
 def parsers() -> dict[str, tuple[str, Callable[[Any], Any]]]:
     """Per handler: its sample event and the parsing it starts with (as the handler calls it)."""
     from sfn_mlops import events
-    from sfn_mlops.batch import parse_unit_event
+    from sfn_mlops.batch import PlanBatchEvent, parse_check_event, parse_transform_event
+    from sfn_mlops.datasets import parse_validate_event
+    from sfn_mlops.deployment import PlanDeploymentEvent
     from sfn_mlops.drift import parse_write_baseline_event
     from sfn_mlops.jobs import parse_job_event
     from sfn_mlops.registry import parse_register_event
@@ -40,30 +42,31 @@ def parsers() -> dict[str, tuple[str, Callable[[Any], Any]]]:
         return events.smoke_test_config(events.parse_event(events.WorkerEvent, event, "smoke-test input"))
 
     return {
-        "check_input": ("CheckInputFunction", parse_unit_event),
-        "prepare_transform": ("PrepareTransformFunction", parse_unit_event),
+        "check_input": ("CheckInputFunction", parse_check_event),
+        "prepare_transform": ("PrepareTransformFunction", parse_transform_event),
         "write_baseline": ("WriteBaselineFunction", parse_write_baseline_event),
         "prepare_job": ("PrepareJobFunction", parse_job_event),
         "register_model": ("RegisterModelFunction", parse_register_event),
+        "validate_dataset": ("ValidateDatasetFunction", parse_validate_event),
         "lookup_cache": ("LookupCacheFunction", model(events.CacheLookupEvent, "cache lookup")),
         "release_lock": ("ReleaseLockFunction", model(events.ReleaseLockEvent, "lock release")),
         "read_metrics": ("ReadMetricsFunction", model(events.ReadMetricsEvent, "read-metrics input")),
         "reject_model": ("RejectModelFunction", model(events.RejectEvent, "reject input")),
         "plan_run": ("PlanRunFunction", model(events.PlanRunEvent, "training flow input")),
-        "plan_batch": ("PlanBatchFunction", model(events.PlanBatchEvent, "batch flow input")),
-        "plan_deployment": ("PlanDeploymentFunction", model(events.PlanDeploymentEvent, "deployment flow input")),
-        "record_batch": ("RecordBatchFunction", model(events.RecordEvent, "batch outcome")),
-        "record_deployment": ("RecordDeploymentFunction", model(events.RecordEvent, "deployment outcome")),
+        "plan_batch": ("PlanBatchFunction", model(PlanBatchEvent, "batch flow input")),
+        "plan_deployment": ("PlanDeploymentFunction", model(PlanDeploymentEvent, "deployment flow input")),
+        "record_batch": ("RecordBatchFunction", model(events.BatchRecordEvent, "batch outcome")),
+        "record_deployment": ("RecordDeploymentFunction", model(events.DeploymentRecordEvent, "deployment outcome")),
         "smoke_test": ("SmokeTestFunction", smoke),
     }
 
 
 def parses_or_names_the_problem(parse: Callable[[Any], Any], event: Any) -> None:
-    from sfn_mlops.errors import InvalidEvent
+    from sfn_mlops.errors import FingerprintMismatch, InvalidEvent
 
     try:
         parse(event)
-    except InvalidEvent as exc:
+    except (InvalidEvent, FingerprintMismatch) as exc:  # a mutated config no longer hashes to its digest
         assert "\n" not in str(exc) and len(str(exc)) < 1000
 
 

@@ -27,9 +27,16 @@ def handler_module(name: str) -> ModuleType:
 
 
 def sample_event(logical_id: str) -> dict[str, Any]:
-    """The events/ sample, pointed at the test bucket (the samples name an example deployed bucket)."""
+    """The events/ sample, pointed at the test bucket (the samples name an example deployed bucket); a worker's
+    config stamped with its digest for that bucket, as the planner stamps it."""
+    from sfn_mlops.fingerprint import config_digest
+
     text = (ROOT / "events" / f"{logical_id}.json").read_text()
-    return json.loads(text.replace("sfn-mlops-dev-artifactbucket-example", BUCKET))
+    event = json.loads(text.replace("sfn-mlops-dev-artifactbucket-example", BUCKET))
+    config = (event.get("inputs") or {}).get("config") if isinstance(event.get("inputs"), dict) else None
+    if isinstance(config, dict):
+        config["config_sha256"] = config_digest(config)
+    return event
 
 
 def meter(app: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -38,6 +38,14 @@ def split(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def stamped(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the digest the planner would put on it (after a test changed it on purpose)."""
+    from sfn_mlops.fingerprint import config_digest
+
+    config["config_sha256"] = config_digest(config)
+    return config
+
+
 def staged_event(schema: dict[str, Any] | None = None, schema_dir: str = "preprocess/a1/schema/") -> dict[str, Any]:
     """The sample event, with what it points at in S3: preprocess's schema output and the pinned inference script."""
     s3 = boto3.client("s3")
@@ -46,6 +54,7 @@ def staged_event(schema: dict[str, Any] | None = None, schema_dir: str = "prepro
     script = INFERENCE.read_bytes()
     s3.put_object(Bucket=BUCKET, Key=split(config["script"]["uri"])[1], Body=script)
     config["script"]["sha256"] = hashlib.sha256(script).hexdigest()
+    stamped(config)
     schema_uri = config["runs_root"] + schema_dir
     event["inputs"]["data"]["schema_uri"] = schema_uri
     s3.put_object(Bucket=BUCKET, Key=split(schema_uri)[1] + "schema.json", Body=json.dumps(schema or SCHEMA).encode())
@@ -156,10 +165,15 @@ def test_a_rerun_of_register_never_changes_a_decision_and_a_run_cannot_approve(
 
     sm = boto3.client("sagemaker")
     app = handler_module("register_model")
-    # Given an executor input that asks for an approval (a hand-edited console rerun)
+    from sfn_mlops.errors import InvalidEvent, RegistrationError
+
+    # Given an executor input that asks for an approval (a hand-edited console rerun), Then it is refused
     event = staged_event()
     event["inputs"]["config"]["approval_status"] = "Approved"
-    # When register runs, Then the package is still pending: only a person (or the stack) approves
+    with pytest.raises(InvalidEvent, match="approval_status: Extra inputs are not permitted"):
+        app.lambda_handler(event, lambda_context)
+    # When register runs as planned, Then the package is pending: only a person (or the stack) approves
+    event = staged_event()
     first = app.lambda_handler(event, lambda_context)
     arn = first["model_package_arn"]
     assert first["approval_status"] == "PendingManualApproval"
@@ -172,10 +186,8 @@ def test_a_rerun_of_register_never_changes_a_decision_and_a_run_cannot_approve(
     assert (rerun["model_package_arn"], rerun["approval_status"], rerun["reused"]) == (arn, "Rejected", True)
     package = sm.describe_model_package(ModelPackageName=arn)
     assert package["CustomerMetadataProperties"]["sfn-mlops:run-id"] == RUN_ID  # lineage kept on the package
-    # And a group outside this stack's is refused before anything is registered
-    from sfn_mlops.errors import RegistrationError
-
-    event["inputs"]["config"]["model_package_group"] = "someone-elses"
+    # And a group outside this stack's is refused before anything is registered (even with the digest forged)
+    event["inputs"]["config"] = stamped({**event["inputs"]["config"], "model_package_group": "someone-elses"})
     with pytest.raises(RegistrationError, match="'someone-elses' is not one of this stack's"):
         app.lambda_handler(event, lambda_context)
 
@@ -296,6 +308,7 @@ def test_register_refuses_preprocessing_it_cannot_build(
         s3.put_object(Bucket=BUCKET, Key=split(config["script"]["uri"])[1], Body=b"print('other')\n")
     else:
         config["runs_root"] = "runs/abalone/"
+    stamped(config)
     # When register runs, Then it fails with a named error, and nothing is registered
     with pytest.raises(Exception, match=re.escape(message)) as raised:
         handler_module("register_model").lambda_handler(event, lambda_context)
@@ -332,3 +345,134 @@ def test_reject_model_rejects_an_undecided_package_and_keeps_a_decision(
 
     with pytest.raises(InvalidUnitInput, match=r"reject input is malformed: (gate|model_package_arn)"):
         reject.lambda_handler({"run_id": RUN_ID}, lambda_context)
+
+
+# ------------------------------------------------------------------------------ the contract a successful run pins
+def contract_of(columns: list[str]) -> Any:
+    from sfn_mlops.contract import DataContract
+
+    return DataContract.model_validate({"features": [{"name": c} for c in columns], "label": {"name": "rings"}})
+
+
+def record_attempt_contract(schema_uri: str, contract: Any, inferred: bool, run_id: str = RUN_ID) -> None:
+    """What the validate step leaves beside a preprocess attempt's outputs."""
+    from sfn_mlops.contract import record_validated
+
+    attempt_prefix = split(schema_uri)[1].removesuffix("schema/")
+    record_validated(boto3.client("s3"), BUCKET, attempt_prefix, contract, inferred, run_id)
+
+
+def pinned() -> dict[str, Any] | None:
+    from sfn_mlops.contract import read_pinned
+
+    return read_pinned(boto3.client("s3"), BUCKET, "abalone")
+
+
+def test_register_pins_the_contract_inferred_from_the_runs_data_once(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    # Given a run whose preprocess attempt validated its data against a contract inferred from it
+    event = staged_event()
+    inferred = contract_of(["length", "diameter"])
+    record_attempt_contract(event["inputs"]["data"]["schema_uri"], inferred, inferred=True)
+    assert pinned() is None  # validation pinned nothing
+    app = handler_module("register_model")
+    # When register runs (the gate accepted the model: the run succeeds), and runs again
+    app.lambda_handler(event, lambda_context)
+    app.lambda_handler(event, lambda_context)
+    # Then that contract is the pipeline's, pinned by this run, written once
+    document = pinned()
+    assert document is not None and document["source"] == "inferred" and document["run_id"] == RUN_ID
+    assert document["contract"] == inferred.model_dump(mode="json")
+    versions = boto3.client("s3").list_object_versions(Bucket=BUCKET, Prefix="pipelines/abalone/contract.json")
+    assert len(versions["Versions"]) == 1
+
+
+def test_register_keeps_a_pinned_contract_and_pins_nothing_the_plan_gave(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    from sfn_mlops.contract import replace_contract
+
+    app = handler_module("register_model")
+    # Given the plan gave the contract (declared or pinned): nothing is pinned by the run
+    given = staged_event()
+    record_attempt_contract(given["inputs"]["data"]["schema_uri"], contract_of(["length"]), inferred=False)
+    app.lambda_handler(given, lambda_context)
+    assert pinned() is None
+    # Given a person's contract pinned while another run, inferring its own, was under way
+    mine = contract_of(["length", "height"])
+    replace_contract(boto3.client("s3"), BUCKET, "abalone", mine, source="user")
+    racing = staged_event(schema_dir="preprocess/a2/schema/")
+    record_attempt_contract(racing["inputs"]["data"]["schema_uri"], contract_of(["length", "id"]), inferred=True)
+    # When that run registers, Then the person's contract stays
+    app.lambda_handler(racing, lambda_context)
+    document = pinned()
+    assert (
+        document is not None and document["source"] == "user" and document["contract"] == mine.model_dump(mode="json")
+    )
+
+
+def test_register_pins_what_a_cached_preprocess_attempt_of_the_pipeline_inferred_and_nothing_from_elsewhere(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    app = handler_module("register_model")
+    inferred = contract_of(["length", "diameter"])
+    # Given preprocess outputs reused from another pipeline's run (hand-edited input): nothing is pinned
+    foreign = staged_event()
+    schema_uri = foreign["inputs"]["data"]["schema_uri"].replace("/runs/abalone/", "/runs/churn/")
+    foreign["inputs"]["data"]["schema_uri"] = schema_uri
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=split(schema_uri)[1] + "schema.json", Body=json.dumps(SCHEMA))
+    record_attempt_contract(schema_uri, inferred, inferred=True)
+    app.lambda_handler(foreign, lambda_context)
+    assert pinned() is None
+    # Given preprocess outputs reused from the cache of an earlier run of the same pipeline, which inferred it
+    earlier = "abalone-20261122t090000-0badcafe"
+    cached = staged_event(schema_dir="preprocess/a2/schema/")
+    schema_uri = cached["inputs"]["data"]["schema_uri"].replace(RUN_ID, earlier)
+    cached["inputs"]["data"]["schema_uri"] = schema_uri
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=split(schema_uri)[1] + "schema.json", Body=json.dumps(SCHEMA))
+    record_attempt_contract(schema_uri, inferred, inferred=True, run_id=earlier)
+    # When this run registers, Then it pins what that attempt inferred
+    app.lambda_handler(cached, lambda_context)
+    document = pinned()
+    assert document is not None and document["run_id"] == RUN_ID
+    assert document["contract"] == inferred.model_dump(mode="json")
+
+
+def test_a_corrupt_recorded_contract_fails_register_before_any_package(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    from sfn_mlops.errors import RegistrationError
+
+    # Given the attempt's recorded contract is not a contract
+    event = staged_event()
+    key = split(event["inputs"]["data"]["schema_uri"])[1].removesuffix("schema/") + "contract.json"
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b'{"contract": {"features": []}}')
+    # When register runs, Then one named error, nothing registered and nothing pinned
+    with pytest.raises(RegistrationError, match=r"contract\.json is not a valid data contract.*nothing registered"):
+        handler_module("register_model").lambda_handler(event, lambda_context)
+    assert boto3.client("sagemaker").list_model_package_groups()["ModelPackageGroupSummaryList"] == []
+    assert pinned() is None
+
+
+def test_the_contract_the_validate_step_inferred_is_the_one_register_pins(
+    bucket: str, table: str, lambda_context: Any
+) -> None:
+    from sfn_mlops.datasets import validate_and_snapshot
+
+    from tests.unit.functions.test_handlers import sample_event
+
+    # Given the run's dataset validated with no contract planned (inferred from it, recorded, not pinned)
+    s3 = boto3.client("s3")
+    rows = (ROOT / "models/abalone/data/abalone.csv").read_text().splitlines()[:40]
+    version = s3.put_object(Bucket=BUCKET, Key="data/abalone/new.csv", Body="\n".join(rows).encode())["VersionId"]
+    check = sample_event("ValidateDatasetFunction")
+    check["inputs"]["dataset"] = {"bucket": BUCKET, "key": "data/abalone/new.csv", "version_id": version}
+    stamped(check["inputs"]["config"])
+    validated = validate_and_snapshot(s3, check)
+    assert validated["contract_inferred"] and pinned() is None
+    # When the same attempt's model registers (the gate accepted it)
+    handler_module("register_model").lambda_handler(staged_event(schema_dir="preprocess/a1/schema/"), lambda_context)
+    # Then the pipeline's contract is the one its data was checked against
+    document = pinned()
+    assert document is not None and document["contract"] == validated["contract"]

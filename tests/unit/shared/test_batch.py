@@ -220,6 +220,26 @@ def test_a_package_that_is_not_approved_or_has_no_baseline_is_refused_in_one_lin
     assert "\n" not in str(refused.value)
 
 
+def test_the_check_and_transform_configs_are_stamped_and_pass_their_workers_validation(stack: dict[str, Any]) -> None:
+    from sfn_mlops.batch import UnitEvent
+    from sfn_mlops.fingerprint import canonical_hash, config_digest
+    from sfn_mlops.unit_configs import validated_config
+
+    # Given a planned batch
+    package("Approved")
+    header, rows = without_label(*abalone(20))
+    planned = plan(stack, batch_request(upload("batch/abalone/incoming/day.csv", as_csv(header, rows))))
+    for unit in ("check", "transform"):
+        config = planned["units"][unit]
+        # Then each worker config carries its digest, and the executor's fingerprint is what it was without it
+        assert config["config_sha256"] == config_digest(config)
+        unstamped = {k: v for k, v in config.items() if k != "config_sha256"}
+        assert planned["control"][unit]["fingerprint"] == canonical_hash({"unit": unit, **unstamped})
+        # And the worker takes it as planned
+        event = UnitEvent(run_id=planned["run_id"], pipeline="abalone", unit=unit, attempt=1, inputs={"config": config})
+        assert validated_config(event)["config_sha256"] == config["config_sha256"]
+
+
 def test_without_an_approved_package_the_batch_is_refused_naming_what_to_do(stack: dict[str, Any]) -> None:
     from sfn_mlops.batch import BatchRefused
 

@@ -170,57 +170,125 @@ def test_contract_json_with_nan_is_refused() -> None:
         parse_contract('{"features": [{"name": "a", "max": NaN}], "label": {"name": "y"}}', source="c.json")
 
 
-def _event(key: str, run: str = "abalone-20261123t101500-1a2b3c4d", **config: Any) -> dict[str, Any]:
+RUN_A = "abalone-20261123t101500-1a2b3c4d"
+RUN_B = "abalone-20261123t101600-1a2b3c4e"
+
+
+def _event(key: str, run: str = RUN_A, **config: Any) -> dict[str, Any]:
+    """The preprocess worker's event for a dataset in the test bucket, as the planner makes it (digest stamped)."""
+    from sfn_mlops.fingerprint import config_digest
+
+    from tests.unit.functions.test_handlers import sample_event
+
     version = boto3.client("s3").head_object(Bucket=BUCKET, Key=key).get("VersionId")
-    return {
-        "run_id": run,
-        "pipeline": "abalone",
-        "inputs": {
-            "config": {
-                "label": "rings",
-                "categorical": ["sex=M,F,I"],
-                "runs_root": f"s3://{BUCKET}/runs/abalone/{run}/",
-            }
-            | config,
-            "dataset": {"bucket": BUCKET, "key": key, "version_id": version},
-        },
-    }
+    event = sample_event("ValidateDatasetFunction")
+    event["run_id"] = run
+    event["inputs"]["config"].update(runs_root=f"s3://{BUCKET}/runs/abalone/{run}/", **config)
+    event["inputs"]["config"]["config_sha256"] = config_digest(event["inputs"]["config"])
+    event["inputs"]["dataset"] = {"bucket": BUCKET, "key": key, "version_id": version}
+    return event
 
 
-def test_the_first_successful_validation_pins_the_inferred_contract_and_later_runs_meet_it(bucket: str) -> None:
+def _recorded(run: str, attempt: int = 1) -> dict[str, Any] | None:
+    from sfn_mlops.contract import read_validated
+
+    return read_validated(boto3.client("s3"), BUCKET, f"runs/abalone/{run}/preprocess/a{attempt}/")
+
+
+def test_a_validation_records_the_inferred_contract_under_its_attempt_and_pins_nothing(bucket: str) -> None:
     from sfn_mlops.datasets import validate_and_snapshot
 
     s3 = boto3.client("s3")
     s3.put_object(Bucket=bucket, Key="data/abalone/a.csv", Body=csv_text(*ROWS))
-    # Given no declared and no pinned contract, When a dataset validates
-    result = validate_and_snapshot(s3, _event("data/abalone/a.csv"))
-    # Then the contract inferred from it is pinned, once
-    pinned = read_pinned(s3, bucket, "abalone")
-    assert result["contract_inferred"] and pinned is not None and pinned["source"] == "inferred"
-    assert pinned["contract"] == result["contract"]
-    # And a later dataset with an extra numeric id column fails against it, naming the column
     s3.put_object(
         Bucket=bucket, Key="data/abalone/b.csv", Body=csv_text(*(f"{r},7" for r in ROWS), header=HEADER + ",id")
     )
-    with pytest.raises(DatasetValidationError, match=r"unknown column\(s\) id"):
-        validate_and_snapshot(s3, _event("data/abalone/b.csv", run="abalone-20261123t101600-1a2b3c4e"))
-    # And nothing was snapshot for the failed run
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix="runs/abalone/abalone-20261123t101600-1a2b3c4e/")
-    assert listed.get("KeyCount", 0) == 0
+    # Given no declared and no pinned contract, When a dataset validates
+    result = validate_and_snapshot(s3, _event("data/abalone/a.csv"))
+    # Then the contract inferred from it is recorded beside the attempt's outputs, and not pinned: the run may
+    # still fail or be rejected by its gate
+    recorded = _recorded(RUN_A)
+    assert result["contract_inferred"] and recorded is not None and recorded["source"] == "inferred"
+    assert recorded["contract"].model_dump(mode="json") == result["contract"]
+    assert result["contract_uri"] == f"s3://{bucket}/runs/abalone/{RUN_A}/preprocess/a1/contract.json"
+    assert read_pinned(s3, bucket, "abalone") is None
+    # And a first run with an extra numeric id column (that never succeeds) does not make it the pipeline's
+    other = validate_and_snapshot(s3, _event("data/abalone/b.csv", run=RUN_B))
+    assert "id" in other["contract"]["features"][-1]["name"] and read_pinned(s3, bucket, "abalone") is None
 
 
-def test_a_contract_in_the_unit_config_wins_and_a_user_update_replaces_the_pinned_one(bucket: str) -> None:
+def test_a_contract_in_the_unit_config_is_the_one_checked_and_a_user_update_applies_to_the_next_plan(
+    bucket: str,
+) -> None:
+    from sfn_mlops.contract import contract_for_plan
     from sfn_mlops.datasets import validate_and_snapshot
 
     s3 = boto3.client("s3")
     s3.put_object(Bucket=bucket, Key="data/abalone/a.csv", Body=csv_text(*ROWS))
-    # Given the planner passed the declared contract, Then nothing is pinned
+    # Given the planner passed the declared contract, Then it is recorded as the plan's, and nothing is pinned
     result = validate_and_snapshot(s3, _event("data/abalone/a.csv", contract=ABALONE))
-    assert not result["contract_inferred"] and read_pinned(s3, bucket, "abalone") is None
+    recorded = _recorded(RUN_A)
+    assert not result["contract_inferred"] and recorded is not None and recorded["source"] == "plan"
+    assert read_pinned(s3, bucket, "abalone") is None
     # Given a person replaces the pinned contract with one that forbids the 'I' sex
     strict = json.loads(json.dumps(ABALONE))
     strict["features"][0]["domain"] = ["M", "F"]
     replace_contract(s3, bucket, "abalone", DataContract.model_validate(strict), source="user")
-    # Then the next run without a contract in its config reads it, and fails the row with 'I'
+    # Then the next plan (no declared contract) carries it, and the row with 'I' fails against it
+    planned = contract_for_plan(s3, bucket, "abalone", None)
     with pytest.raises(DatasetValidationError, match="expected one of M, F"):
-        validate_and_snapshot(s3, _event("data/abalone/a.csv"))
+        validate_and_snapshot(s3, _event("data/abalone/a.csv", run=RUN_B, contract=planned))
+    # And nothing was snapshot for the failed run
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/abalone/{RUN_B}/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def _without(event: dict[str, Any], *path: str) -> dict[str, Any]:
+    node = event
+    for step in path[:-1]:
+        node = node[step]
+    del node[path[-1]]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda e: _without(e, "inputs", "dataset", "bucket"), "input dataset is malformed: bucket: Field required"),
+        (lambda e: e["inputs"]["dataset"].update(size="big") or e, "size: Input should be a valid integer"),
+        (lambda e: e["inputs"]["dataset"].update(key="data/abalone/") or e, "key: String should match pattern"),
+        (lambda e: _without(e, "inputs", "dataset"), "dataset is malformed: the event is a NoneType"),
+        (lambda e: e.update(pipeline="churn") or e, "is not a run of pipeline 'churn'"),
+        (lambda e: e.update(pipeline="../x") or e, "pipeline: String should match pattern"),
+        (lambda e: e.update(unit="train") or e, "unit: Input should be 'preprocess'"),
+        (lambda e: _without(e, "inputs", "config", "label"), "preprocess input config is malformed: label"),
+        (lambda e: e["inputs"]["config"].update(seed=7) or e, "does not match the fingerprint its plan recorded"),
+    ],
+)
+def test_a_malformed_validate_event_is_one_named_error_before_anything_is_read_or_written(
+    bucket: str, mutate: Any, problem: str
+) -> None:
+    from sfn_mlops.datasets import validate_and_snapshot
+    from sfn_mlops.errors import InvalidUnitInput
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key="data/abalone/a.csv", Body=csv_text(*ROWS))
+    # Given the worker's event with one field wrong, When the step runs
+    with pytest.raises(InvalidUnitInput) as raised:  # InvalidEvent or FingerprintMismatch, both caught by name
+        validate_and_snapshot(s3, mutate(_event("data/abalone/a.csv")))
+    # Then one line names the problem, and nothing was written under runs/
+    assert problem in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="runs/").get("KeyCount", 0) == 0
+
+
+def test_a_dataset_version_that_does_not_exist_is_a_dataset_error(bucket: str) -> None:
+    from sfn_mlops.datasets import validate_and_snapshot
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=bucket, Key="data/abalone/a.csv", Body=csv_text(*ROWS))
+    event = _event("data/abalone/a.csv")
+    s3.delete_object(Bucket=bucket, Key="data/abalone/a.csv", VersionId=event["inputs"]["dataset"]["version_id"])
+    # Given the version the plan pinned is gone, When the step runs, Then a dataset error names it
+    missing = r"dataset s3://.*/data/abalone/a\.csv \(version .*\) does not exist"
+    with pytest.raises(DatasetValidationError, match=missing):
+        validate_and_snapshot(s3, event)

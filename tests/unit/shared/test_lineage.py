@@ -103,3 +103,20 @@ def test_unknown_dataset_or_model_is_a_named_error(lineage_table: Any) -> None:
         dataset_lineage(lineage_table, "s3://bucket/other.csv")
     with pytest.raises(LineageNotFound, match="no lineage recorded for model package"):
         model_lineage(lineage_table, PACKAGE + "9")
+
+
+def test_dataset_lineage_finds_a_version_too_long_for_a_sort_key_as_written(lineage_table: Any) -> None:
+    from sfn_mlops.lineage import dataset_lineage, impact, record_dataset_use
+
+    # Given a run that read a dataset version longer than a sort key can hold (written hashed, within the limit)
+    long_version = "v" * 900
+    long_read = {**DATASET, "version_id": long_version, "version": long_version}
+    record_dataset_use(lineage_table, RUN_B, "abalone", long_read)
+
+    # When the lineage of that version is asked for by the version itself
+    answer = dataset_lineage(lineage_table, DATASET["uri"], version=long_version)
+
+    # Then the query finds the run (the query's key prefix is bounded the same way as the written key)
+    assert [r["run_id"] for r in answer["runs"]] == [RUN_B]
+    assert answer["versions"] == [long_version] and answer["runs"][0]["version"] == long_version
+    assert [r["run_id"] for r in impact(lineage_table, DATASET["uri"], version=long_version)["runs"]] == [RUN_B]
