@@ -23,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP) chromium lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
-## unit: the fast tier (unit tests only, no tooling, under a minute: one worker per core, a module per worker)
+## unit: the fast tier (unit tests only, no tooling, about 2 min on 2 cores, target 1: one worker per core, a module per worker)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q -m "not tooling" -n 2 --dist loadfile
 
