@@ -122,7 +122,7 @@ def command_name(args: argparse.Namespace | None, argv: list[str]) -> str:
     return " ".join(words) if words[:1] == ["local"] else "".join(words[:1])
 
 
-def one_line(text: str) -> str:
+def squeezed(text: str) -> str:
     """Any message on one line: its lines joined, runs of blanks squeezed."""
     return " ".join(text.split())
 
@@ -132,7 +132,7 @@ _OWN_PREFIX = re.compile(r"^mlops(?: [a-z][a-z-]*){0,2}: ")
 
 def line_for(command: str, problem: str) -> str:
     """``mlops <command>: <problem>``; a message that already names a command (``mlops: ...``) is not prefixed twice."""
-    problem = _OWN_PREFIX.sub("", one_line(problem), count=1)
+    problem = _OWN_PREFIX.sub("", squeezed(problem), count=1)
     return f"mlops {command}: {problem}" if command else f"mlops: {problem}"
 
 

@@ -151,7 +151,7 @@ class TrainSpec(_Strict):
         if "num_round" not in value:
             raise ValueError("the built-in XGBoost algorithm needs hyperparameter 'num_round'")
         for name, given in value.items():
-            if isinstance(given, str) and _non_finite_text(given):
+            if isinstance(given, str) and is_non_finite_text(given):
                 raise ValueError(f"hyperparameter {name!r} is {given!r}: not a finite number")
         return value
 
@@ -412,7 +412,8 @@ class PipelineConfig(_Strict):
         return value
 
 
-def _non_finite_text(text: str) -> bool:
+def is_non_finite_text(text: str) -> bool:
+    """``NaN``, ``inf``, ``-Infinity``... as text: what float() (and a job's hyperparameter parser) reads as one."""
     try:
         return not math.isfinite(float(text))
     except ValueError:

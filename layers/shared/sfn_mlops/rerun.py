@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sfn_mlops.errors import InvalidPipelineConfig, InvalidRerun
-from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
+from sfn_mlops.pipeline import PipelineConfig, is_non_finite_text, parse_pipeline_config
 
 # Executor policies: reuse a recorded success only with the same inputs fingerprint ("resume"), always
 # ("reuse": --only takes its inputs from the recorded upstream outputs), or never ("force": --from).
@@ -64,16 +64,8 @@ def refuse_non_finite(where: str, value: Any) -> None:
             refuse_non_finite(where, item)
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidRerun(f"{where}: {json.dumps(value)} is not a finite number")
-    elif isinstance(value, str) and _non_finite_text(value):
+    elif isinstance(value, str) and is_non_finite_text(value):
         raise InvalidRerun(f"{where}: {value!r} is not a finite number")
-
-
-def _non_finite_text(text: str) -> bool:
-    """``NaN``, ``inf``, ``-Infinity``... as text: what float() (and a job's hyperparameter parser) reads as one."""
-    try:
-        return not math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 _SECTIONS_SET_KEY_BY_KEY = {"register"}
