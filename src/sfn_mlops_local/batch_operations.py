@@ -1,5 +1,5 @@
-"""What the CLI does for batch inference, against any target: start batches, rerun them, read them, and the
-per-pipeline batch schedule that publishing a pipeline keeps in step with its config."""
+"""What the CLI does for batch inference, against any target: start batches, rerun them, read them (the
+per-pipeline batch schedule is kept by pipeline_schedules.py)."""
 
 from __future__ import annotations
 
@@ -7,52 +7,13 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 from sfn_mlops.naming import PIPELINE_NAME_PATTERN
 
 from sfn_mlops_local.cli_errors import BadArgument, NotFound
 from sfn_mlops_local.operations import Target, run_summary
-
-if TYPE_CHECKING:
-    from sfn_mlops.pipeline import PipelineConfig
-
-
-def schedule_name(target: Target, pipeline: str) -> str:
-    """``<stack>-<pipeline>-batch``: Scheduler names are unique per account and Region, as stacks are."""
-    return f"{target.stack_name}-{pipeline}-batch"[:64]
-
-
-def put_batch_schedule(target: Target, config: PipelineConfig) -> dict[str, Any]:
-    """Create or update the pipeline's batch schedule from its ``batch.schedule`` (disabled unless enabled)."""
-    scheduler = target.client("scheduler")
-    spec = config.batch.schedule
-    wiring = target.batch_schedule
-    schedule: dict[str, Any] = {
-        "Name": schedule_name(target, config.name),
-        "ScheduleExpression": spec.expression,
-        "State": "ENABLED" if spec.enabled else "DISABLED",
-        "FlexibleTimeWindow": {"Mode": "OFF"},
-        "Description": f"Scores the newest object under batch/{config.name}/incoming/ (pipeline.json batch.schedule)",
-        "Target": {
-            "Arn": wiring["target_arn"],
-            "RoleArn": wiring["role_arn"],
-            # The scheduled time makes retries of one scheduled invocation one batch (the trigger's dedup key).
-            "Input": json.dumps(
-                {"trigger": "batch-schedule", "pipeline": config.name, "time": "<aws.scheduler.scheduled-time>"}
-            ),
-            "RetryPolicy": {"MaximumRetryAttempts": 3},
-            **({"DeadLetterConfig": {"Arn": wiring["dead_letter_arn"]}} if wiring.get("dead_letter_arn") else {}),
-        },
-    }
-    try:
-        scheduler.get_schedule(Name=schedule["Name"])
-    except scheduler.exceptions.ResourceNotFoundException:
-        scheduler.create_schedule(**schedule)
-    else:
-        scheduler.update_schedule(**schedule)
-    return schedule
 
 
 def start_batch(target: Target, pipeline: str, data_file: Path, package_arn: str | None = None) -> tuple[str, str]:

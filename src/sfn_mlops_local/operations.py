@@ -187,9 +187,9 @@ def publish_pipeline(target: Target, folder: Path) -> PipelineConfig:
         Body=config.model_dump_json(indent=2, by_alias=True).encode(),
     )
     if target.batch_schedule:
-        from sfn_mlops_local.batch_operations import put_batch_schedule
+        from sfn_mlops_local.pipeline_schedules import put_pipeline_schedules
 
-        put_batch_schedule(target, config)
+        put_pipeline_schedules(target, config)
     return config
 
 

@@ -233,7 +233,7 @@ def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Termina
     _, before, _ = terminal.mlops("runs", "abalone")
     known = {r["run_id"] for r in before["runs"]}
     # Given an enabled one-time schedule due in two seconds, targeting the trigger like the retrain schedule
-    retrain = scheduler.get_schedule(Name="sfn-mlops-local-retrain")
+    retrain = scheduler.get_schedule(Name="sfn-mlops-local-abalone-retrain")
     at = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S")
     scheduler.create_schedule(
         Name="retrain-soon",
@@ -254,7 +254,7 @@ def test_a_schedule_fires_while_the_service_runs_and_on_demand(terminal: Termina
     assert fired["status"] == "SUCCEEDED"
     known.add(fired["run_id"])
     # When the (disabled) retrain schedule is fired by hand
-    code, delivered, err = terminal.mlops("local", "fire", "sfn-mlops-local-retrain")
+    code, delivered, err = terminal.mlops("local", "fire", "sfn-mlops-local-abalone-retrain")
     # Then it is delivered with the scheduled time filled in, and starts a run of its own
     assert code == 0 and delivered["Ok"] is True, err
     assert "<aws.scheduler" not in delivered["Input"]

@@ -98,27 +98,29 @@ def test_the_documented_longest_stack_name_keeps_every_rule_name_within_eventbri
     assert int(stated.group(1)) == 64 - longest_suffix
 
 
-def test_the_per_pipeline_batch_schedule_dead_letters_to_the_templates_queue(aws: None) -> None:
+def test_a_pipelines_schedules_dead_letter_to_the_templates_queue_and_run_as_its_schedule_role(aws: None) -> None:
     from sfn_mlops.pipeline import parse_pipeline_config
 
-    from sfn_mlops_local.batch_operations import put_batch_schedule
     from sfn_mlops_local.operations import Target
+    from sfn_mlops_local.pipeline_schedules import put_pipeline_schedules
 
-    # Given the local stack's wiring for batch schedules
+    # Given the local stack's wiring for the per-pipeline schedules
     resolved = template()
     wiring = Target.local_batch_schedule(resolved.stack_name)
     target = Target.from_clients(
         boto3.client, BUCKET, TABLE, "", "test", stack_name=resolved.stack_name, batch_schedule=wiring
     )
     config = parse_pipeline_config((ROOT / "models/abalone/pipeline.json").read_text(), "pipeline.json")
-    # When a pipeline's batch schedule is put
-    put_batch_schedule(target, config)
-    # Then it retries, and dead-letters to the template's queue, running as the template's schedule role
-    schedule = boto3.client("scheduler").get_schedule(Name=f"{resolved.stack_name}-abalone-batch")
-    assert schedule["Target"]["DeadLetterConfig"]["Arn"] == resolved.physical["TriggerDeadLetterQueue"]["Arn"]
-    assert schedule["Target"]["RoleArn"] == resolved.physical["BatchScheduleRole"]["Arn"]
-    assert schedule["Target"]["Arn"] == resolved.physical["TriggerFunction"]["Arn"]
-    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # When a pipeline's schedules are put (as mlops publish does)
+    put_pipeline_schedules(target, config)
+    # Then its retrain and batch schedules retry, dead-letter to the template's queue and run as its schedule role
+    for kind in ("retrain", "batch"):
+        schedule = boto3.client("scheduler").get_schedule(Name=f"{resolved.stack_name}-abalone-{kind}")
+        assert schedule["Target"]["DeadLetterConfig"]["Arn"] == resolved.physical["TriggerDeadLetterQueue"]["Arn"]
+        assert schedule["Target"]["RoleArn"] == resolved.physical["BatchScheduleRole"]["Arn"]
+        assert schedule["Target"]["Arn"] == resolved.physical["TriggerFunction"]["Arn"]
+        assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+        assert schedule["State"] == "DISABLED"  # abalone's config leaves both off
 
 
 # ---------------------------------------------------------------- timeouts

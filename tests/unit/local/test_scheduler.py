@@ -37,6 +37,31 @@ ALL_CONTEXT = json.dumps(
 )
 
 
+def retrain_template() -> Any:
+    """The real template plus a retrain schedule declared in it (pipelines' own schedules are made by mlops
+    publish; a template may still declare schedules of its own, which the service provisions)."""
+    template = load_template(ROOT)
+    template.raw["Resources"]["RetrainSchedule"] = {
+        "Type": "AWS::Scheduler::Schedule",
+        "Properties": {
+            "Name": RETRAIN,
+            "ScheduleExpression": "rate(7 days)",
+            "State": "DISABLED",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "Target": {
+                "Arn": {"Fn::GetAtt": ["TriggerFunction", "Arn"]},
+                "RoleArn": {"Fn::GetAtt": ["BatchScheduleRole", "Arn"]},
+                "Input": json.dumps(
+                    {"trigger": "schedule", "pipeline": "abalone", "time": "<aws.scheduler.scheduled-time>"}
+                ),
+                "RetryPolicy": {"MaximumRetryAttempts": 3},
+                "DeadLetterConfig": {"Arn": {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}},
+            },
+        },
+    }
+    return template
+
+
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
 
@@ -282,8 +307,8 @@ def create(api: Any, name: str, expression: str, **extra: Any) -> None:
 def test_provisioning_creates_the_retrain_schedule_disabled_with_the_trigger_function_as_target(
     scheduler_api: Any,
 ) -> None:
-    # Given the real template
-    template = load_template(ROOT)
+    # Given a template that declares a retrain schedule
+    template = retrain_template()
     # When its schedules are provisioned
     arns = provision_schedules(template, scheduler_api)
     # Then the retrain schedule exists, off, targeting the trigger function with the template's Input and retries
@@ -308,7 +333,7 @@ def test_a_template_schedule_that_keeps_failing_leaves_its_event_in_the_template
     scheduler_api: Any, clock: FakeClock
 ) -> None:
     # Given the template's queues and schedules provisioned, and a trigger that always fails
-    template = load_template(ROOT)
+    template = retrain_template()
     sqs = boto3.client("sqs")
     urls = provision_queues(template, sqs)
     provision_schedules(template, scheduler_api)
@@ -327,7 +352,7 @@ def test_a_template_schedule_that_keeps_failing_leaves_its_event_in_the_template
 
 def test_provisioning_again_updates_in_place_and_keeps_a_state_chosen_locally(scheduler_api: Any) -> None:
     # Given provisioned schedules, one turned on through the API and its Input edited locally
-    template = load_template(ROOT)
+    template = retrain_template()
     provision_schedules(template, scheduler_api)
     schedule = scheduler_api.get_schedule(Name=RETRAIN)
     scheduler_api.update_schedule(
@@ -373,7 +398,7 @@ def test_the_retrain_schedule_enabled_every_minute_fires_once_per_minute_boundar
     scheduler_api: Any, clock: FakeClock
 ) -> None:
     # Given the template's schedules and a running scheduler that has taken its first look
-    template = load_template(ROOT)
+    template = retrain_template()
     provision_schedules(template, scheduler_api)
     target = Target()
     with local_scheduler(scheduler_api, target, clock) as scheduler:
@@ -411,7 +436,7 @@ def test_fire_now_delivers_a_disabled_schedule_with_the_scheduled_time_substitut
     scheduler_api: Any, clock: FakeClock
 ) -> None:
     # Given the template's retrain schedule, which is DISABLED
-    template = load_template(ROOT)
+    template = retrain_template()
     provision_schedules(template, scheduler_api)
     target = Target()
     clock.moment = utc(2026, 11, 29, 21, 0, 0, 250_000)
