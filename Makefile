@@ -2,33 +2,42 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-sdk-config.txt pyproject.toml | cksum | cut -d' ' -f1)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
+IMAGES := $(VENV)/image-envs/.built-$(shell cat src/sfn_mlops_local/local/images/*.txt | cksum | cut -d' ' -f1)
+
 .PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock chromium report-screenshot
 
-$(STAMP): requirements.lock pyproject.toml
+# The last step fetches SageMaker's image URI table (a wheel read, not installed, by tests/unit/test_image_uris.py).
+$(STAMP): requirements.lock requirements-sdk-config.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet --requirement requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	$(BIN)/python -m pip download --quiet --no-deps --require-hashes --requirement requirements-sdk-config.txt --dest $(VENV)/image-uri-config
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+## images: build each SageMaker image's local environment once (its package list; about 1 GB, 1-3 min cold)
+$(IMAGES): $(STAMP) src/sfn_mlops_local/local/images/*.txt
+	$(BIN)/python -m sfn_mlops_local.local.image_environments
+	@rm -f $(VENV)/image-envs/.built-* && touch $(IMAGES)
+
 ## run: run the abalone pipeline end to end on the embedded local runtime
-run: $(STAMP)
+run: $(STAMP) $(IMAGES)
 	$(BIN)/mlops run abalone
 
 ## test: lint, type-check, validate the template and state machines, run every test (a module per worker, one per core)
-test: $(STAMP) chromium lint typecheck
+test: $(STAMP) $(IMAGES) chromium lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## unit: the fast tier (unit tests only, no tooling, about 2 min on 2 cores, target 1: one worker per core, a module per worker)
-unit: $(STAMP)
+unit: $(STAMP) $(IMAGES)
 	$(BIN)/python -m pytest tests/unit -q -m "not tooling" -n 2 --dist loadfile
 
 ## e2e: whole pipelines on the local service
-e2e: $(STAMP)
+e2e: $(STAMP) $(IMAGES)
 	$(BIN)/python -m pytest tests/e2e tests/statemachine -q
 
 ## chromium: Debian's Chromium, which the report's browser test drives (installs as root; nothing to do if present)

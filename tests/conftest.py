@@ -111,6 +111,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "SKLEARN_IMAGE_URI",
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
     )
+    monkeypatch.setenv(
+        "SPARK_IMAGE_URI",
+        "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu-py312-v1",
+    )
     reset_clients()
     get_settings.cache_clear()
     with mock_aws():

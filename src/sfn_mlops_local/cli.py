@@ -620,6 +620,9 @@ def parser() -> argparse.ArgumentParser:
     from sfn_mlops_local import cli_report
 
     cli_report.add_commands(sub, common)
+    from sfn_mlops_local import cli_changed  # mlops changed
+
+    cli_changed.add_commands(sub, common)
     local = sub.add_parser("local", help="manage the local service (the embedded runtime on 127.0.0.1)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
     json_flag = OneLineParser(add_help=False)

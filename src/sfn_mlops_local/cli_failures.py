@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import Any
 
+from sfn_mlops.job_failures import meaningful_line
+
 from sfn_mlops_local.cli_errors import EXIT_FAILED, command_name, line_for
 
 # SageMaker's log group per job kind (a job's streams are <job name>/...); the units that are not jobs log to
@@ -32,16 +34,26 @@ def where_the_logs_are(args: argparse.Namespace, summary: dict[str, Any], unit_n
     return str(job_log) if job_log is not None and job_log.is_file() else f"{logs}/"
 
 
+def readable_cause(cause: str) -> str:
+    """A cause that quotes a job's multi-line FailureReason (a traceback first, its exception last, as AWS and the
+    local runtime report it) as its first line and its meaningful last line; a one-line cause as it is."""
+    lines = [line for line in cause.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return cause
+    first, last = lines[0].strip(), meaningful_line("\n".join(lines[1:]))
+    return first if last in first else f"{first} {last}"
+
+
 def failure_line(args: argparse.Namespace, summary: dict[str, Any], noun: str = "run") -> str:
     """``mlops <command>: run <id> FAILED in <unit>: <error>: <cause> (logs: <where>)``."""
     error = summary.get("error") or {}
     unit = error.get("unit")
     run_id = summary.get("run_id") or summary.get("deployment_id") or "?"
     problem = f"{noun} {run_id} {summary.get('status') or 'FAILED'}" + (f" in {unit}" if unit else "")
-    if error.get("error") or error.get("cause"):
-        problem += f": {error.get('error') or 'error'}: {error.get('cause') or ''}".rstrip(": ")
+    cause = readable_cause(str(error.get("cause") or ""))
+    if error.get("error") or cause:
+        problem += f": {error.get('error') or 'error'}: {cause}".rstrip(": ")
     logs = where_the_logs_are(args, summary, unit)
-    cause = str(error.get("cause") or "")
     if logs and logs.rstrip("/") not in cause:  # the job's own message may name its log already
         problem += f" (logs: {logs})"
     return line_for(command_name(args, []), problem)

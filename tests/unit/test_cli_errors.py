@@ -350,9 +350,10 @@ def test_a_failed_run_on_a_stack_points_at_the_jobs_cloudwatch_streams() -> None
     summary = failed_summary("AlgorithmError: last lines:\n  File x\nValueError: bad")
     # When its failure line is made
     line = cli_failures.failure_line(argparse.Namespace(stack="prod", command="rerun"), summary)
-    # Then it is one line naming the job's log group and streams
+    # Then it is one line, the reason's first line and its exception (not the traceback's frames), naming the
+    # job's log group and streams
     assert line == (
-        f"mlops rerun: run {RUN_ID} FAILED in train: JobFailed: AlgorithmError: last lines: File x ValueError: bad "
+        f"mlops rerun: run {RUN_ID} FAILED in train: JobFailed: AlgorithmError: last lines: ValueError: bad "
         f"(logs: CloudWatch log group /aws/sagemaker/TrainingJobs, streams {RUN_ID}-train-a1/*)"
     )
 

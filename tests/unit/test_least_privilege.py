@@ -54,7 +54,7 @@ def test_every_eventbridge_and_scheduler_target_dead_letters_to_an_encrypted_que
             queue_props = queues[queue]["Properties"]
             assert queue_props.get("SqsManagedSseEnabled") or queue_props.get("KmsMasterKeyId"), queue
             assert props.get("RetryPolicy"), f"{function.logical_id}/{name} has no retry policy"
-    assert targets == 4  # three upload/approval rules and the retraining schedule
+    assert targets == 3  # the upload and approval rules (each pipeline's schedules are made by mlops publish)
 
 
 def test_only_the_stacks_rules_and_roles_may_send_to_the_dead_letter_queue() -> None:

@@ -116,6 +116,19 @@ def _statements(value: object) -> list[dict]:
     return []
 
 
+def test_adding_a_pipeline_is_adding_a_folder_no_pipeline_is_named_in_the_stack() -> None:
+    # Given every pipeline folder under models/
+    pipelines = sorted(path.parent.name for path in (ROOT / "models").glob("*/pipeline.json"))
+    assert pipelines, "no pipeline folders found"
+    # When the template, the sample config and every state machine are read
+    stack_files = [ROOT / "template.yaml", ROOT / "samconfig.toml", *sorted((ROOT / "statemachines").glob("*.json"))]
+    # Then none names a pipeline: schedules, groups and flows come from each pipeline's own pipeline.json
+    for path in stack_files:
+        text = path.read_text(encoding="utf-8").lower()
+        named = [name for name in pipelines if re.search(rf"(?<![a-z0-9-]){re.escape(name)}(?![a-z0-9])", text)]
+        assert not named, f"{path.relative_to(ROOT)} names pipeline(s) {named}"
+
+
 def test_iam_grants_every_resource_only_where_aws_allows_nothing_narrower() -> None:
     from sfn_mlops_local.local.template import load_template
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sfn_mlops.errors import JobNameInUse
+from sfn_mlops.job_failures import readable_reason
 
 DESCRIBE = {"processing": "describe_processing_job", "training": "describe_training_job"}
 NAME_FIELD = {"processing": "ProcessingJobName", "training": "TrainingJobName"}
@@ -39,7 +40,8 @@ def completed_job(sm: Any, kind: str, name: str) -> dict[str, Any] | None:
     if status != "Completed":
         raise JobNameInUse(
             f"SageMaker {kind} job {name} already exists with status {status} "
-            f"({described.get('FailureReason') or 'no failure reason'}); rerun the unit to start a new attempt"
+            f"({readable_reason(described.get('FailureReason') or 'no failure reason')}); "
+            "rerun the unit to start a new attempt"
         )
     if kind == "training":
         return {

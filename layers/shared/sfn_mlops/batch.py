@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sfn_mlops.api_limits import refusal
 from sfn_mlops.deployment import (
     DeploymentRefused,
     latest_approved_package,
@@ -36,10 +37,11 @@ from sfn_mlops.deployment import (
     model_unit,
     package_version,
 )
-from sfn_mlops.errors import InvalidEvent, JobNameInUse, MlopsError
+from sfn_mlops.errors import InvalidEvent, InvalidJobRequest, JobNameInUse, MlopsError
 from sfn_mlops.events import S3_URI, BatchRecordEvent, WorkerEvent, is_run_of, parse_event
 from sfn_mlops.fingerprint import canonical_hash, stamp_config_digests
 from sfn_mlops.guardrails import check_cost_guardrails
+from sfn_mlops.job_failures import readable_reason
 from sfn_mlops.metadata import MetadataTable
 from sfn_mlops.naming import JOB_NAME, PIPELINE_NAME_PATTERN, make_run_id
 from sfn_mlops.pipeline import PipelineConfig, parse_pipeline_config
@@ -560,6 +562,9 @@ def transform_request(
         },
         "TransformOutput": {"S3OutputPath": output_path, "Accept": "text/csv", "AssembleWith": "Line"},
         "TransformResources": {"InstanceType": config["instance_type"], "InstanceCount": config["instance_count"]},
+        # The XGBoost container refuses a request body over MAX_CONTENT_LENGTH (6 MiB unless set) with a 413,
+        # whatever MaxPayloadInMB allows: the containers are told the payload the job sends.
+        "Environment": {"MAX_CONTENT_LENGTH": str(int(config["max_payload_mb"]) * 1024 * 1024)},
         "Tags": [{"Key": "sfn-mlops:run-id", "Value": run_id}, {"Key": "sfn-mlops:pipeline", "Value": pipeline}],
     }
     processing = _data_processing(int(config["id_columns"]))
@@ -574,6 +579,9 @@ def prepare_transform(sagemaker: Any, event: dict[str, Any] | UnitEvent | Transf
     The config is validated again (``InvalidEvent``, ``FingerprintMismatch``), the upstream outputs too."""
     unit, config, model, check = event if isinstance(event, TransformUnit) else parse_transform_event(event)
     prepared = transform_request(unit.run_id, unit.pipeline, unit.attempt, config, model.model_name, check.model_dump())
+    message = refusal("CreateTransformJob", prepared["request"])
+    if message is not None:  # refused here, naming the limit, rather than by SageMaker after the call's retries
+        raise InvalidJobRequest(f"unit transform: SageMaker would refuse its CreateTransformJob request: {message}")
     name = prepared["request"]["TransformJobName"]
     try:
         described = sagemaker.describe_transform_job(TransformJobName=name)
@@ -588,7 +596,8 @@ def prepare_transform(sagemaker: Any, event: dict[str, Any] | UnitEvent | Transf
     if described.get("TransformJobStatus") != "Completed":
         raise JobNameInUse(
             f"SageMaker transform job {name} already exists with status {described.get('TransformJobStatus')} "
-            f"({described.get('FailureReason') or 'no failure reason'}); rerun the unit to start a new attempt"
+            f"({readable_reason(described.get('FailureReason') or 'no failure reason')}); "
+            "rerun the unit to start a new attempt"
         )
     adopted = {"job_name": name, "job_arn": described["TransformJobArn"], "output_uri": prepared["output_uri"]}
     return {**prepared, "adopted": adopted}

@@ -97,3 +97,10 @@ class InvalidDataContract(MlopsError):
 class CostGuardrailExceeded(InvalidPipelineConfig):
     """A pipeline config asks for an instance type outside the stack's AllowedInstanceTypes, or a longer runtime
     than its MaxJobRuntimeSeconds: raised when the run is planned, before any job starts (IAM would deny it later)."""
+
+
+class InvalidJobRequest(InvalidUnitInput):
+    """A SageMaker job request breaks the API's own limits (an instance type the job kind does not offer, an
+    argument over 256 characters, a runtime over the maximum...): refused before it is sent, with the
+    ValidationException message SageMaker would answer (sfn_mlops.api_limits). A kind of InvalidUnitInput; ASL
+    matches it by its own name."""

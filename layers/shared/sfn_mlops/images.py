@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from sfn_mlops.errors import InvalidPipelineConfig
 
-IMAGE_ENV = {"sklearn": "SKLEARN_IMAGE_URI", "xgboost": "XGBOOST_IMAGE_URI"}
+IMAGE_ENV = {"sklearn": "SKLEARN_IMAGE_URI", "spark": "SPARK_IMAGE_URI", "xgboost": "XGBOOST_IMAGE_URI"}
 
 
 def image_uri(name: str, env: Mapping[str, str] | None = None) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from sfn_mlops.adoption import completed_job
-from sfn_mlops.errors import InvalidUnitInput
+from sfn_mlops.api_limits import refusal
+from sfn_mlops.errors import InvalidJobRequest, InvalidUnitInput
 from sfn_mlops.events import JobEvent, parse_event
 from sfn_mlops.naming import job_name
 from sfn_mlops.unit_configs import validated_config
@@ -238,6 +239,10 @@ BUILDERS = {"preprocess": preprocess_request, "train": train_request, "evaluate"
 
 JOB_KINDS = {"preprocess": "processing", "train": "training", "evaluate": "processing"}
 
+# The SageMaker operation each unit's request is for, and what the state machine adds to it (its role).
+OPERATIONS = {"preprocess": "CreateProcessingJob", "train": "CreateTrainingJob", "evaluate": "CreateProcessingJob"}
+SUPPLIED_BY_STATE_MACHINE = ("RoleArn",)
+
 
 def prepare_job(sm: Any, event: dict[str, Any] | JobEvent) -> dict[str, Any]:
     """The job request, plus ``adopted``: the result of a job that already completed under its name (or null)."""
@@ -258,6 +263,17 @@ def build_job_request(event: dict[str, Any] | JobEvent) -> dict[str, Any]:
     job = event if isinstance(event, JobEvent) else parse_job_event(event)
     builder = BUILDERS[job.unit]
     try:
-        return builder(job.run_id, job.pipeline, job.attempt, dict(job.inputs))
+        prepared = builder(job.run_id, job.pipeline, job.attempt, dict(job.inputs))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidUnitInput(f"unit {job.unit} input is malformed: {exc}") from exc
+    check_job_request(job.unit, prepared["request"])
+    return prepared
+
+
+def check_job_request(unit: str, request: dict[str, Any]) -> None:
+    """Refuse a request SageMaker would refuse (``InvalidJobRequest`` with its ValidationException message), so
+    the run fails at once naming the limit instead of after the state machine's retries of the call."""
+    operation = OPERATIONS[unit]
+    message = refusal(operation, request, SUPPLIED_BY_STATE_MACHINE)
+    if message is not None:
+        raise InvalidJobRequest(f"unit {unit}: SageMaker would refuse its {operation} request: {message}")

@@ -8,10 +8,8 @@ ever imported into the service process.
 
 Two images are emulated, following their published serving code:
 
-- ``sagemaker-xgboost:1.7-1`` (algorithm mode, ``sagemaker_xgboost_container/algorithm_mode/serve.py``):
-  every file of ``/opt/ml/model`` is a booster (pickled or ``Booster.save_model``; several are averaged), text/csv
-  without the label (or text/libsvm) in, the predictions out as one text/csv line joined by commas, with the
-  container's status codes: 204 for an empty body, 415 for unreadable data, 400 when the booster refuses it.
+- ``sagemaker-xgboost:1.7-1`` (algorithm mode, ``sagemaker_xgboost_container/algorithm_mode/serve.py``): its
+  rules (content types, Accept, answers, status codes, model files, selectable output) are in xgboost_serving.py.
 - ``sagemaker-scikit-learn:1.2-1-cpu-py3`` (framework mode, ``sagemaker_sklearn_container/serving.py`` on
   ``sagemaker_containers``): the user's module ``$SAGEMAKER_PROGRAM`` from ``$SAGEMAKER_SUBMIT_DIRECTORY``, its
   ``model_fn``/``input_fn``/``predict_fn``/``output_fn`` (or ``transform_fn``) with the framework's defaults for
@@ -21,20 +19,21 @@ Two images are emulated, following their published serving code:
 
 from __future__ import annotations
 
-import csv
 import importlib
 import io
 import json
 import os
-import pickle
 import sys
 import textwrap
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sfn_mlops_local.containers.xgboost_serving import XGBoostServer
 
 Response = tuple[int, bytes, str]
 
@@ -42,7 +41,6 @@ JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
 UTF8_TYPES = (JSON, CSV)
-XGBOOST_CONTENT_TYPES = ("text/csv", "text/libsvm", "text/x-libsvm")
 
 
 class ModelLoadError(Exception):
@@ -63,7 +61,13 @@ def worker_main(conn: Connection, kind: str, env: dict[str, str], model_dir: str
     os.environ.update(env)
     os.chdir(model_dir)
     try:
-        server = XGBoostServer(model_dir) if kind == "xgboost" else FrameworkServer(model_dir, code_dir)
+        server: XGBoostServer | FrameworkServer
+        if kind == "xgboost":
+            from sfn_mlops_local.containers import xgboost_serving  # it imports this module: imported here
+
+            server = xgboost_serving.XGBoostServer(model_dir)
+        else:
+            server = FrameworkServer(model_dir, code_dir)
     except BaseException as exc:  # a user's model_fn may raise anything, SystemExit included
         traceback.print_exc()
         conn.send(("failed", f"{type(exc).__name__}: {exc}".strip()))
@@ -101,123 +105,6 @@ def _error_body(error: BaseException) -> bytes:
     return json.dumps(
         {"error": type(error).__name__, "error-message": str(error), "stack-trace": traceback.format_exc()}
     ).encode()
-
-
-# --------------------------------------------------------------------------- sagemaker-xgboost:1.7-1
-def _parse_content_type(content_type: str | None) -> str:
-    return (content_type or CSV).split(";", 1)[0].strip().lower()
-
-
-def csv_to_dmatrix(text: str, xgb: Any) -> Any:
-    """sagemaker_xgboost_container.encoder.csv_to_dmatrix: the delimiter sniffed from the first line, empty
-    fields are missing values."""
-    sniffed = csv.Sniffer().sniff(text.split("\n")[0][:512]).delimiter
-    delimiter = "," if sniffed.isalnum() else sniffed
-    rows = [["nan" if field == "" else field for field in line.split(delimiter)] for line in text.split("\n")]
-    return xgb.DMatrix(np.array(rows).astype(np.float64))
-
-
-def libsvm_to_dmatrix(text: str, xgb: Any) -> Any:
-    from scipy.sparse import csr_matrix
-
-    row, col, data = [], [], []
-    for row_idx, line in enumerate(text.split("\n")):
-        for item in line.split(" "):
-            if ":" in item:
-                index, value = item.split(":", 1)
-                row.append(row_idx)
-                col.append(int(index))
-                data.append(float(value))
-    return xgb.DMatrix(csr_matrix((np.array(data), (np.array(row), np.array(col)))))
-
-
-class XGBoostServer:
-    """The built-in algorithm's ScoringService: load every model file, predict on the request's rows."""
-
-    def __init__(self, model_dir: str) -> None:
-        import xgboost as xgb
-
-        if os.environ.get("SAGEMAKER_INFERENCE_OUTPUT"):
-            raise ModelLoadError("SAGEMAKER_INFERENCE_OUTPUT (selectable inference output) is not emulated locally")
-        self._xgb = xgb
-        self.boosters: list[Any] = []
-        self.formats: list[str] = []
-        files = sorted(p for p in Path(model_dir).iterdir() if p.is_file())
-        if not files:
-            raise ModelLoadError(f"no model file in {model_dir}")
-        for path in files:
-            print(f"Loading the model from {path}", flush=True)
-            booster, model_format = self._load(path)
-            booster.set_param("nthread", 1)
-            self.boosters.append(booster)
-            self.formats.append(model_format)
-
-    def _load(self, path: Path) -> tuple[Any, str]:
-        errors = []
-        if path.read_bytes()[:1] == b"\x80":  # a pickle (the container tries pickle first, then load_model)
-            try:
-                with open(path, "rb") as handle:
-                    return pickle.load(handle), "pkl_format"
-            except Exception as exc:
-                errors.append(str(exc))
-        try:
-            booster = self._xgb.Booster()
-            booster.load_model(str(path))
-            return booster, "xgb_format"
-        except Exception as exc:
-            errors.append(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-        raise ModelLoadError("Model at {} cannot be loaded:\n{}".format(path, "\n".join(errors)))
-
-    def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> Response:
-        if len(body) == 0:
-            return 204, b"", CSV
-        kind = _parse_content_type(content_type)
-        if kind not in XGBOOST_CONTENT_TYPES:
-            message = f"Content type {content_type} is not supported. Supported content types: text/csv, text/libsvm"
-            return 415, message.encode(), flask_content_type("text/html")
-        label = "csv" if kind == CSV else "libsvm"
-        try:
-            payload = body.strip().decode("utf-8")
-            dtest = csv_to_dmatrix(payload, self._xgb) if kind == CSV else libsvm_to_dmatrix(payload, self._xgb)
-        except Exception as exc:
-            message = (
-                f"Loading {label} data failed with Exception, please ensure data is in {label} format:\n"
-                f" {type(exc)}\n {exc}"
-            )
-            return 415, message.encode(), flask_content_type("text/html")
-        try:
-            predictions = self._predict(dtest, kind)
-        except Exception as exc:
-            return 400, f"Unable to evaluate payload provided: {exc}".encode(), flask_content_type("text/html")
-        values = predictions.tolist()
-        # One line joined by commas for real-time requests; one prediction per line for batch transform.
-        batch = bool(os.environ.get("SAGEMAKER_BATCH"))
-        text = "\n".join(map(str, values)) + "\n" if batch else ",".join(map(str, values))
-        return 200, text.encode(), flask_content_type(CSV)
-
-    def _predict(self, dtest: Any, kind: str) -> Any:
-        import warnings
-
-        if self.formats[0] == "pkl_format":  # the container's own check (data_utils names: csv, libsvm)
-            expected, given = len(self.boosters[0].feature_names or []), len(dtest.feature_names or [])
-            label = "csv" if kind == CSV else "libsvm"
-            if kind != CSV and given > expected + 1:
-                raise ValueError(
-                    f"Feature size of libsvm inference data {given} is larger than feature size of trained model "
-                    f"{expected}."
-                )
-            if kind == CSV and given not in (expected, expected + 1):
-                raise ValueError(
-                    f"Feature size of {label} inference data {given} is not consistent with feature size of trained "
-                    f"model {expected}."
-                )
-        ensemble = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ntree_limit is deprecated in 1.7; the container still passes it
-            for booster in self.boosters:
-                limit = getattr(booster, "best_ntree_limit", 0)
-                ensemble.append(booster.predict(dtest, ntree_limit=limit, validate_features=False))
-        return ensemble[0] if len(ensemble) == 1 else np.mean(ensemble, axis=0)
 
 
 # --------------------------------------------------------------------------- sagemaker-scikit-learn:1.2-1

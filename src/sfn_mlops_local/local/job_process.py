@@ -6,15 +6,29 @@ standard library's forkserver keeps one interpreter with those modules imported 
 job: a separate process with the job's own argv, environment, working folder, session and log file, whose
 exit code and failure files are the job's, exactly as before. Only the import time is gone (the modules
 are the same versions a fresh process would import). See docs/decisions/0011-warm-job-processes.md.
+
+Jobs of a SageMaker image run in that image's environment (image_environments.py), not in this interpreter:
+``start_in_image`` asks a small standard-library fork server run by the environment's own Python
+(image_fork_server.py, one per environment, started on first use and kept warm with the image's heavy modules
+imported) to fork the job. See docs/decisions/0023-image-environments.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import multiprocessing
 import os
 import runpy
+import select
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +107,9 @@ class _Spawned:
 def start(command: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> JobProcess:
     """Start the job's process with its output in ``log_path``; in its own session, so that Ctrl-C in a
     foreground service's terminal does not reach it (the service decides what happens to in-flight jobs)."""
+    preload = _image_preloads.get(command[0]) if command else None
+    if preload is not None and runs_in_image(command):
+        return start_in_image(Path(command[0]), preload, command[1:], env, cwd, log_path)
     if runs_warm(command):
         process = _warm_context().Process(target=_run, args=(command, env, str(cwd), str(log_path)))
         process.start()
@@ -143,3 +160,189 @@ def _print_script_traceback(exc: BaseException) -> None:
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
     sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- jobs in an image's environment
+SERVER_SCRIPT = Path(__file__).resolve().parent / "image_fork_server.py"
+SERVER_START_TIMEOUT = 120.0
+
+
+class ImageServerError(RuntimeError):
+    """The fork server of an image environment could not be started (the reason is readable)."""
+
+
+class ImageServer:
+    """One image environment's fork server: started by its own Python in isolated mode (``-I``: no PYTHONPATH,
+    no user site, not even the script's folder on its path), in its own session, fed nothing of this process's
+    environment but PATH and the locale; it lives as long as this process (its stdin is our pipe)."""
+
+    def __init__(self, python: Path, preload: list[str]) -> None:
+        self._folder = tempfile.mkdtemp(prefix="sfn-image-server-")  # 0700: only this user reaches the socket
+        self.socket_path = os.path.join(self._folder, "jobs.sock")
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "LC_CTYPE")}
+        env["TMPDIR"] = self._folder
+        self._process = subprocess.Popen(
+            [str(python), "-I", str(SERVER_SCRIPT), self.socket_path, *preload],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=self._folder,
+            start_new_session=True,
+        )
+        ready = self._read_ready()
+        self.namespaces = bool(ready.get("namespaces"))
+        self.python_version = str(ready.get("python", ""))
+
+    def _read_ready(self) -> dict[str, object]:
+        assert self._process.stdout is not None
+        result: dict[str, object] = {}
+
+        def read() -> None:
+            assert self._process.stdout is not None
+            line = self._process.stdout.readline()
+            if line:
+                result.update(json.loads(line))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(SERVER_START_TIMEOUT)
+        if not result.get("ready"):
+            self._process.kill()
+            _, errors = self._process.communicate(timeout=10)
+            tail = " | ".join(errors.decode(errors="replace").strip().splitlines()[-3:])
+            raise ImageServerError(f"the image environment's job starter did not start: {tail or 'no output'}")
+        return result
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, opt_ml: Path | None) -> _Served:
+        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log_path), "opt_ml": opt_ml and str(opt_ml)}
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        buffer = bytearray()
+        try:
+            connection.connect(self.socket_path)
+            connection.sendall(json.dumps(request).encode() + b"\n")
+            answer = json.loads(_read_line(connection, buffer, SERVER_START_TIMEOUT) or b"{}")
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            connection.close()
+            raise ImageServerError(f"the image environment's job starter did not answer: {exc}") from exc
+        if "pid" not in answer:
+            connection.close()
+            raise ImageServerError("the image environment's job starter refused the job")
+        return _Served(int(answer["pid"]), connection, buffer)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()  # the server kills its jobs and exits
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _read_line(connection: socket.socket, buffer: bytearray, timeout: float | None) -> bytes:
+    """One line from the server (b"" if it closed the connection); TimeoutExpired if none came in ``timeout``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while b"\n" not in buffer:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        readable, _, _ = select.select([connection], [], [], remaining)
+        if not readable:
+            raise subprocess.TimeoutExpired("job", timeout or 0)
+        data = connection.recv(4096)
+        if not data:
+            return b""
+        buffer += data
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+class _Served:
+    """A job forked by an image server: its exit code comes over the connection; signals go to its session."""
+
+    def __init__(self, pid: int, connection: socket.socket, buffer: bytearray) -> None:
+        self.pid = pid
+        self._connection = connection
+        self._buffer = buffer
+        self._code: int | None = None
+        self._lock = threading.Lock()
+
+    def _collect(self, timeout: float | None) -> int:
+        line = _read_line(self._connection, self._buffer, timeout)
+        try:  # no answer at all: the server died with the job (as if killed)
+            self._code = int(json.loads(line)["exit"]) if line else -int(signal.SIGKILL)
+        except (ValueError, KeyError, TypeError):
+            self._code = 1
+        self._connection.close()
+        return self._code
+
+    def wait(self, timeout: float | None) -> int:
+        with self._lock:
+            return self._code if self._code is not None else self._collect(timeout)
+
+    def running(self) -> bool:
+        if self._code is not None:
+            return False
+        if not self._lock.acquire(blocking=False):  # a waiter holds it: the job has not ended yet
+            return self._code is None
+        try:
+            self._collect(0.0)
+        except subprocess.TimeoutExpired:
+            return True
+        finally:
+            self._lock.release()
+        return False
+
+    def _signal(self, number: int) -> None:
+        if self._code is None:
+            # The job's whole session: what it started goes with it, as a container's processes do.
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, number)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+
+_servers: dict[Path, ImageServer] = {}
+_servers_lock = threading.Lock()
+_image_preloads: dict[str, list[str]] = {}  # image environments' Pythons (as a command names them): preloads
+
+
+def image_server(python: Path, preload: list[str]) -> ImageServer:
+    """The running fork server of the environment whose Python is ``python`` (started on first use); from then on
+    ``start([python, script.py, ...], ...)`` runs that script in it."""
+    with _servers_lock:
+        _image_preloads[str(python)] = list(preload)
+        server = _servers.get(python)
+        if server is None or not server.alive():
+            server = _servers[python] = ImageServer(python, preload)
+        return server
+
+
+def runs_in_image(command: list[str]) -> bool:
+    """``python script.py ...`` is what an image's fork server runs; other forms (``-m``, ``-c``) run cold."""
+    return len(command) >= 2 and not command[1].startswith("-")
+
+
+def start_in_image(
+    python: Path, preload: list[str], argv: list[str], env: dict[str, str], cwd: Path, log_path: Path
+) -> JobProcess:
+    """Run ``python argv...`` in an image environment, forked warm. Where the server found mount namespaces
+    usable, the job sees ``cwd/opt/ml`` (its sandbox's, when there is one) as /opt/ml and its paths pass unchanged."""
+    server = image_server(python, preload)
+    opt_ml = cwd / "opt/ml"
+    return server.start(argv, env, cwd, log_path, opt_ml if server.namespaces and opt_ml.is_dir() else None)
+
+
+def stop_image_servers() -> None:
+    with _servers_lock:
+        for server in _servers.values():
+            server.stop()
+        _servers.clear()

@@ -82,15 +82,19 @@ def regular_files(folder: Path) -> Iterator[Path]:
                 yield path
 
 
-def job_environment(sandbox: Path, src_root: str) -> dict[str, str]:
+def job_environment(sandbox: Path, src_root: str | None = None) -> dict[str, str]:
     """The environment a container's process starts with: a HOME (and temp folder) of its own inside the
-    sandbox, no AWS credentials or config of the user's, the runtime's source on PYTHONPATH."""
+    sandbox, no AWS credentials or config of the user's; the runtime's source on PYTHONPATH only when given
+    (endpoint containers served by the runtime's own code): a job's script runs in its image's environment,
+    with nothing of the project on its path (docs/decisions/0023-image-environments.md)."""
     home = sandbox / "home"
     tmp = sandbox / "tmp"
     home.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k in INHERITED}
-    env.update({"HOME": str(home), "TMPDIR": str(tmp), "PYTHONPATH": src_root, "PYTHONUNBUFFERED": "1"})
+    env.update({"HOME": str(home), "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"})
+    if src_root:
+        env["PYTHONPATH"] = src_root
     return env
 
 

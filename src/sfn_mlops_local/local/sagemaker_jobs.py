@@ -1,11 +1,13 @@
 """SageMaker processing and training jobs as local processes that honour the container contract.
 
-A job gets a sandbox whose ``opt/ml`` tree mirrors the container's ``/opt/ml``: inputs are downloaded
-from (local) S3 into it, paths under ``/opt/ml`` in the entrypoint and arguments are mapped into it,
-and outputs are uploaded back to S3 when the process ends, exactly where SageMaker would put them.
+A job gets a sandbox whose ``opt/ml`` tree stands for the container's ``/opt/ml``: inputs are downloaded
+from (local) S3 into it, the job's process sees it at ``/opt/ml`` (its own mount namespace, where Linux
+allows one; else ``/opt/ml`` paths in its arguments are mapped, and its log says so), and outputs are
+uploaded back to S3 when the process ends, exactly where SageMaker would put them. Nothing is added to a
+job's arguments.
 
-Images are matched to what this machine can run: the scikit-learn image runs the script with this
-Python; the XGBoost image requires the XGBoost library version the container version ships.
+Each image runs its jobs in an environment built from that image's package list (image_environments.py,
+decision 0023); the request is checked against SageMaker's API limits first (decision 0024).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -30,20 +31,61 @@ from botocore.exceptions import ClientError
 from sfn_mlops.images import image_version
 from sfn_mlops.s3uri import split_s3_uri
 
-from sfn_mlops_local.local import job_process, job_sandbox
+from sfn_mlops_local.local import image_environments, job_process, job_sandbox
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
 CONTAINER_ROOT = job_sandbox.CONTAINER_ROOT
+# How long a stopped job's process has between SIGTERM and SIGKILL (SageMaker gives 120 s; locally the scripts
+# save nothing on SIGTERM, so a short grace keeps a timed-out run's end prompt).
+STOP_GRACE_SECONDS = 2.0
 PROCESSING_ROOT = job_sandbox.PROCESSING_ROOT
 # Container version tag -> XGBoost library version it ships (SageMaker XGBoost container release notes).
 XGBOOST_LIBRARY_FOR_CONTAINER = {"1.7-1": "1.7."}
+# An entrypoint's interpreter names that mean the image's Python (its environment's, locally).
+IMAGE_PYTHONS = ("python", "python3")
+# The built-in XGBoost algorithm's program: its entry file and the package beside it (standard library and the
+# image's packages only), copied into each training job as the image ships them.
+ALGORITHM_SOURCE = Path(__file__).resolve().parents[1] / "containers" / "xgboost_algorithm.py"
+ALGORITHM_PACKAGE = ALGORITHM_SOURCE.parent / "xgboost_container"
+NO_NAMESPACES_NOTE = (
+    "local runtime: mount namespaces are not available here, so /opt/ml is not the job's own: /opt/ml paths in "
+    "its entrypoint and arguments are mapped to its sandbox, paths its script hard-codes are not"
+)
 
 
 class JobFailed(Exception):
-    def __init__(self, reason: str, exit_message: str | None = None) -> None:
+    """A job's end other than Completed: ``status`` Failed (``reason`` is its FailureReason) or Stopped
+    (``secondary_status`` MaxRuntimeExceeded when its StoppingCondition ended it, as SageMaker reports it)."""
+
+    def __init__(
+        self,
+        reason: str,
+        exit_message: str | None = None,
+        status: str = "Failed",
+        secondary_status: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.exit_message = exit_message
+        self.status = status
+        self.secondary_status = secondary_status
+
+
+# Images whose local 'container' runs a multi-instance job's contract (one process per host with its
+# resourceconfig.json and its shard of each input). None yet: every other image runs one instance locally and a
+# job asking for more is refused at its start, never run on one silently (docs/decisions/0024-job-api-as-aws.md).
+MULTI_INSTANCE_IMAGES: frozenset[str] = frozenset()
+
+
+def instance_count_refusal(image_uri: str, count: Any) -> str | None:
+    """The ClientError a job asking for ``count`` instances of an image the local runtime runs on one gets."""
+    repository = str(image_uri).rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+    if not isinstance(count, int) or count <= 1 or repository in MULTI_INSTANCE_IMAGES:
+        return None
+    return (
+        f"ClientError: the local runtime runs one instance: InstanceCount {count} asks for a distributed job "
+        f"({repository} runs on one host locally, and its data is not sharded); set instance_count 1 for local runs"
+    )
 
 
 def installed_xgboost_version() -> str:
@@ -74,6 +116,53 @@ def check_image(image_uri: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# A training job's SecondaryStatus for its status (DescribeTrainingJob), unless its end named another
+# (MaxRuntimeExceeded: Stopped by its StoppingCondition), and the StatusMessage its last transition carries.
+_SECONDARY = {
+    "InProgress": "Training",
+    "Completed": "Completed",
+    "Failed": "Failed",
+    "Stopping": "Stopping",
+    "Stopped": "Stopped",
+}
+_STATUS_MESSAGES = {
+    "Training": "Training in progress.",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopping": "Stopping the training job",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
+}
+
+
+def _secondary_status(job: dict[str, Any]) -> str:
+    if job["status"] == "Stopped" and job.get("secondary_status"):
+        return str(job["secondary_status"])
+    return _SECONDARY[job["status"]]
+
+
+def _secondary_transitions(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Starting, then Training, then the job's end (each ending where the next starts), as DescribeTrainingJob
+    lists them; the last one's StatusMessage says why the job ended."""
+    started, ended = job.get("started"), job.get("ended")
+    transitions: list[dict[str, Any]] = [
+        {"Status": "Starting", "StartTime": job["created"], "StatusMessage": "Preparing the instances for training"}
+    ]
+    if started is None:
+        return transitions
+    transitions[0]["EndTime"] = started
+    transitions.append({"Status": "Training", "StartTime": started, "StatusMessage": _STATUS_MESSAGES["Training"]})
+    final = _secondary_status(job)
+    if final != "Training":
+        if ended is not None:
+            transitions[-1]["EndTime"] = ended
+        last = {"Status": final, "StartTime": ended or started, "StatusMessage": _STATUS_MESSAGES[final]}
+        if ended is not None and final != "Stopping":
+            last["EndTime"] = ended
+        transitions.append(last)
+    return transitions
 
 
 class LocalJobRunner:
@@ -160,6 +249,11 @@ class LocalJobRunner:
             "created": _now(),
             "arn": arn,
         }
+        self._check_limits("CreateProcessingJob", request)
+        cluster = (request.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+        record["refusal"] = instance_count_refusal(
+            (request.get("AppSpecification") or {}).get("ImageUri", ""), cluster.get("InstanceCount")
+        )
         self._register("processing", name, record, "CreateProcessingJob")
         self._start(name, self._run_processing)
         return {"ProcessingJobArn": arn}
@@ -174,9 +268,23 @@ class LocalJobRunner:
             "created": _now(),
             "arn": arn,
         }
+        self._check_limits("CreateTrainingJob", request)
+        record["refusal"] = instance_count_refusal(
+            (request.get("AlgorithmSpecification") or {}).get("TrainingImage", ""),
+            (request.get("ResourceConfig") or {}).get("InstanceCount"),
+        )
         self._register("training", name, record, "CreateTrainingJob")
         self._start(name, self._run_training)
         return {"TrainingJobArn": arn}
+
+    def _check_limits(self, operation: str, request: dict[str, Any]) -> None:
+        """SageMaker's request validation (enums, lengths, bounds, required members from its service model):
+        a request AWS would refuse is refused here with AWS's ValidationException, before any job exists."""
+        from sfn_mlops import api_limits
+
+        message = api_limits.refusal(operation, request)
+        if message is not None:
+            raise self._client_error("ValidationException", message, operation)
 
     def describe(self, kind: str, name: str) -> dict[str, Any]:
         job = self.jobs.get(name)
@@ -189,7 +297,7 @@ class LocalJobRunner:
             common["ProcessingStartTime" if kind == "processing" else "TrainingStartTime"] = job["started"]
         if job.get("ended"):
             common["ProcessingEndTime" if kind == "processing" else "TrainingEndTime"] = job["ended"]
-        if job.get("failure_reason"):
+        if job.get("failure_reason") and job["status"] == "Failed":  # SageMaker gives a reason for failures only
             common["FailureReason"] = job["failure_reason"]
         if kind == "processing":
             result = {
@@ -206,13 +314,8 @@ class LocalJobRunner:
             **common,
             "TrainingJobArn": job["arn"],
             "TrainingJobStatus": job["status"],
-            "SecondaryStatus": {
-                "InProgress": "Training",
-                "Completed": "Completed",
-                "Failed": "Failed",
-                "Stopping": "Stopping",
-                "Stopped": "Stopped",
-            }[job["status"]],
+            "SecondaryStatus": _secondary_status(job),
+            "SecondaryStatusTransitions": _secondary_transitions(job),
             "ModelArtifacts": {"S3ModelArtifacts": job.get("model_data", "")},
         }
         if job.get("billable"):
@@ -254,6 +357,7 @@ class LocalJobRunner:
                 "ValidationException", f"The job {name} is not in progress (status: {job['status']})", operation
             )
         job["stop_requested"] = True
+        job["status"] = "Stopping"  # as SageMaker reports it until the job's process has ended
         process = self._processes.get(name)
         if process is not None and process.running():
             process.terminate()
@@ -296,11 +400,15 @@ class LocalJobRunner:
                 injected = self.fault(name, job) if self.fault else None
                 if injected:
                     raise JobFailed(injected)
+                if job.get("refusal"):  # what the local runtime cannot run faithfully (several instances)
+                    raise JobFailed(job["refusal"])
                 target(name, sandbox)
                 job["status"] = "Completed"
             except JobFailed as failed:
-                job["status"] = "Failed"
+                job["status"] = failed.status
                 job["failure_reason"] = failed.reason[:1024]
+                if failed.secondary_status:
+                    job["secondary_status"] = failed.secondary_status
                 if failed.exit_message:
                     job["exit_message"] = failed.exit_message[:1024]
             except Exception as exc:  # the runner itself broke: report it like SageMaker's InternalServerError
@@ -360,17 +468,32 @@ class LocalJobRunner:
             s3.upload_file(str(path), bucket, prefix + path.relative_to(source).as_posix())
 
     def _run_process(self, name: str, command: list[str], env: dict[str, str], cwd: Path, timeout: int) -> int:
+        """Run the job's process; ``timeout`` is its MaxRuntimeInSeconds, which counts from the job's start (its
+        downloads included). Past it the process is stopped (SIGTERM, then SIGKILL after a grace period) and the
+        job ends Stopped with SecondaryStatus MaxRuntimeExceeded, as SageMaker ends it."""
         self._log_dir.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        job_started = self.jobs[name].get("started") if name in self.jobs else None
+        elapsed = (_now() - job_started).total_seconds() if job_started is not None else 0.0
+        remaining = max(0.0, timeout - elapsed)
         try:
             process = job_process.start(command, env, cwd, self._log_dir / f"{name}.log")
             self._processes[name] = process
             try:
-                return process.wait(timeout)
+                return process.wait(remaining)
             except subprocess.TimeoutExpired as exc:
-                process.kill()
-                process.wait(None)
-                raise JobFailed(f"MaxRuntimeExceeded: job ran longer than {timeout} seconds") from exc
+                process.terminate()  # SageMaker's SIGTERM: a script may save what it has
+                try:
+                    process.wait(STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(None)
+                raise JobFailed(
+                    f"MaxRuntimeExceeded: the job ran longer than its StoppingCondition.MaxRuntimeInSeconds "
+                    f"({timeout} seconds) and was stopped",
+                    status="Stopped",
+                    secondary_status="MaxRuntimeExceeded",
+                ) from exc
         finally:
             self._processes.pop(name, None)
             self.job_seconds[name] = time.perf_counter() - started
@@ -386,8 +509,35 @@ class LocalJobRunner:
 
     @staticmethod
     def _base_env(sandbox: Path) -> dict[str, str]:
-        """A container's environment: its own HOME in the sandbox, none of the user's AWS credentials or config."""
-        return job_sandbox.job_environment(sandbox, str(Path(__file__).resolve().parents[2]))
+        """A container's environment: its own HOME in the sandbox, none of the user's AWS credentials or config,
+        nothing of the project on its path (the script runs in its image's environment)."""
+        return job_sandbox.job_environment(sandbox)
+
+    def _image_environment(self, name: str, image_uri: str) -> tuple[Path, job_process.ImageServer]:
+        """The Python of the job's image environment (built on first use: like an image pull, before the job's
+        clock starts) and its fork server; the log starts with how the environment differs from the image."""
+        try:
+            spec = image_environments.spec_for(image_uri)
+        except image_environments.ImageEnvironmentError as exc:
+            raise JobFailed(f"ClientError: {exc}") from None
+        log_path = self._log_dir / f"{name}.log"
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            built = image_environments.is_built(spec)
+            if not built:
+                with open(log_path, "a") as log:
+                    log.write(f"building the local image environment {spec.label} (once)\n")
+            python = image_environments.ensure(spec)
+            if not built:
+                self.jobs[name]["started"] = _now()  # the image was 'pulled': the job starts now
+            server = job_process.image_server(python, list(spec.preload))
+        except (image_environments.ImageEnvironmentError, job_process.ImageServerError) as exc:
+            raise JobFailed(f"InternalServerError: local image environment {spec.label}: {exc}") from None
+        with open(log_path, "a") as log:
+            log.write(spec.header() + "\n")
+            if not server.namespaces:
+                log.write(NO_NAMESPACES_NOTE + "\n")
+        return python, server
 
     def _failure(self, name: str, prefix: str = "AlgorithmError") -> JobFailed:
         """A failed script's reason: the tail of its log (the exception line last) and where the whole log is."""
@@ -397,7 +547,7 @@ class LocalJobRunner:
     def _run_processing(self, name: str, sandbox: Path) -> None:
         request = self.jobs[name]["request"]
         app = request["AppSpecification"]
-        check_image(app["ImageUri"])
+        python, server = self._image_environment(name, app["ImageUri"])
         for item in request.get("ProcessingInputs", []):
             s3_input = item["S3Input"]
             self._download(s3_input["S3Uri"], self._local(sandbox, s3_input["LocalPath"], PROCESSING_ROOT))
@@ -405,23 +555,21 @@ class LocalJobRunner:
         for item in outputs:
             self._local(sandbox, item["S3Output"]["LocalPath"], PROCESSING_ROOT).mkdir(parents=True, exist_ok=True)
         (sandbox / "opt/ml/output").mkdir(parents=True, exist_ok=True)
-
-        def to_local(arg: str) -> str:
-            return str(self._local(sandbox, arg)) if arg.startswith(CONTAINER_ROOT) else arg
-
-        entrypoint = [
-            sys.executable if part in ("python", "python3") else to_local(part)
-            for part in app.get("ContainerEntrypoint", [])
-        ]
+        entrypoint = list(app.get("ContainerEntrypoint", []))
         if not entrypoint:
             raise JobFailed("ClientError: the local runtime needs AppSpecification.ContainerEntrypoint")
-        # The scripts read /opt/ml paths from their arguments; the message file is the container default.
-        arguments = [to_local(a) for a in app.get("ContainerArguments", [])]
-        if "--message-file" not in arguments:
-            arguments += ["--message-file", str(sandbox / "opt/ml/output/message")]
+        # The image's python is its environment's; the job's own arguments are passed as given (nothing added).
+        command = [str(python) if part in IMAGE_PYTHONS else part for part in entrypoint]
+        command += app.get("ContainerArguments", [])
+        if not (server.namespaces and job_process.runs_in_image(command)):  # /opt/ml is not the job's: map it
+            command = [
+                part if i == 0 or not part.startswith(CONTAINER_ROOT) else str(self._local(sandbox, part))
+                for i, part in enumerate(command)
+            ]
         env = {**self._base_env(sandbox), **request.get("Environment", {})}
+        env["PATH"] = f"{python.parent}:{env.get('PATH', '')}"  # a shell entrypoint's python3 is the image's too
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
-        code = self._run_process(name, entrypoint + arguments, env, sandbox, timeout)
+        code = self._run_process(name, command, env, sandbox, timeout)
         exit_message = (job_sandbox.read_own_file(sandbox / "opt/ml/output/message") or "").strip() or None
         if code != 0:
             failed = self._failure(name)
@@ -438,6 +586,7 @@ class LocalJobRunner:
         image = request["AlgorithmSpecification"]["TrainingImage"]
         if check_image(image) != "xgboost":
             raise JobFailed(f"ClientError: {image} is not a training algorithm image the local runtime can run")
+        python, server = self._image_environment(name, image)
         root = sandbox / "opt/ml"
         config_dir = root / "input/config"
         config_dir.mkdir(parents=True)
@@ -461,22 +610,32 @@ class LocalJobRunner:
         )
         for folder in ("model", "output/data", "output"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        # The job sees its sandbox's opt/ml as /opt/ml where namespaces allow it, else is told where it is.
+        opt_ml = Path(CONTAINER_ROOT) if server.namespaces else root
         env = {
             **self._base_env(sandbox),
-            "MLOPS_OPT_ML": str(root),
-            "SM_MODEL_DIR": str(root / "model"),
+            "SM_MODEL_DIR": str(opt_ml / "model"),
             "SM_CHANNELS": json.dumps(sorted(channels)),
             "SM_CURRENT_HOST": "algo-1",
         }
-        env.update({f"SM_CHANNEL_{c.upper()}": str(root / "input/data" / c) for c in channels})
+        if not server.namespaces:
+            env["MLOPS_OPT_ML"] = str(root)
+        env.update({f"SM_CHANNEL_{c.upper()}": str(opt_ml / "input/data" / c) for c in channels})
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
-        command = [sys.executable, "-m", "sfn_mlops_local.containers.xgboost_algorithm"]
+        # The algorithm ships inside the image: a copy of its (standalone) program, run by the image's Python.
+        program = sandbox / "program"
+        program.mkdir()
+        shutil.copyfile(ALGORITHM_SOURCE, program / ALGORITHM_SOURCE.name)
+        shutil.copytree(
+            ALGORITHM_PACKAGE, program / ALGORITHM_PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        command = [str(python), str(program / ALGORITHM_SOURCE.name)]
         code = self._run_process(name, command, env, sandbox, timeout)
         if code != 0:
             reason = (job_sandbox.read_own_file(root / "output/failure") or "").strip()
             log_path = self._log_dir / f"{name}.log"
-            if reason:  # the algorithm's own message, and where its whole log is
-                raise JobFailed(job_sandbox.failure_reason("AlgorithmError", reason, log_path))
+            if reason:  # the container's failure file, as SageMaker shows it (its first 1,024 characters)
+                raise JobFailed(job_sandbox.with_log_location(f"AlgorithmError: {reason}", log_path))
             raise self._failure(name)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:

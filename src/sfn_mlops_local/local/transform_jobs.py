@@ -360,6 +360,13 @@ class TransformJobs:
 
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
         with _client_errors("CreateTransformJob"):
+            # The API's own limits first (enums, lengths, bounds from the service model), in AWS's words; then
+            # what this runtime checks further before it can run the job (validate).
+            from sfn_mlops import api_limits
+
+            message = api_limits.refusal("CreateTransformJob", request)
+            if message is not None:
+                raise _validation(message)
             return self._create(request)
 
     def describe(self, name: str) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class Lab:
             EndpointName=name, ContentType="text/csv", Accept="text/csv", Body="\n".join(rows), **kwargs
         )
         body = answer["Body"].read().decode()
-        return [float(v) for v in body.split(",")], answer
+        return [float(v) for v in body.replace(",", " ").split()], answer
 
     def xgboost_model(self, name: str, model_data: str) -> None:
         self.sm.create_model(

@@ -185,7 +185,7 @@ def test_files_a_job_links_to_outside_its_sandbox_are_neither_uploaded_nor_read_
         out = os.path.join(os.getcwd(), "opt/ml/processing/output")
         open(os.path.join(out, "real.csv"), "w").write("1,2\\n")
         os.symlink({str(secret)!r}, os.path.join(out, "linked.csv"))
-        os.symlink({str(secret)!r}, sys.argv[sys.argv.index("--message-file") + 1])
+        os.symlink({str(secret)!r}, "/opt/ml/output/message")
     """
     described = jobs.process(script, outputs=["/opt/ml/processing/output"])
     # Then the job completes, its real output is uploaded, the linked file is not, and the secret is nowhere
@@ -270,7 +270,7 @@ def test_a_script_with_an_exit_message_keeps_it_and_the_reason_names_the_log(job
     # Given a script that writes its own exit message and exits 1
     script = """
         import sys
-        path = sys.argv[sys.argv.index("--message-file") + 1]
+        path = "/opt/ml/output/message"
         open(path, "w").write("the dataset has no rows")
         print("reading the dataset", file=sys.stderr)
         sys.exit(1)

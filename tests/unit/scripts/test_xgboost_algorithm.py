@@ -73,7 +73,7 @@ def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> subproces
     paths = [str(REPO / "src")] if extra_pythonpath is None else [str(extra_pythonpath), str(REPO / "src")]
     env = {**os.environ, "MLOPS_OPT_ML": str(root), "PYTHONPATH": os.pathsep.join(paths)}
     command = [sys.executable, "-m", MODULE]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def read_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -110,97 +110,241 @@ def test_trains_a_model_that_xgboost_1_7_loads_and_that_predicts_rings(tmp_path:
     assert rmse < 3.0
 
 
-def test_early_stopping_rounds_stops_on_the_validation_metric(tmp_path: Path, splits: Path) -> None:
-    # Given a large learning rate that overfits quickly, and early stopping after 2 rounds
+def logged_rounds(stdout: str, metric: str) -> list[float]:
+    """The validation metric of every round, as the container's log shows it."""
+    return [
+        float(line.split(f"validation-{metric}:")[1].split()[0])
+        for line in stdout.splitlines()
+        if f"\tvalidation-{metric}:" in line
+    ]
+
+
+def test_early_stopping_without_eval_metric_runs_every_round_as_on_aws(tmp_path: Path, splits: Path) -> None:
+    # Given early stopping but no eval_metric (the container then has no metric to stop on)
+    hyperparameters = {**HYPERPARAMETERS, "num_round": "300", "early_stopping_rounds": "5", "nthread": "1"}
+    root = opt_ml(tmp_path, splits, hyperparameters)
+
+    # When the algorithm runs
+    proc = run_algorithm(root)
+
+    # Then all 300 rounds run and the model has them all
+    assert proc.returncode == 0, proc.stderr
+    assert "[299]\ttrain-rmse:" in proc.stdout
+    import xgboost
+
+    booster = xgboost.Booster(model_file=str(root / "model" / "xgboost-model"))
+    assert booster.num_boosted_rounds() == 300
+
+
+def test_early_stopping_on_eval_metric_saves_the_truncated_best_model(tmp_path: Path, splits: Path) -> None:
+    # Given early stopping on eval_metric=rmse with a validation channel
     hyperparameters = {
         **HYPERPARAMETERS,
-        "eta": "1",
-        "max_depth": "8",
-        "gamma": "0",
-        "early_stopping_rounds": "2",
+        "num_round": "300",
+        "early_stopping_rounds": "5",
+        "eval_metric": "rmse",
+        "nthread": "1",
     }
     root = opt_ml(tmp_path, splits, hyperparameters)
 
     # When the algorithm runs
     proc = run_algorithm(root)
 
-    # Then it stops well before num_round, as xgboost reports
+    # Then it stops 5 rounds after the best validation rmse, well before 300
     assert proc.returncode == 0, proc.stderr
-    assert "[49]" not in proc.stdout
-    assert "Stored trained model at" in proc.stdout
+    scores = logged_rounds(proc.stdout, "rmse")
+    best = scores.index(min(scores))
+    assert len(scores) == best + 6 < 300
+    # And the saved model is cut at the best round, predicting as that round did
+    import xgboost
+
+    booster = xgboost.Booster(model_file=str(root / "model" / "xgboost-model"))
+    assert booster.num_boosted_rounds() == best + 1 == int(booster.attr("best_iteration") or -1) + 1
+    labels, features = read_split(splits / "validation" / "validation.csv")
+    predictions = booster.predict(xgboost.DMatrix(features))
+    assert float(np.sqrt(np.mean((predictions - labels) ** 2))) == pytest.approx(scores[best], abs=2e-5)
+
+
+def test_early_stopping_needs_a_validation_channel(tmp_path: Path, splits: Path) -> None:
+    # Given eval_metric and early stopping but only a train channel
+    hyperparameters = {
+        **HYPERPARAMETERS,
+        "num_round": "60",
+        "early_stopping_rounds": "2",
+        "eval_metric": "rmse",
+        "nthread": "1",
+    }
+    root = opt_ml(tmp_path, splits, hyperparameters, channels={"train": CSV_CHANNELS["train"]})
+
+    # When the algorithm runs, Then every round runs, as in the container
+    proc = run_algorithm(root)
+    assert proc.returncode == 0, proc.stderr
+    assert "[59]\ttrain-rmse:" in proc.stdout
+
+
+def test_the_containers_own_metrics_are_reported_every_round(tmp_path: Path, splits: Path) -> None:
+    # Given metrics the container computes itself (xgboost has no r2 or mse)
+    hyperparameters = {**HYPERPARAMETERS, "num_round": "5", "eval_metric": "r2,mse"}
+    root = opt_ml(tmp_path, splits, hyperparameters)
+
+    # When the algorithm runs
+    proc = run_algorithm(root)
+
+    # Then each round logs them for both channels, beside the objective's default rmse
+    assert proc.returncode == 0, proc.stderr
+    last = next(line for line in proc.stdout.splitlines() if line.startswith("[4]\t"))
+    for name in ("train-rmse:", "train-r2:", "train-mse:", "validation-r2:", "validation-mse:"):
+        assert name in last
+    r2 = logged_rounds(proc.stdout, "r2")
+    assert len(r2) == 5 and r2[0] < r2[-1] < 1
+
+
+HIDDEN = {"train/.DS_Store": "x"}
+DATA_CASES = {
+    "eta above the container's range": (
+        {**HYPERPARAMETERS, "eta": "2"}, CSV_CHANNELS, {}, 1, "Hyperparameter eta: 2.0 is not in [0, 1]",
+    ),
+    "unknown hyperparameter": (
+        {**HYPERPARAMETERS, "max_dept": "5"}, CSV_CHANNELS, {}, 1, "Extraneous hyperparameter found: max_dept",
+    ),
+    "auc on a regression": (
+        {**HYPERPARAMETERS, "eval_metric": "auc"}, CSV_CHANNELS, {}, 1,
+        "Metric 'auc' can only be applied for classification and ranking problems.",
+    ),
+    "eval_metric without objective": (
+        {k: v for k, v in HYPERPARAMETERS.items() if k != "objective"} | {"eval_metric": "rmse"},
+        CSV_CHANNELS, {}, 2, "KeyError: 'objective'",
+    ),
+    "missing num_round": (
+        {k: v for k, v in HYPERPARAMETERS.items() if k != "num_round"}, CSV_CHANNELS, {}, 1,
+        "Missing required hyperparameter: num_round",
+    ),
+    "no train channel": (
+        HYPERPARAMETERS, {"validation": CSV_CHANNELS["validation"]}, {}, 1, "Missing required channel: train",
+    ),
+    "extra channel": (
+        HYPERPARAMETERS, {**CSV_CHANNELS, "test": CSV_CHANNELS["train"]}, {}, 1, "Extraneous channel found: test",
+    ),
+    "label_size in the content type": (
+        HYPERPARAMETERS, {"train": {**CSV_CHANNELS["train"], "ContentType": "text/csv;label_size=1"}}, {}, 1,
+        "Channel configuration for 'train' channel is not supported: {'ContentType': 'text/csv;label_size=1'",
+    ),
+    "parquet is not emulated": (
+        HYPERPARAMETERS, {"train": {**CSV_CHANNELS["train"], "ContentType": "application/x-parquet"}}, {}, 1,
+        "ContentType parquet is not emulated by the local XGBoost 1.7-1 container",
+    ),
+    "hidden file in a channel": (
+        HYPERPARAMETERS, CSV_CHANNELS, HIDDEN, 1, "Hidden file found in the data path! Remove that before training.",
+    ),
+    "empty validation channel": (
+        HYPERPARAMETERS, {**CSV_CHANNELS, "validation": CSV_CHANNELS["validation"]}, {"validation/": ""}, 1,
+        "No data in validation channel path ",
+    ),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("hyperparameters", "channels", "reason"),
-    [
-        pytest.param(
-            {k: v for k, v in HYPERPARAMETERS.items() if k != "num_round"},
-            CSV_CHANNELS,
-            "Missing required hyperparameter: num_round",
-            id="missing num_round",
-        ),
-        pytest.param(
-            {**HYPERPARAMETERS, "max_dept": "5", "learning_rate": "0.1"},
-            CSV_CHANNELS,
-            "Unknown hyperparameter(s): learning_rate, max_dept",
-            id="unknown hyperparameters",
-        ),
-        pytest.param(
-            {**HYPERPARAMETERS, "num_round": "ten"},
-            CSV_CHANNELS,
-            "Hyperparameter num_round must be a positive integer, got 'ten'",
-            id="non-integer num_round",
-        ),
-        pytest.param(
-            HYPERPARAMETERS,
-            {"train": {"ContentType": "application/x-parquet"}},
-            "Channel train: ContentType application/x-parquet is not supported here; use text/csv",
-            id="parquet content type",
-        ),
-        pytest.param(
-            HYPERPARAMETERS,
-            {"validation": CSV_CHANNELS["validation"]},
-            "Missing required channel: train",
-            id="no train channel",
-        ),
-        pytest.param(
-            HYPERPARAMETERS,
-            {**CSV_CHANNELS, "test": {"ContentType": "text/csv"}},
-            "Unsupported channel(s): test",
-            id="unknown channel",
-        ),
-    ],
+    ("hyperparameters", "channels", "files", "code", "reason"), DATA_CASES.values(), ids=DATA_CASES.keys()
 )
-def test_bad_configuration_fails_with_the_reason_in_the_failure_file(
-    tmp_path: Path, splits: Path, hyperparameters: dict[str, str], channels: dict[str, Any], reason: str
+def test_what_the_container_rejects_fails_with_its_reason_in_the_failure_file(
+    tmp_path: Path,
+    splits: Path,
+    hyperparameters: dict[str, str],
+    channels: dict[str, Any],
+    files: dict[str, str],
+    code: int,
+    reason: str,
 ) -> None:
-    # Given /opt/ml with a configuration the real algorithm would reject
+    # Given /opt/ml with a configuration or data the real container rejects
     root = opt_ml(tmp_path, splits, hyperparameters, channels)
+    for name, text in files.items():
+        path = root / "input" / "data" / name
+        if name.endswith("/"):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        else:
+            path.write_text(text)
 
     # When the algorithm runs
     proc = run_algorithm(root)
 
-    # Then it exits 1, writing the reason to output/failure and stderr, and no model
-    assert proc.returncode == 1
+    # Then it exits non-zero with the container's reason in output/failure (in the container's trainer's shape:
+    # "framework error:", the traceback, the message last) and stderr, and no model
+    assert proc.returncode == code, proc.stderr
     failure = (root / "output" / "failure").read_text()
-    assert failure.startswith(reason)
+    assert failure.startswith("framework error: \nTraceback (most recent call last):")
+    assert reason in failure
     assert reason in proc.stderr
-    assert "Traceback" not in proc.stderr
     assert not (root / "model" / "xgboost-model").exists()
 
 
-def test_a_csv_with_a_header_is_rejected_naming_the_file(tmp_path: Path, splits: Path) -> None:
-    # Given a train channel holding the raw, headered data set
+def test_a_header_line_is_read_as_a_row_with_label_0_and_text_cells_as_missing(tmp_path: Path, splits: Path) -> None:
+    # Given a train channel holding only the raw, headered data set (text in its first column)
     root = opt_ml(tmp_path, splits, channels={"train": CSV_CHANNELS["train"]})
+    shutil.rmtree(root / "input" / "data" / "train")
+    (root / "input" / "data" / "train").mkdir()
     shutil.copy(DATA, root / "input" / "data" / "train" / "raw.csv")
+    rows = len(DATA.read_text().splitlines())
 
     # When the algorithm runs
     proc = run_algorithm(root)
 
-    # Then it fails naming the file and the expected format
-    assert proc.returncode == 1
-    failure = (root / "output" / "failure").read_text()
-    assert "Channel train: raw.csv is not a headerless numeric CSV (label first)" in failure
+    # Then it trains as SageMaker's parser reads it: the header is one more row, columns after the first are features
+    assert proc.returncode == 0, proc.stderr
+    assert f"Train matrix has {rows} rows and 8 columns" in proc.stdout
+
+
+def test_files_three_folder_levels_deep_are_read_and_deeper_ones_are_not(tmp_path: Path, splits: Path) -> None:
+    # Given train files at the channel's top, two folders down, and three folders down
+    root = opt_ml(tmp_path, splits, channels={"train": CSV_CHANNELS["train"]})
+    train = root / "input" / "data" / "train"
+    shutil.rmtree(train)
+    lines = (splits / "train" / "train.csv").read_text().splitlines()
+    for folder, count in (("", 100), ("x/y", 50), ("x/y/z", 7)):
+        (train / folder).mkdir(parents=True, exist_ok=True)
+        (train / folder / "part.csv").write_text("\n".join(lines[:count]) + "\n")
+
+    # When the algorithm runs
+    proc = run_algorithm(root)
+
+    # Then the rows of the first two are trained on, and the log warns about the deeper folder
+    assert proc.returncode == 0, proc.stderr
+    assert "Train matrix has 150 rows" in proc.stdout
+    assert "exceed the limit 3" in proc.stdout
+
+
+def test_libsvm_channels_train(tmp_path: Path, splits: Path) -> None:
+    # Given the train split as libsvm, the container's default content type
+    root = opt_ml(
+        tmp_path, splits, channels={"train": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}
+    )
+    labels, features = read_split(splits / "train" / "train.csv")
+    text = "".join(
+        f"{label:g} " + " ".join(f"{i}:{value:g}" for i, value in enumerate(row)) + "\n"
+        for label, row in zip(labels, features, strict=True)
+    )
+    (root / "input" / "data" / "train" / "train.csv").unlink()
+    (root / "input" / "data" / "train" / "train.libsvm").write_text(text)
+
+    # When the algorithm runs, Then it trains on every row
+    proc = run_algorithm(root)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Train matrix has {len(labels)} rows" in proc.stdout
+
+
+def test_runs_by_file_path_with_nothing_of_the_project_importable(tmp_path: Path, splits: Path) -> None:
+    # Given the container's files copied on their own, run by path with PYTHONPATH ignored
+    copy = tmp_path / "image"
+    shutil.copytree(REPO / "src/sfn_mlops_local/containers/xgboost_container", copy / "xgboost_container")
+    shutil.copy(REPO / "src/sfn_mlops_local/containers/xgboost_algorithm.py", copy)
+    root = opt_ml(tmp_path / "opt-ml", splits)
+    env = {**os.environ, "MLOPS_OPT_ML": str(root)}
+    command = [sys.executable, "-E", "-s", str(copy / "xgboost_algorithm.py")]
+
+    # When it runs, Then it trains like the module does
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "model" / "xgboost-model").read_bytes()[:4] == b"binf"
 
 
 def test_an_xgboost_other_than_1_7_is_refused(tmp_path: Path, splits: Path) -> None:
