@@ -15,7 +15,15 @@ import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from sfn_mlops.errors import InvalidDataContract, validation_problems
 from sfn_mlops.s3uri import s3_uri
@@ -59,17 +67,49 @@ class FeatureSpec(_Strict):
 
 class LabelSpec(_Strict):
     name: str = Field(min_length=1, max_length=128)
-    # The built-in algorithm trains on numeric labels (binary classification: 0/1 with min 0, max 1, integer).
-    type: Literal["numeric"] = "numeric"
+    # numeric: a regression target, or a binary label that is 0/1 already (min 0, max 1, integer). categorical: a
+    # binary label of two values, ``positive`` the one preprocess encodes as 1 (the built-in algorithm trains on
+    # numbers); a regression pipeline refuses it.
+    type: Literal["numeric", "categorical"] = "numeric"
     min: float | None = None
     max: float | None = None
     integer: bool = False
+    domain: list[str] | None = None
+    positive: str | None = None
 
     @model_validator(mode="after")
-    def _range(self) -> LabelSpec:
+    def _consistent(self) -> LabelSpec:
+        if self.type == "categorical":
+            domain = self.domain or []
+            if len(domain) != 2 or len(set(domain)) != 2 or not all(v.strip() == v and v for v in domain):
+                raise ValueError(
+                    f"categorical label {self.name!r} needs a domain of two distinct, non-empty values "
+                    "(a binary label; other labels are numeric)"
+                )
+            if self.positive not in domain:
+                raise ValueError(f"categorical label {self.name!r} needs its positive class, one of {domain}")
+            if self.min is not None or self.max is not None or self.integer:
+                raise ValueError(f"categorical label {self.name!r} takes no min, max or integer")
+        elif self.domain is not None or self.positive is not None:
+            raise ValueError(f"numeric label {self.name!r} takes no domain or positive (make it categorical)")
         if self.min is not None and self.max is not None and self.min >= self.max:
             raise ValueError(f"label {self.name!r}: min {self.min} must be below max {self.max}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A numeric label dumps as it did before categorical labels existed: stored contracts and the fingerprints
+        # of units whose config holds one stay the same.
+        data: dict[str, Any] = handler(self)
+        if self.type == "numeric":
+            data.pop("domain", None)
+            data.pop("positive", None)
+        return data
+
+    @property
+    def negative(self) -> str | None:
+        """A categorical label's other class (encoded 0)."""
+        return next((v for v in self.domain or [] if v != self.positive), None)
 
 
 class DataContract(_Strict):

@@ -24,8 +24,13 @@ from sfn_mlops.errors import DatasetValidationError, validation_problems
 
 CHUNK_ROWS = 2000
 MAX_LINE_CHARS = 1 << 20
-MAX_DOMAIN = 50  # an inferred categorical column has at most this many distinct values
+MAX_DOMAIN = 64  # an inferred categorical column has at most this many distinct values (US states and DC: 51)
 MAX_PROBLEMS = 5  # reported in the error; the rest are counted
+# An inferred binary label's positive class: the value spelled like one of these (case and a trailing "." aside:
+# churn.txt's "True."), else the rarer value (the event a classifier is for: churn, fraud, default). The churn
+# preprocess script applies the same rule when no contract names the positive class.
+POSITIVE_TOKENS = frozenset({"1", "true", "t", "yes", "y", "positive", "pos"})
+ProblemType = Literal["regression", "binary_classification"]
 
 
 @dataclass
@@ -114,7 +119,7 @@ def _whole(value: float) -> float:
 
 def _column_type(spec: FeatureSpec | LabelSpec) -> Any:
     nullable = isinstance(spec, FeatureSpec) and spec.nullable
-    if isinstance(spec, FeatureSpec) and spec.type == "categorical":
+    if spec.type == "categorical":
         base: Any = Literal[tuple(spec.domain or [])]
     else:
         checks: list[Any] = [Field(ge=spec.min, le=spec.max, allow_inf_nan=False)]
@@ -277,13 +282,15 @@ class _ColumnStats:
     high: float = -math.inf
     whole: bool = True
     values: dict[str, int] = field(default_factory=dict)  # distinct values (up to MAX_DOMAIN + 1) -> first row
+    counts: dict[str, int] = field(default_factory=dict)  # how often each of those values occurs
 
     def add(self, value: str, row: int) -> None:
         if value.lower() in MISSING_TOKENS:
             self.missing += 1
             return
-        if len(self.values) <= MAX_DOMAIN:
+        if len(self.values) <= MAX_DOMAIN or value in self.values:
             self.values.setdefault(value, row)
+            self.counts[value] = self.counts.get(value, 0) + 1
         if not self.numeric:
             return
         try:
@@ -298,7 +305,12 @@ class _ColumnStats:
 
 
 def infer(
-    rows: Iterator[list[str]], header: list[str], label: str, categorical: dict[str, list[str]], uri: str
+    rows: Iterator[list[str]],
+    header: list[str],
+    label: str,
+    categorical: dict[str, list[str]],
+    uri: str,
+    problem_type: ProblemType | None = None,
 ) -> tuple[DataContract, int]:
     if label not in header:
         raise DatasetValidationError(f"dataset {uri} has no label column {label!r}; columns found: {_names(header)}")
@@ -313,25 +325,57 @@ def infer(
             stats[name].add(value, count)
     if count == 0:
         raise DatasetValidationError(f"dataset {uri} has a header but no data rows")
-    target = stats[label]
-    if target.missing:
-        raise DatasetValidationError(f"dataset {uri}: the label {label!r} is missing in {target.missing} row(s)")
-    if not target.numeric:
-        row, value = target.first_text or (0, "")
-        raise DatasetValidationError(f"dataset {uri}: the label {label!r} is not numeric (row {row}: {_show(value)})")
-    if target.low == target.high:
-        raise DatasetValidationError(
-            f"dataset {uri}: the label {label!r} is constant ({target.low:g} in every row): "
-            "a model cannot learn from it"
-        )
     try:
+        label_spec = _infer_label(label, stats[label], uri, problem_type)
         features = [_infer_feature(name, stats[name], categorical.get(name), uri) for name in header if name != label]
-        label_spec = LabelSpec(name=label, min=0 if target.low >= 0 else None, integer=target.whole)
         return DataContract(features=features, label=label_spec), count
     except ValidationError as exc:
         raise DatasetValidationError(
             f"dataset {uri}: no data contract can be inferred from it: {validation_problems(exc, limit=3)}"
         ) from None
+
+
+def _infer_label(label: str, target: _ColumnStats, uri: str, problem_type: ProblemType | None) -> LabelSpec:
+    """Numeric (0/1 for a binary classification), or, unless the pipeline is a regression, two values of text: a
+    categorical binary label whose positive class ``positive_class`` picks."""
+    if target.missing:
+        raise DatasetValidationError(f"dataset {uri}: the label {label!r} is missing in {target.missing} row(s)")
+    if (target.numeric and target.low == target.high) or len(target.values) == 1:
+        shown = f"{target.low:g}" if target.numeric else _show(next(iter(target.values)))
+        raise DatasetValidationError(
+            f"dataset {uri}: the label {label!r} is constant ({shown} in every row): a model cannot learn from it"
+        )
+    if target.numeric:
+        if problem_type != "binary_classification":
+            return LabelSpec(name=label, min=0 if target.low >= 0 else None, integer=target.whole)
+        if target.low < 0 or target.high > 1 or not target.whole:
+            raise DatasetValidationError(
+                f"dataset {uri}: the label {label!r} of a binary classification is 0/1 or two categories, not "
+                f"numbers from {target.low:g} to {target.high:g}"
+            )
+        return LabelSpec(name=label, min=0, max=1, integer=True)
+    row, value = target.first_text or (0, "")
+    if problem_type == "regression":
+        raise DatasetValidationError(
+            f"dataset {uri}: the label {label!r} is not numeric (row {row}: {_show(value)}): a regression needs a "
+            "numeric label"
+        )
+    if len(target.values) > 2:
+        raise DatasetValidationError(
+            f"dataset {uri}: the label {label!r} is not numeric (row {row}: {_show(value)}) and has more than two "
+            "values: only a binary classification's label may be text, with two values"
+        )
+    domain = sorted(target.values)
+    return LabelSpec(name=label, type="categorical", domain=domain, positive=positive_class(target.counts))
+
+
+def positive_class(counts: dict[str, int]) -> str:
+    """The positive class of a binary label from its two values' counts (see POSITIVE_TOKENS)."""
+    named = [v for v in counts if v.lower().rstrip(".") in POSITIVE_TOKENS]
+    if len(named) == 1:
+        return named[0]
+    # The rarer value; on a tie the later one in sorted order, so the choice never depends on row order.
+    return min(sorted(counts, reverse=True), key=lambda v: counts[v])
 
 
 def _infer_feature(name: str, stats: _ColumnStats, declared: list[str] | None, uri: str) -> FeatureSpec:
@@ -364,12 +408,21 @@ def check_csv(
     categorical: dict[str, list[str]],
     uri: str,
     pipeline: str,
+    problem_type: ProblemType | None = None,
 ) -> CheckResult:
-    """Check a CSV against ``contract``, or infer one from it (``contract`` None). Raises DatasetValidationError."""
+    """Check a CSV against ``contract``, or infer one from it (``contract`` None). Raises DatasetValidationError.
+
+    ``problem_type`` (when known) refuses a label that does not fit the pipeline: text in a regression's, other
+    numbers than 0/1 in an inferred binary classification's."""
+    if contract is not None and contract.label.type == "categorical" and problem_type == "regression":
+        raise DatasetValidationError(
+            f"the data contract of pipeline {pipeline} has a categorical label {contract.label.name!r}: "
+            "a regression needs a numeric label"
+        )
     rows = records(text_lines(chunks, uri), uri)
     header = read_header(rows, uri)
     if contract is None:
-        inferred, count = infer(rows, header, label, categorical, uri)
+        inferred, count = infer(rows, header, label, categorical, uri, problem_type)
         return CheckResult(inferred, header, count, inferred=True)
     if contract.label.name != label:
         raise DatasetValidationError(

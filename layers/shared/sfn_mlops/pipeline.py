@@ -25,6 +25,8 @@ from sfn_mlops.naming import PIPELINE_NAME_PATTERN as PIPELINE_NAME
 
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ImageName = Literal["sklearn", "xgboost"]
+# Preprocess may also run on the Spark processing image (engine "spark": a PySpark script under spark-submit).
+PreprocessImage = Literal["sklearn", "xgboost", "spark"]
 
 
 # The SageMaker API's own enumerations of instance types, per kind of job (botocore's service model).
@@ -124,8 +126,10 @@ ScriptPath = Annotated[str, AfterValidator(_script_path)]
 
 class PreprocessSpec(_Strict):
     script: ScriptPath = "scripts/preprocess.py"
+    # pandas: a Python script run by python3; spark: a PySpark script run by spark-submit on the Spark image.
+    engine: Literal["pandas", "spark"] = "pandas"
     cache: CacheSpec = CacheSpec()
-    image: ImageName = "sklearn"
+    image: PreprocessImage = "sklearn"
     compute: ComputeSpec = ComputeSpec()
     train_ratio: float = Field(default=0.7, gt=0, lt=1)
     validation_ratio: float = Field(default=0.15, gt=0, lt=1)
@@ -135,6 +139,11 @@ class PreprocessSpec(_Strict):
     def _leaves_a_test_split(self) -> PreprocessSpec:
         if self.train_ratio + self.validation_ratio >= 1:
             raise ValueError("train_ratio + validation_ratio must leave rows for the test split")
+        if (self.engine == "spark") != (self.image == "spark"):
+            raise ValueError(
+                f"engine {self.engine!r} does not run on image {self.image!r}: the spark engine runs on the spark "
+                "image, and only it does"
+            )
         return self
 
 
@@ -396,6 +405,7 @@ class PipelineConfig(_Strict):
                 f"gate.direction must be {expected!r} for {self.gate.metric} (a better model has a "
                 f"{'lower' if expected == 'minimize' else 'higher'} {self.gate.metric})"
             )
+        self._label_fits()
         objective = str(self.train.hyperparameters.get("objective", ""))
         if objective and objective not in OBJECTIVES[self.problem_type]:
             raise ValueError(
@@ -403,6 +413,24 @@ class PipelineConfig(_Strict):
                 f"use one of {', '.join(sorted(OBJECTIVES[self.problem_type]))}"
             )
         return self
+
+    def _label_fits(self) -> None:
+        """A declared contract's label fits the problem: a regression's is numeric; a binary classification's is
+        two categories with a positive class, or numeric 0/1 (what the built-in algorithm trains on)."""
+        label = self.data.contract.label if self.data.contract else None
+        if label is None:
+            return
+        if self.problem_type == "regression" and label.type == "categorical":
+            raise ValueError(
+                f"data.contract.label {label.name!r} is categorical: a regression pipeline needs a numeric label"
+            )
+        binary_numeric = self.problem_type == "binary_classification" and label.type == "numeric"
+        if binary_numeric and (label.min, label.max, label.integer) != (0, 1, True):
+            raise ValueError(
+                f"data.contract.label {label.name!r} of a binary_classification pipeline is either numeric 0/1 "
+                "(min 0, max 1, integer true) or categorical with two values and a positive class "
+                '({"type": "categorical", "domain": [...], "positive": ...})'
+            )
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,101 @@
+"""Early stopping as the XGBoost 1.7-1 container does it, through `mlops rerun --set` on a real run.
+
+The container stops early only when ``eval_metric`` is set (and a validation channel exists), and then saves
+the best iteration's model, truncated; without ``eval_metric``, ``early_stopping_rounds`` does nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, service_target
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*argv: str) -> tuple[int, dict[str, Any]]:
+    from sfn_mlops_local.cli import main
+
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        code = main(list(argv))
+    return code, json.loads(buffer.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    import os
+
+    from sfn_mlops_local.local import client
+
+    folder = tmp_path_factory.mktemp("early-stopping") / "state"
+    previous = os.environ.get("MLOPS_LOCAL_STATE")
+    os.environ["MLOPS_LOCAL_STATE"] = str(folder)
+    try:
+        yield folder
+    finally:
+        client.stop(folder)
+        if previous is None:
+            os.environ.pop("MLOPS_LOCAL_STATE", None)
+        else:
+            os.environ["MLOPS_LOCAL_STATE"] = previous
+
+
+def trained_booster(state: Path, run_id: str, tmp_path: Path) -> Any:
+    """The booster the run's latest train attempt saved (the model.tar.gz SageMaker would hold)."""
+    import xgboost
+    from sfn_mlops.s3uri import split_s3_uri
+
+    target, _ = service_target(state)
+    run = target.table.get_run(run_id)
+    assert run is not None
+    bucket, key = split_s3_uri(run["units"]["train"]["outputs"]["model_data"])
+    archive = target.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    folder = tmp_path / key.replace("/", "_")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extract("xgboost-model", folder, filter="data")
+    booster = xgboost.Booster()
+    booster.load_model(str(folder / "xgboost-model"))
+    return booster
+
+
+def test_early_stopping_rounds_stop_training_only_with_an_eval_metric(
+    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    # Given a successful abalone run
+    code, first = cli("run", "abalone", "--json")
+    assert code == 0 and first["status"] == "SUCCEEDED", first
+    run_id = first["run_id"]
+
+    # When its training is rerun with 300 rounds and early_stopping_rounds=5 but no eval_metric
+    code, rerun = cli(
+        "rerun",
+        run_id,
+        "--only",
+        "train",
+        "--set",
+        "train.hyperparameters.num_round=300",
+        "--set",
+        "train.hyperparameters.early_stopping_rounds=5",
+        "--json",
+    )
+    # Then, as on SageMaker, all 300 rounds are trained (the container ignores early stopping without a metric)
+    assert code == 0 and rerun["status"] in ("SUCCEEDED", "PARTIAL"), rerun
+    assert trained_booster(state, run_id, tmp_path).num_boosted_rounds() == 300
+
+    # When it is rerun again with eval_metric=rmse as well
+    code, rerun = cli("rerun", run_id, "--only", "train", "--set", "train.hyperparameters.eval_metric=rmse", "--json")
+    assert code == 0 and rerun["status"] in ("SUCCEEDED", "PARTIAL"), rerun
+    # Then it stops early on the validation RMSE and the saved model is the best iteration's, truncated
+    booster = trained_booster(state, run_id, tmp_path)
+    best = int(booster.attr("best_iteration"))
+    assert booster.num_boosted_rounds() == best + 1 < 300

@@ -1,0 +1,77 @@
+"""Running models/churn/scripts/preprocess.py (PySpark) from the tests: which Python has PySpark, and the arguments
+the preprocess job gives the script for the churn pipeline."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+CHURN = REPO / "models" / "churn"
+SCRIPT = CHURN / "scripts" / "preprocess.py"
+DATA = CHURN / "data" / "churn.csv"
+# Set it to a Python with pyspark 3.5 (and a Java 17 on PATH) to run the Spark tests.
+SPARK_PYTHON_ENV = "MLOPS_SPARK_PYTHON"
+SPARK_TIMEOUT_S = 900
+
+
+@functools.cache
+def spark_python() -> str | None:
+    """$MLOPS_SPARK_PYTHON, else this interpreter when it has pyspark; None when neither (or no Java)."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return None
+    given = os.environ.get(SPARK_PYTHON_ENV)
+    if given:
+        return given
+    return sys.executable if importlib.util.find_spec("pyspark") is not None else None
+
+
+SKIP_REASON = (
+    f"no Python with PySpark: set {SPARK_PYTHON_ENV} to one (pyspark 3.5, Java 17 on PATH) to run the churn "
+    "preprocess (PySpark) tests"
+)
+
+
+def contract_arguments() -> list[str]:
+    """What the preprocess job request passes for churn's declared contract (jobs.preprocess_request, with the
+    positive class of a categorical label)."""
+    contract = json.loads((CHURN / "pipeline.json").read_text())["data"]["contract"]
+    arguments = ["--label", contract["label"]["name"], "--positive-label", contract["label"]["positive"]]
+    for feature in contract["features"]:
+        if feature["type"] == "categorical":
+            arguments += ["--categorical", f"{feature['name']}={','.join(feature['domain'])}"]
+    arguments += ["--features", ",".join(f["name"] for f in contract["features"])]
+    return arguments
+
+
+def run_preprocess(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    python = spark_python()
+    assert python is not None, SKIP_REASON
+    command = [
+        python, str(SCRIPT), "--input-dir", str(input_dir), "--output-dir", str(output_dir),
+        "--message-file", str(output_dir.parent / f"{output_dir.name}.message"), *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False)
+
+
+_PREPROCESSED: dict[int, Path] = {}
+
+
+def preprocessed(root: Path, seed: int = 42) -> Path:
+    """churn.csv preprocessed as the churn pipeline's job would (its contract's arguments), once per test process and
+    seed: Spark is slow to start. ``root``: a folder that lives as long as the test session."""
+    if seed not in _PREPROCESSED:
+        input_dir = root / f"churn-input-{seed}"
+        input_dir.mkdir(parents=True)
+        (input_dir / "churn.csv").write_bytes(DATA.read_bytes())
+        output_dir = root / f"churn-preprocessed-{seed}"
+        done = run_preprocess(input_dir, output_dir, *contract_arguments(), "--seed", str(seed))
+        assert done.returncode == 0, done.stderr[-3000:]
+        _PREPROCESSED[seed] = output_dir
+    return _PREPROCESSED[seed]
