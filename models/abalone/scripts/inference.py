@@ -54,7 +54,12 @@ class Preprocessing:
                 f"{PREPROCESSING_FILE} does not fit its columns {self.columns}: "
                 f"label {self.label!r}, categorical {sorted(self.categorical)}"
             )
-        numeric = [c for c in self.input_columns if c not in self.categorical]
+        # Numeric features in the order training encoded them (the data contract's order, else the file's),
+        # which need not be the order of the columns a request sends.
+        numeric = [f for f in self.features if f in self.input_columns and f not in self.categorical]
+        missing = [c for c in self.input_columns if c not in self.categorical and c not in numeric]
+        if missing:
+            raise ValueError(f"{PREPROCESSING_FILE}: column(s) {missing} are neither features nor categorical")
         encoded = list(numeric)
         for column, categories in self.categorical.items():
             encoded += [f"{column}_{category}" for category in categories]

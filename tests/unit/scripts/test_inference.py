@@ -168,3 +168,35 @@ def test_model_fn_refuses_preprocessing_that_does_not_match_the_model(fitted: Fi
     (tmp_path / "preprocessing.json").write_text(json.dumps({"label": "rings"}))
     with pytest.raises(ValueError, match=r"preprocessing\.json is malformed"):
         module.model_fn(str(tmp_path))
+
+
+def test_a_contract_ordering_features_unlike_the_file_still_encodes_requests_as_training_did(tmp_path: Path) -> None:
+    from sfn_mlops.registry import preprocessing_archive, preprocessing_document
+
+    # Given a data contract that lists the features in another order than the file's columns
+    header, rows = raw_rows()
+    features = [name for name in reversed(header) if name != "rings"]
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "abalone.csv").write_bytes(DATA.read_bytes())
+    command = [
+        sys.executable, str(SCRIPTS / "preprocess.py"), "--input-dir", str(tmp_path / "input"),
+        "--output-dir", str(tmp_path / "output"), "--message-file", str(tmp_path / "message"),
+        "--seed", str(SEED), "--features", ",".join(features),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads((tmp_path / "output" / "schema" / "schema.json").read_text())
+    archive = preprocessing_archive(
+        preprocessing_document(schema, "schema.json"), (SCRIPTS / "inference.py").read_bytes()
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp_path / "model", filter="data")
+    # When the package's preprocessing container loads and encodes the test split's raw rows (in file order)
+    module = container_module(tmp_path / "model")
+    model = module.model_fn(str(tmp_path / "model"))
+    order = np.random.RandomState(SEED).permutation(len(rows))
+    test_rows = [rows[i] for i in order[schema["rows"]["train"] + schema["rows"]["validation"] :]]
+    encoded = np.loadtxt(io.StringIO(invoke(module, model, without_label(header, test_rows, "rings"))), delimiter=",")
+    # Then it loads, and gives exactly the rows the model was trained and evaluated on
+    written = np.loadtxt(tmp_path / "output" / "test" / "test.csv", delimiter=",")
+    assert np.allclose(encoded, written[:, 1:], rtol=0, atol=1e-12)
