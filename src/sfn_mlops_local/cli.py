@@ -74,9 +74,9 @@ def local_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
 
 @contextmanager
 def aws_target(args: argparse.Namespace) -> Iterator[tuple[Target, Any]]:
-    import boto3
+    from sfn_mlops_local.model_cache import session as cached_session
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    session = cached_session(profile_name=args.profile, region_name=args.region)
     stacks = session.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     target = Target.from_clients(

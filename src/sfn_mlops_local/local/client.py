@@ -191,13 +191,14 @@ def stop(state_dir: Path, timeout: float = 90) -> ServiceInfo | None:
 
 def client_factory(info: ServiceInfo) -> Callable[[str], Any]:
     """boto3 clients for the service's endpoint: the same calls the CLI makes to AWS with ``--stack``."""
-    import boto3
     from botocore.config import Config
 
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    from sfn_mlops_local.model_cache import session as cached_session
+
+    session = cached_session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     config = Config(proxies={}, retries={"max_attempts": 3, "mode": "standard"})
 
     def client(service: str) -> Any:
-        return session.client(service, endpoint_url=info.endpoint, config=config)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=info.endpoint, config=config)
 
     return client
