@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 
 IMAGES := $(VENV)/image-envs/.built-$(shell cat src/sfn_mlops_local/local/images/*.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock chromium report-screenshot
+.PHONY: run test lint typecheck validate build unit e2e bench clean reset stop lock chromium java report-screenshot
 
 # The last step fetches SageMaker's image URI table (a wheel read, not installed, by tests/unit/test_image_uris.py).
 $(STAMP): requirements.lock requirements-sdk-config.txt pyproject.toml
@@ -25,20 +25,24 @@ $(IMAGES): $(STAMP) src/sfn_mlops_local/local/images/*.txt
 	@rm -f $(VENV)/image-envs/.built-* && touch $(IMAGES)
 
 ## run: run the abalone pipeline end to end on the embedded local runtime
-run: $(STAMP) $(IMAGES)
+run: $(STAMP) $(IMAGES) java
 	$(BIN)/mlops run abalone
 
 ## test: lint, type-check, validate the template and state machines, run every test (a module per worker, one per core)
-test: $(STAMP) $(IMAGES) chromium lint typecheck
+test: $(STAMP) $(IMAGES) java chromium lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## unit: the fast tier (unit tests only, no tooling, about 2 min on 2 cores, target 1: one worker per core, a module per worker)
-unit: $(STAMP) $(IMAGES)
+unit: $(STAMP) $(IMAGES) java
 	$(BIN)/python -m pytest tests/unit -q -m "not tooling" -n 2 --dist loadfile
 
 ## e2e: whole pipelines on the local service
-e2e: $(STAMP) $(IMAGES)
+e2e: $(STAMP) $(IMAGES) java
 	$(BIN)/python -m pytest tests/e2e tests/statemachine -q
+
+## java: Java 17 for Spark's local mode (churn's PySpark preprocess), from the system packages (as root; nothing to do if present)
+java:
+	@command -v java >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; }
 
 ## chromium: Debian's Chromium, which the report's browser test drives (installs as root; nothing to do if present)
 chromium:

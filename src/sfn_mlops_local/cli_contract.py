@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
     from sfn_mlops.contract import DataContract
+    from sfn_mlops.contract_check import ProblemType
 
 
 def _cli() -> Any:
@@ -18,8 +19,9 @@ def _cli() -> Any:
     return cli
 
 
-def _declared(target: Any, pipeline: str) -> tuple[DataContract | None, dict[str, list[str]], str]:
-    """The published config's declared contract (or None), its categorical columns, and its label."""
+def _declared(target: Any, pipeline: str) -> tuple[DataContract | None, dict[str, list[str]], str, ProblemType]:
+    """The published config's declared contract (or None), its categorical columns, its label and its problem
+    type."""
     from sfn_mlops.pipeline import parse_pipeline_config
 
     from sfn_mlops_local.cli_errors import NotFound
@@ -30,14 +32,14 @@ def _declared(target: Any, pipeline: str) -> tuple[DataContract | None, dict[str
     except target.s3.exceptions.NoSuchKey:
         raise NotFound(f"pipeline {pipeline!r} is not published: 'mlops publish {pipeline}' first") from None
     config = parse_pipeline_config(body, source=f"s3://{target.bucket}/{key}")
-    return config.data.contract, dict(config.data.categorical), config.data.label
+    return config.data.contract, dict(config.data.categorical), config.data.label, config.problem_type
 
 
 def contract_view(target: Any, pipeline: str) -> dict[str, Any]:
     """``{"pipeline", "source", "contract", ...}``: the contract a new run of the pipeline validates against."""
     from sfn_mlops.contract import contract_key, read_pinned
 
-    declared, _categorical, _label = _declared(target, pipeline)
+    declared, _categorical, _label, _problem_type = _declared(target, pipeline)
     if declared is not None:
         return {
             "pipeline": pipeline,
@@ -76,7 +78,10 @@ def render(view: dict[str, Any]) -> Any:
             allowed = describe_range(feature["min"], feature["max"]) + (" whole" if feature["integer"] else "")
         table.add_row(feature["name"], "feature", feature["type"], allowed, "yes" if feature["nullable"] else "no")
     label = contract["label"]
-    allowed = describe_range(label["min"], label["max"]) + (" whole" if label["integer"] else "")
+    if label["type"] == "categorical":  # a binary label of two values: which one is the positive class
+        allowed = f"{', '.join(label['domain'])} (positive: {label['positive']})"
+    else:
+        allowed = describe_range(label["min"], label["max"]) + (" whole" if label["integer"] else "")
     table.add_row(label["name"], "label", label["type"], allowed, "no")
     return table
 
@@ -97,8 +102,11 @@ def cmd_contract_show(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _from_run(target: Any, pipeline: str, run_id: str, categorical: dict[str, list[str]], label: str) -> Any:
-    """The contract inferred from the dataset a run validated (its snapshot under runs/<pipeline>/<run>/input/)."""
+def _from_run(
+    target: Any, pipeline: str, run_id: str, categorical: dict[str, list[str]], label: str, problem_type: ProblemType
+) -> Any:
+    """The contract inferred from the dataset a run validated (its snapshot under runs/<pipeline>/<run>/input/), its
+    label as the pipeline's problem type reads it (a binary classification's text label is categorical)."""
     from sfn_mlops.contract_check import check_csv
     from sfn_mlops.errors import DatasetValidationError
 
@@ -118,6 +126,7 @@ def _from_run(target: Any, pipeline: str, run_id: str, categorical: dict[str, li
             categorical=categorical,
             uri=f"s3://{target.bucket}/{key}",
             pipeline=pipeline,
+            problem_type=problem_type,
         )
     except DatasetValidationError as exc:
         raise BadArgument(f"no contract can be inferred from run {run_id}'s data: {exc}") from None
@@ -131,7 +140,7 @@ def cmd_contract_update(args: argparse.Namespace, console: Console) -> int:
     from sfn_mlops_local.cli_errors import BadArgument, NotFound, Refused
 
     with _cli().target_for(args) as (target, _runtime):
-        declared, categorical, label = _declared(target, args.pipeline)
+        declared, categorical, label, problem_type = _declared(target, args.pipeline)
         if declared is not None:
             raise Refused(
                 f"pipeline {args.pipeline}'s contract is declared in its pipeline.json (data.contract): "
@@ -151,7 +160,7 @@ def cmd_contract_update(args: argparse.Namespace, console: Console) -> int:
                 )
             source, run_id = "user", ""
         else:
-            contract = _from_run(target, args.pipeline, args.from_run, categorical, label)
+            contract = _from_run(target, args.pipeline, args.from_run, categorical, label, problem_type)
             source, run_id = "user (from a run's data)", args.from_run
         uri = replace_contract(target.s3, target.bucket, args.pipeline, contract, source=source, run_id=run_id)
         view = contract_view(target, args.pipeline)

@@ -4,10 +4,12 @@ its logs are (the tree on stdout has the details)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 from typing import Any
 
-from sfn_mlops.job_failures import meaningful_line
+from sfn_mlops.job_failures import CUT_SHORT, meaningful_line, split_log_location
 
 from sfn_mlops_local.cli_errors import EXIT_FAILED, command_name, line_for
 
@@ -34,6 +36,45 @@ def where_the_logs_are(args: argparse.Namespace, summary: dict[str, Any], unit_n
     return str(job_log) if job_log is not None and job_log.is_file() else f"{logs}/"
 
 
+_FAILED_JOB = re.compile(r"\b(?:Training|Processing|Transform) job (\S+) failed")
+
+
+def last_logged_error(args: argparse.Namespace, summary: dict[str, Any], unit_name: str | None, cause: str) -> str:
+    """The last error message in the failing job's own log ('' if none can be read): what a FailureReason cut at
+    1,024 characters inside its traceback no longer holds. Locally the log file the cause names; on AWS the tail
+    of the job's CloudWatch streams (the caller's own credentials; failing to read them only leaves this out)."""
+    _, local_log = split_log_location(cause)
+    if local_log and not getattr(args, "stack", None):
+        path = Path(local_log)
+        try:
+            with path.open("rb") as log:
+                log.seek(max(0, path.stat().st_size - 64 * 1024))
+                return meaningful_line(log.read().decode(errors="replace"))
+        except OSError:
+            return ""
+    named = _FAILED_JOB.search(cause)
+    if not named or not getattr(args, "stack", None):
+        return ""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    group = _JOB_LOG_GROUPS.get(str(unit_name), _PROCESSING_LOG_GROUP)
+    try:
+        logs = boto3.Session(profile_name=args.profile, region_name=args.region).client("logs")
+        prefix = f"{named.group(1)}/"
+        streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=prefix)["logStreams"]
+        text = "\n".join(
+            event["message"]
+            for stream in streams[:4]
+            for event in logs.get_log_events(
+                logGroupName=group, logStreamName=stream["logStreamName"], startFromHead=False, limit=100
+            )["events"]
+        )
+    except (BotoCoreError, ClientError):
+        return ""
+    return meaningful_line(text)
+
+
 def readable_cause(cause: str) -> str:
     """A cause that quotes a job's multi-line FailureReason (a traceback first, its exception last, as AWS and the
     local runtime report it) as its first line and its meaningful last line; a one-line cause as it is."""
@@ -50,9 +91,14 @@ def failure_line(args: argparse.Namespace, summary: dict[str, Any], noun: str = 
     unit = error.get("unit")
     run_id = summary.get("run_id") or summary.get("deployment_id") or "?"
     problem = f"{noun} {run_id} {summary.get('status') or 'FAILED'}" + (f" in {unit}" if unit else "")
-    cause = readable_cause(str(error.get("cause") or ""))
+    raw_cause = str(error.get("cause") or "")
+    cause = readable_cause(raw_cause)
     if error.get("error") or cause:
         problem += f": {error.get('error') or 'error'}: {cause}".rstrip(": ")
+    if CUT_SHORT in cause:  # SageMaker's 1,024 characters ended before the message: the job's log has it
+        logged = last_logged_error(args, summary, unit, raw_cause)
+        if logged:
+            problem += f" (its log's last error: {logged})"
     logs = where_the_logs_are(args, summary, unit)
     if logs and logs.rstrip("/") not in cause:  # the job's own message may name its log already
         problem += f" (logs: {logs})"

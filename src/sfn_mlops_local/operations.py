@@ -241,6 +241,18 @@ def _console_input(executor_input: Any) -> dict[str, Any] | None:
     return {**given, "policy": FORCE}
 
 
+def _unit_image(name: str, record: dict[str, Any]) -> str | None:
+    """The container image a job unit's SageMaker job ran (the ImageUri its request named, from the unit's planned
+    config); None for the units that run no job of their own (register, a batch's check, a Lambda's)."""
+    from sfn_mlops.jobs import BUILDERS
+
+    if name not in BUILDERS:
+        return None
+    config = (record.get("inputs") or {}).get("config")
+    image = config.get("image_uri") if isinstance(config, dict) else None
+    return image if isinstance(image, str) else None
+
+
 def _unit_view(
     name: str, record: dict[str, Any] | None, result: dict[str, Any] | None, not_run: bool = False
 ) -> dict[str, Any]:
@@ -249,7 +261,7 @@ def _unit_view(
     execution ended without running the unit (it failed or stopped before it), so the record is an earlier
     execution's: STALE if that one succeeded, else NOT_STARTED (``recorded_status`` keeps the record's word)."""
     if record is None:
-        return {"name": name, "status": NOT_STARTED, "attempt": 0, "duration_s": None}
+        return {"name": name, "status": NOT_STARTED, "attempt": 0, "duration_s": None, "image": None}
     executor_input = record.get("executor_input")
     status: str | None
     if not_run:
@@ -272,6 +284,7 @@ def _unit_view(
         "executor_execution_arn": record.get("executor_execution_arn"),
         "worker_execution_arn": record.get("worker_execution_arn"),
         "job_name": (record.get("outputs") or {}).get("job_name"),
+        "image": _unit_image(name, record),
         "outputs": record.get("outputs"),
         # (an earlier execution's error is not this one's)
         "error": {"error": record["error"], "cause": record.get("cause")}

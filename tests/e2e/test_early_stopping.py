@@ -99,3 +99,28 @@ def test_early_stopping_rounds_stop_training_only_with_an_eval_metric(
     booster = trained_booster(state, run_id, tmp_path)
     best = int(booster.attr("best_iteration"))
     assert booster.num_boosted_rounds() == best + 1 < 300
+
+
+def test_a_hyperparameter_the_container_refuses_fails_the_run_naming_the_rule(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sfn_mlops_local.cli import main
+
+    monkeypatch.chdir(ROOT)
+    # Given a successful abalone run
+    code, first = cli("run", "abalone", "--json")
+    assert code == 0, first
+    # When its training is rerun with a learning rate the XGBoost 1.7-1 container refuses
+    capsys.readouterr()
+    code = main(["rerun", first["run_id"], "--only", "train", "--set", "train.hyperparameters.eta=2", "--json"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    # Then the run fails in train, and both the one-line error and the recorded cause name the container's rule
+    assert code == 1 and summary["status"] == "FAILED" and summary["error"]["unit"] == "train", summary
+    assert "Hyperparameter eta: 2.0 is not in" in captured.err, captured.err
+    # (the recorded cause is SageMaker's FailureReason read as one line: the rule, or, when its 1,024 characters
+    # end inside the traceback, a pointer to the job log, from which the one-line error above quotes the rule)
+    from sfn_mlops.job_failures import CUT_SHORT
+
+    cause = summary["error"]["cause"]
+    assert "Hyperparameter eta: 2.0 is not in" in cause or CUT_SHORT in cause, summary["error"]

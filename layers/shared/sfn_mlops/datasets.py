@@ -165,6 +165,7 @@ def validate_and_snapshot(s3: Any, event: object) -> dict[str, Any]:
             categorical=categorical_specs(config.get("categorical") or []),
             uri=dataset.uri,
             pipeline=given.pipeline,
+            problem_type=config.get("problem_type"),  # planned with the run (None in a plan made before it was)
         )
     except s3.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in MISSING_OBJECT_CODES:

@@ -16,8 +16,18 @@ import re
 
 LOG_FILE_MARK = "; log file: "
 _KIND = re.compile(r"^([A-Z][A-Za-z]*Error): ?", re.DOTALL)
-_FRAME = re.compile(r"^(\s|Traceback \(most recent call last\):|File \")")
-_ERROR_MESSAGE = re.compile(r'ErrorMessage "(.*?)"\s*(?:\n(?:ExtraInfo|Command) "|$)', re.DOTALL)
+# Lines that are not an error's message: a traceback's header, frames and position markers, the training
+# container's "framework error:" preamble and the connectors between chained exceptions.
+_NOT_A_MESSAGE = re.compile(
+    r"^(\s|Traceback \(most recent call last\):|File \"|framework error:|During handling of the above exception"
+    r"|The above exception was the direct cause|[\^~]+$)",
+    re.IGNORECASE,
+)
+# The toolkit's ErrorMessage "..." ends at a quote followed by the next field's name (ExtraInfo, Command; perhaps
+# cut short at 1,024 characters) or by the end of the reason.
+_ERROR_MESSAGE = re.compile(r'ErrorMessage "(.*?)"\s*(?:\n[A-Z][A-Za-z]*(?: "|$)|$)', re.DOTALL)
+# What is said when SageMaker's 1,024 characters end before the message (a long traceback).
+CUT_SHORT = "the reason was cut at 1,024 characters before its message: see the job log"
 
 
 def split_log_location(reason: str) -> tuple[str, str | None]:
@@ -29,9 +39,10 @@ def split_log_location(reason: str) -> tuple[str, str | None]:
 
 
 def meaningful_line(text: str) -> str:
-    """The last line of ``text`` that is not a traceback's frame, its header or blank; ``text`` itself if none."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not _FRAME.match(line)]
-    return lines[-1] if lines else text.strip()
+    """The last line of ``text`` that is an error's message (not a traceback's header, frame or marker, not the
+    framework's preamble or a chained exception's connector), or '' if it has none."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _NOT_A_MESSAGE.match(line)]
+    return lines[-1] if lines else ""
 
 
 def readable_reason(reason: str) -> str:
@@ -44,5 +55,5 @@ def readable_reason(reason: str) -> str:
     wrapped = _ERROR_MESSAGE.search(body)
     if wrapped and wrapped.group(1).strip():
         body = wrapped.group(1)
-    line = meaningful_line(body)
+    line = meaningful_line(body) or (CUT_SHORT if body.strip() else "")
     return f"{kind}: {line}" if kind and line else (kind or line)

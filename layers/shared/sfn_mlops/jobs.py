@@ -6,6 +6,7 @@ injected by the state machine itself so the template shows which role every job 
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from sfn_mlops.adoption import completed_job
@@ -75,6 +76,28 @@ def _s3_output(name: str, uri: str, local_path: str) -> dict[str, Any]:
 ISOLATED_PROCESSING = {"EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True}
 
 
+# How each preprocess engine's script is started in its image. pandas: the image's python3. spark: the Spark
+# processing image's own entrypoint, smspark-submit, which runs spark-submit (YARN, client mode) with the script
+# and hands everything after the script on to it (aws/sagemaker-spark-container, src/smspark/cli.py: click's
+# allow_interspersed_args=False, app_arguments UNPROCESSED), through a shell (below); the arguments are the pandas
+# script's.
+MAX_ARGUMENT_LENGTH = 256  # AppSpecification.ContainerArguments members (SageMaker's API model)
+ENGINE_LAUNCHERS: dict[str, tuple[str, ...]] = {"pandas": ("python3",), "spark": ("smspark-submit",)}
+
+
+def feature_chunks(names: list[str], limit: int = MAX_ARGUMENT_LENGTH) -> list[str]:
+    """Comma-joined runs of ``names``, each within ``limit`` characters once quoted for a shell (the Spark image's
+    smspark-submit runs its arguments through one). A single name over the limit is left to the API check."""
+    chunks: list[str] = []
+    for name in names:
+        joined = f"{chunks[-1]},{name}" if chunks else name
+        if chunks and len(shlex.quote(joined)) <= limit:
+            chunks[-1] = joined
+        else:
+            chunks.append(name)
+    return chunks
+
+
 def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[str, Any]) -> dict[str, Any]:
     config = _require(inputs, "config")
     snapshot = _require(inputs, "dataset_snapshot")
@@ -92,8 +115,13 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
     # An explicit empty spec tells the script there are no categorical columns (its default is abalone's).
     for spec in config["categorical"] or [""]:
         arguments += ["--categorical", spec]
-    if config.get("contract"):  # the script then refuses any column the contract does not name, on its own too
-        arguments += ["--features", ",".join(f["name"] for f in config["contract"]["features"])]
+    contract = config.get("contract")
+    # The script then refuses any column the contract does not name, on its own too. One container argument holds
+    # at most 256 characters (churn's 19 columns need more): the list goes in as many --features as it takes.
+    for chunk in feature_chunks([f["name"] for f in contract["features"]] if contract else []):
+        arguments += ["--features", chunk]
+    if contract and contract["label"].get("type") == "categorical":  # the class encoded 1: the contract's
+        arguments += ["--positive-label", contract["label"]["positive"]]
     arguments += [
         "--train-ratio",
         str(config["train_ratio"]),
@@ -102,6 +130,12 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
         "--seed",
         str(config["seed"]),
     ]
+    engine = config.get("engine", "pandas")
+    if engine == "spark":
+        # smspark-submit joins the script and its arguments with spaces and runs the line with a shell
+        # (src/smspark/cli.py, src/smspark/job.py: subprocess.run(cmd, shell=True)): quoted, each argument reaches
+        # the script as it is here (an empty --categorical, a category with a space or a '$' in it).
+        arguments = [shlex.quote(argument) for argument in arguments]
     # baseline/: the raw training split, which the worker's next step turns into the data baseline.
     splits = ["train", "validation", "test", "schema", "smoke", "baseline"]
     name = job_name(run_id, "preprocess", attempt)
@@ -111,7 +145,7 @@ def preprocess_request(run_id: str, pipeline: str, attempt: int, inputs: dict[st
             "ProcessingJobName": name,
             "AppSpecification": {
                 "ImageUri": config["image_uri"],
-                "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{script_name}"],
+                "ContainerEntrypoint": [*ENGINE_LAUNCHERS[engine], f"{CODE_DIR}/{script_name}"],
                 "ContainerArguments": arguments,
             },
             "ProcessingInputs": [

@@ -134,6 +134,9 @@ def build_plan(
     units: dict[str, dict[str, Any]] = {
         "preprocess": {
             "image_uri": image_uri(config.preprocess.image),
+            # How the script is started (python3 or smspark-submit): another engine is another job, so it is
+            # part of the unit's fingerprint.
+            "engine": config.preprocess.engine,
             "script": pin_script(s3, settings, pipeline, run_id, config.preprocess.script),
             "compute": config.preprocess.compute.model_dump(),
             "label": config.data.label,
@@ -143,6 +146,8 @@ def build_plan(
             "seed": config.preprocess.seed,
             # The contract the data is checked against is part of the unit's inputs: updating it reruns preprocess.
             "contract": contract_for_plan(s3, settings.artifact_bucket, pipeline, config.data.contract),
+            # What the label must be (a binary classification's has two classes): the data's checks read it.
+            "problem_type": config.problem_type,
             "runs_root": runs_root,
         },
         "train": {

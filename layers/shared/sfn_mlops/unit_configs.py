@@ -51,8 +51,12 @@ class PinnedScript(BaseModel):
     sha256: str = Field(pattern=SHA256_HEX)
 
 
+ProblemType = Literal["regression", "binary_classification"]
+
+
 class PreprocessConfig(_TrainingConfig):
     image_uri: str = Field(pattern=IMAGE_URI)
+    engine: Literal["pandas", "spark"] = "pandas"
     script: PinnedScript
     compute: ComputeSpec
     label: str = Field(min_length=1, max_length=256)
@@ -61,6 +65,7 @@ class PreprocessConfig(_TrainingConfig):
     validation_ratio: float = Field(gt=0, lt=1, allow_inf_nan=False)
     seed: int
     contract: DataContract | None = None
+    problem_type: ProblemType | None = None
 
 
 class TrainConfig(_TrainingConfig):
@@ -98,7 +103,7 @@ class RegisterConfig(_TrainingConfig):
     image_uri: str = Field(pattern=IMAGE_URI)
     preprocessing_image_uri: str = Field(pattern=IMAGE_URI)
     script: PinnedScript
-    problem_type: Literal["regression", "binary_classification"]
+    problem_type: ProblemType
 
 
 class BatchSource(BaseModel):

@@ -83,8 +83,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--features",
+        action="append",
         metavar="COL1,COL2,...",
-        help="the data contract's feature columns, in order: the file must have exactly these and the label "
+        help="the data contract's feature columns (repeatable: the lists are joined, since one container argument "
+        "holds at most 256 characters), in order: the file must have exactly these and the label "
         "(default: every column but the label, numeric ones in file order)",
     )
     parser.add_argument("--train-ratio", type=float, default=0.7)
@@ -201,9 +203,10 @@ def read_table(path: Path) -> Table:
     return Table(path.name, header, rows, lines)
 
 
-def parse_features(spec: str | None, label: str) -> list[str] | None:
-    if spec is None:
+def parse_features(specs: list[str] | None, label: str) -> list[str] | None:
+    if specs is None:
         return None
+    spec = ",".join(specs)
     features = [name.strip() for name in spec.split(",")]
     if not all(features) or len(set(features)) != len(features) or label in features:
         raise InputError(f"--features {spec!r}: expected distinct column names, without the label {label!r}")

@@ -1,7 +1,7 @@
 """Split a tabular CSV into stratified train/validation/test CSVs for SageMaker's built-in XGBoost, with PySpark.
 
 A binary classification's preprocess. It runs as a SageMaker Processing job on the sagemaker-spark-processing 3.5
-image (spark-submit starts it; the image's Python is 3.9, so newer syntax appears in annotations only), and locally
+image (spark-submit starts it; the image's Python is 3.12 (tag py312); the syntax stays 3.9-compatible), and locally
 as ``python preprocess.py ...`` with PySpark installed, which starts Spark in local mode. Besides PySpark it uses
 only the standard library.
 
@@ -94,8 +94,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--features",
+        action="append",
         metavar="COL1,COL2,...",
-        help="the data contract's feature columns: the file must have exactly these and the label "
+        help="the data contract's feature columns (repeatable: the lists are joined, since one container argument "
+        "holds at most 256 characters): the file must have exactly these and the label "
         "(default: every column but the label)",
     )
     parser.add_argument("--train-ratio", type=float, default=0.7)
@@ -129,9 +131,10 @@ def parse_categorical(specs: Sequence[str]) -> dict[str, list[str]]:
     return categorical
 
 
-def parse_features(spec: str | None, label: str) -> list[str] | None:
-    if spec is None:
+def parse_features(specs: list[str] | None, label: str) -> list[str] | None:
+    if specs is None:
         return None
+    spec = ",".join(specs)
     features = [name.strip() for name in spec.split(",")]
     if not all(features) or len(set(features)) != len(features) or label in features:
         raise InputError(f"--features {spec!r}: expected distinct column names, without the label {label!r}")

@@ -57,6 +57,8 @@ class ImageSpec:
     packages: tuple[Package, ...]
     preload: tuple[str, ...]
     digest: str
+    # Packages PyPI has as a source distribution only (PySpark): pip builds their wheel (once: pip caches it).
+    source_only: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -83,18 +85,31 @@ def this_python() -> str:
 
 
 def image_key(image_uri: str) -> tuple[str, str]:
-    """(repository, container version) of an image URI; the tag's ``-cpu-py3`` style suffix is dropped."""
+    """(repository, container version) of an image URI; the tag's ``-cpu-py3`` style suffix is dropped:
+    ``1.2-1-cpu-py3`` is version 1.2-1, ``3.5-cpu-py312-v1`` (the Spark processing images) version 3.5."""
     last = image_uri.rsplit("/", 1)[-1]
     repository, _, tag = last.partition(":")
     parts = tag.split("-")
-    version = "-".join(parts[:2]) if len(parts) >= 2 and parts[1].isdigit() else tag
-    return repository, version
+    if len(parts) >= 2 and parts[1].isdigit():
+        return repository, "-".join(parts[:2])
+    if len(parts) >= 2 and parts[1] in ("cpu", "gpu"):
+        return repository, parts[0]
+    return repository, tag
+
+
+def list_key(stem: str) -> tuple[str, str]:
+    """(repository, version) of a package list's file name: the version starts at the first part that is a number
+    (``sagemaker-spark-processing-3.5``, ``sagemaker-scikit-learn-1.2-1``)."""
+    parts = stem.split("-")
+    first = next((i for i, part in enumerate(parts) if part[:1].isdigit()), len(parts))
+    return "-".join(parts[:first]), "-".join(parts[first:])
 
 
 def parse_spec(repository: str, version: str, text: str) -> ImageSpec:
     packages: list[Package] = []
     image_python = local_python = ""
     preload: tuple[str, ...] = ()
+    source_only: tuple[str, ...] = ()
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -102,6 +117,9 @@ def parse_spec(repository: str, version: str, text: str) -> ImageSpec:
         words = line.split()
         if words[0] == "preload":
             preload = tuple(words[1:])
+            continue
+        if words[0] == "source":
+            source_only = tuple(words[1:])
             continue
         if len(words) not in (2, 3):
             raise ImageEnvironmentError(f"package list of {repository}:{version}, line {number}: {raw!r}")
@@ -114,7 +132,10 @@ def parse_spec(repository: str, version: str, text: str) -> ImageSpec:
     if not image_python or not packages:
         raise ImageEnvironmentError(f"package list of {repository}:{version} names no python or no package")
     digest = hashlib.sha256(f"{text}\n{sys.version}".encode()).hexdigest()
-    return ImageSpec(repository, version, image_python, local_python, tuple(packages), preload, digest)
+    unknown = [name for name in source_only if name not in {p.name for p in packages}]
+    if unknown:
+        raise ImageEnvironmentError(f"package list of {repository}:{version}: 'source' names unlisted {unknown}")
+    return ImageSpec(repository, version, image_python, local_python, tuple(packages), preload, digest, source_only)
 
 
 def spec_for(image_uri: str) -> ImageSpec:
@@ -172,9 +193,11 @@ def _build(spec: ImageSpec, folder: Path) -> None:
     try:
         _run([sys.executable, "-m", "venv", "--without-pip", str(staging)], f"create the environment of {spec.label}")
         pins = [f"{p.name}=={p.local_version}" for p in spec.packages]
+        # Wheels only, but for the packages the list names as source-only (a named package overrides :all:).
+        sources = [f"--no-binary={name}" for name in spec.source_only]
         _run(
             [sys.executable, "-m", "pip", "--python", str(python_of(staging)), "install", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--disable-pip-version-check", "--no-input", *pins],
+             "--only-binary=:all:", *sources, "--disable-pip-version-check", "--no-input", *pins],
             f"install the packages of {spec.label}",
         )  # fmt: skip
         modules = ";".join(f"import {m}" for m in spec.preload)
@@ -204,7 +227,7 @@ def build_all() -> None:
     import time
 
     for path in sorted(IMAGES_DIR.glob("*.txt")):
-        repository, version = path.stem.rsplit("-", 2)[0], "-".join(path.stem.rsplit("-", 2)[1:])
+        repository, version = list_key(path.stem)
         spec = spec_for(f"{repository}:{version}")
         started = time.perf_counter()
         python = ensure(spec)

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from sfn_mlops.images import image_version
 from sfn_mlops.s3uri import split_s3_uri
 
-from sfn_mlops_local.local import image_environments, job_process, job_sandbox
+from sfn_mlops_local.local import image_environments, job_process, job_sandbox, spark_local
 from sfn_mlops_local.local.template import ACCOUNT, PARTITION, REGION
 
 CONTAINER_ROOT = job_sandbox.CONTAINER_ROOT
@@ -71,10 +71,12 @@ class JobFailed(Exception):
         self.secondary_status = secondary_status
 
 
-# Images whose local 'container' runs a multi-instance job's contract (one process per host with its
-# resourceconfig.json and its shard of each input). None yet: every other image runs one instance locally and a
-# job asking for more is refused at its start, never run on one silently (docs/decisions/0024-job-api-as-aws.md).
-MULTI_INSTANCE_IMAGES: frozenset[str] = frozenset()
+# Images whose local 'container' runs a multi-instance job's contract. The Spark processing image: Spark spreads
+# the work over the instances on AWS and over local mode's threads here, with the same result (its inputs are
+# FullyReplicated; decision 0028). Every other image runs one instance locally and a job asking for more is
+# refused at its start, never run on one silently (docs/decisions/0024-job-api-as-aws.md).
+SPARK_REPOSITORY = "sagemaker-spark-processing"
+MULTI_INSTANCE_IMAGES: frozenset[str] = frozenset({SPARK_REPOSITORY})
 
 
 def instance_count_refusal(image_uri: str, count: Any) -> str | None:
@@ -544,10 +546,31 @@ class LocalJobRunner:
         log_path = self._log_dir / f"{name}.log"
         return JobFailed(job_sandbox.failure_reason(prefix, job_sandbox.log_tail(log_path), log_path))
 
+    def _spark_java(self, image_uri: str, entrypoint: list[str], namespaces: bool) -> spark_local.Java | None:
+        """The Java a ``smspark-submit`` job's PySpark starts (None for any other job), checked before anything is
+        downloaded: a machine without one fails the job at once, saying what to install."""
+        if not entrypoint or entrypoint[0] != spark_local.ENTRYPOINT:
+            return None
+        repository = image_environments.image_key(image_uri)[0]
+        if repository != SPARK_REPOSITORY:
+            raise JobFailed(f"ClientError: {spark_local.ENTRYPOINT} is the entrypoint of {SPARK_REPOSITORY} images, "
+                            f"not of {repository}")  # fmt: skip
+        try:
+            java = spark_local.find_java()
+        except spark_local.SparkUnavailable as exc:
+            raise JobFailed(f"ClientError: {exc}") from None
+        if namespaces and java.home.is_relative_to("/opt"):  # the job's own /opt would hide it
+            raise JobFailed(
+                f"ClientError: {java.label} is under /opt, which a job's container paths replace; install Java "
+                f"from the system packages (apt-get install {spark_local.JAVA_PACKAGE}) or set JAVA_HOME to one"
+            )
+        return java
+
     def _run_processing(self, name: str, sandbox: Path) -> None:
         request = self.jobs[name]["request"]
         app = request["AppSpecification"]
         python, server = self._image_environment(name, app["ImageUri"])
+        java = self._spark_java(app["ImageUri"], list(app.get("ContainerEntrypoint", [])), server.namespaces)
         for item in request.get("ProcessingInputs", []):
             s3_input = item["S3Input"]
             self._download(s3_input["S3Uri"], self._local(sandbox, s3_input["LocalPath"], PROCESSING_ROOT))
@@ -561,12 +584,24 @@ class LocalJobRunner:
         # The image's python is its environment's; the job's own arguments are passed as given (nothing added).
         command = [str(python) if part in IMAGE_PYTHONS else part for part in entrypoint]
         command += app.get("ContainerArguments", [])
+        spark_env: dict[str, str] = {}
+        if java is not None:  # smspark-submit app.py args...: the app run by the image's Python, Spark local
+            cluster = request["ProcessingResources"]["ClusterConfig"]
+            try:
+                spark = spark_local.local_command(
+                    command[1:], cluster["InstanceType"], cluster["InstanceCount"], sandbox, python, java
+                )
+            except ValueError as exc:
+                raise JobFailed(f"ClientError: {exc}") from None
+            command, spark_env = [str(python), *spark.argv], spark.env
+            with open(self._log_dir / f"{name}.log", "a") as log:
+                log.write("".join(f"{note}\n" for note in spark.notes))
         if not (server.namespaces and job_process.runs_in_image(command)):  # /opt/ml is not the job's: map it
             command = [
                 part if i == 0 or not part.startswith(CONTAINER_ROOT) else str(self._local(sandbox, part))
                 for i, part in enumerate(command)
             ]
-        env = {**self._base_env(sandbox), **request.get("Environment", {})}
+        env = {**self._base_env(sandbox), **spark_env, **request.get("Environment", {})}
         env["PATH"] = f"{python.parent}:{env.get('PATH', '')}"  # a shell entrypoint's python3 is the image's too
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         code = self._run_process(name, command, env, sandbox, timeout)

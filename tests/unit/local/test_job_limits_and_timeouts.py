@@ -215,8 +215,10 @@ def test_an_image_that_runs_the_distributed_contract_may_ask_for_several_instanc
 ) -> None:
     from sfn_mlops_local.local import sagemaker_jobs
 
+    # Given the Spark image (its local mode stands for several instances), Then it may ask for three ...
     spark = "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu"
-    assert sagemaker_jobs.instance_count_refusal(spark, 3) is not None
-    monkeypatch.setattr(sagemaker_jobs, "MULTI_INSTANCE_IMAGES", frozenset({"sagemaker-spark-processing"}))
     assert sagemaker_jobs.instance_count_refusal(spark, 3) is None
+    # ... because the per-image hook says so: without it, it is refused like any other image
+    monkeypatch.setattr(sagemaker_jobs, "MULTI_INSTANCE_IMAGES", frozenset())
+    assert sagemaker_jobs.instance_count_refusal(spark, 3) is not None
     assert sagemaker_jobs.instance_count_refusal(SKLEARN_IMAGE, 1) is None

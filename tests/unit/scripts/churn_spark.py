@@ -23,13 +23,22 @@ SPARK_TIMEOUT_S = 900
 
 @functools.cache
 def spark_python() -> str | None:
-    """$MLOPS_SPARK_PYTHON, else this interpreter when it has pyspark; None when neither (or no Java)."""
+    """$MLOPS_SPARK_PYTHON, else this interpreter when it has pyspark, else the local runtime's Spark image
+    environment when built; None when none (or no Java)."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         return None
     given = os.environ.get(SPARK_PYTHON_ENV)
     if given:
         return given
-    return sys.executable if importlib.util.find_spec("pyspark") is not None else None
+    if importlib.util.find_spec("pyspark") is not None:
+        return sys.executable
+    # The local runtime's environment of the Spark image (make's images target builds it), as jobs run it
+    from sfn_mlops_local.local import image_environments
+
+    spec = image_environments.spec_for("173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5")
+    if image_environments.is_built(spec):
+        return str(image_environments.python_of(image_environments.environments_root() / spec.folder_name))
+    return None
 
 
 SKIP_REASON = (

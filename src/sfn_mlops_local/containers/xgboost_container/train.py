@@ -188,8 +188,10 @@ def main() -> int:
         # The container's trainer (sagemaker_containers) writes every failure, a UserError included, as
         # "framework error: \n<traceback>\n<message>"; SageMaker shows it after "AlgorithmError: ".
         log.error("%s: %s", type(exc).__name__, exc)
-        traceback.print_exc()
-        write_failure(root, f"framework error: \n{traceback.format_exc()}\n{exc}")
+        # The image's Python (3.8) prints no position markers (^^^) under a frame's line: nor does the emulation.
+        trace = "".join(line for line in traceback.format_exc().splitlines(keepends=True) if line.strip(" ^~\n"))
+        print(trace, file=sys.stderr, end="")
+        write_failure(root, f"framework error: \n{trace}\n{exc}")
         return 1 if isinstance(exc, ToolkitError) else 2
     log.info("Stored trained model at %s", model_path)
     return 0
