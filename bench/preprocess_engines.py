@@ -10,7 +10,8 @@ Engines (each run is its own process, in the Python that has the engine's packag
 Datasets: shaped like a pipeline's sample file (models/<name>/data), rows drawn with replacement and numeric
 non-integer columns jittered by ~1 % (clipped to the contract's range) so the rows are not one file repeated; the
 arguments come from models/<name>/pipeline.json's data contract (label, --categorical domains, --features).
-  abalone  4,177 rows, 9 columns, label rings (a regression label)
+  abalone  4,177 rows, 9 columns; the label rings is written 0/1 (10 rings or more) so that the Spark script,
+           a binary classification's (churn's), reads the same file
   churn    5,000 rows, 20 columns; the label is written 0/1 (not no/yes) so that both scripts read the same file:
            abalone's preprocess takes numeric labels only
 The files are written to a temporary folder, never the repository, and removed at the end (--keep keeps them).
@@ -60,6 +61,9 @@ SCRIPTS = {
 SPARK_PYTHON_VARIABLE = "MLOPS_SPARK_PYTHON"
 SPARK_REPOSITORY = "sagemaker-spark-processing"
 LABEL_MAPS = {"churn": {"no": "0", "yes": "1"}}
+# The Spark script (churn's) preprocesses a binary classification's data: abalone's rings become "10 or more"
+# (0/1), so one abalone-shaped file suits both engines; the rows and feature columns stay abalone's.
+LABEL_THRESHOLDS = {"abalone": 10}
 JITTER = 0.01
 CHUNK_ROWS = 200_000
 SAMPLE_SECONDS = 0.2
@@ -148,6 +152,9 @@ def generate(dataset: Dataset, scale: int, path: Path, seed: int) -> int:
         spec = specs[name]
         if name == dataset.label and label_map:
             columns[i] = np.array([label_map[v] for v in columns[i]], dtype=object)
+        elif name == dataset.label and dataset.name in LABEL_THRESHOLDS:
+            threshold = LABEL_THRESHOLDS[dataset.name]
+            columns[i] = np.array(["1" if float(v) >= threshold else "0" for v in columns[i]], dtype=object)
         elif spec["type"] == "numeric" and not spec.get("integer"):
             floats[i] = columns[i].astype(float)
     source_rows = len(columns[0])

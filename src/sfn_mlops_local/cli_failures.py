@@ -95,9 +95,11 @@ def failure_line(args: argparse.Namespace, summary: dict[str, Any], noun: str = 
     cause = readable_cause(raw_cause)
     if error.get("error") or cause:
         problem += f": {error.get('error') or 'error'}: {cause}".rstrip(": ")
-    if CUT_SHORT in cause:  # SageMaker's 1,024 characters ended before the message: the job's log has it
+    # SageMaker keeps 1,024 characters of what the job wrote: a long traceback's message is cut or gone (the
+    # cause then says so, or ends in the middle of it); the job's own log has it whole.
+    if CUT_SHORT in cause or "..." in cause:
         logged = last_logged_error(args, summary, unit, raw_cause)
-        if logged:
+        if logged and logged not in cause:
             problem += f" (its log's last error: {logged})"
     logs = where_the_logs_are(args, summary, unit)
     if logs and logs.rstrip("/") not in cause:  # the job's own message may name its log already

@@ -164,13 +164,15 @@ class Suite:
 
     @staticmethod
     def failed_run(outcome: Outcome, *names: str) -> dict[str, Any]:
-        """(a) the command exits non-zero with a FAILED run and (b) the run's error names each of ``names``."""
+        """(a) the command exits non-zero with a FAILED run and (b) the run's error, or the one line the command
+        printed about it (which quotes the job log when SageMaker's 1,024-character FailureReason was cut before the
+        message, as a long traceback's is), names each of ``names``."""
         assert outcome.code is not None, f"{outcome.argv} crashed:\n{outcome.stderr}"
         summary = outcome.answer
         assert summary.get("status") == "FAILED", f"{outcome.argv}: {summary.get('status')} {summary.get('error')}"
         assert outcome.code != 0
         error = summary.get("error") or {}
-        message = f"{error.get('error')}: {error.get('cause')}"
+        message = f"{error.get('error')}: {error.get('cause')} | {outcome.stderr.strip().splitlines()[-1:]}"
         for name in names:
             assert name.lower() in message.lower(), f"{name!r} not named in: {message}"
         assert summary.get("model_package_arn") is None

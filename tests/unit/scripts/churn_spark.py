@@ -69,6 +69,24 @@ def run_preprocess(input_dir: Path, output_dir: Path, *extra: str) -> subprocess
     return subprocess.run(command, capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False)
 
 
+def main_in_one_process(argvs: list[list[str]]) -> tuple[list[int], str]:
+    """Each argument list through the script's ``main`` in one PySpark process (one JVM start for all, the slow
+    part): the exit codes, and what the process wrote on stderr."""
+    driver = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('churn_preprocess', {str(SCRIPT)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "print(json.dumps([module.main(argv) for argv in json.loads(sys.argv[1])]))\n"
+    )
+    python = spark_python()
+    assert python is not None, SKIP_REASON
+    done = subprocess.run(
+        [python, "-c", driver, json.dumps(argvs)], capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
 _PREPROCESSED: dict[int, Path] = {}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from tests.unit.scripts.churn_spark import (
     DATA,
     SCRIPT,
     SKIP_REASON,
-    SPARK_TIMEOUT_S,
     contract_arguments,
+    main_in_one_process,
     preprocessed,
-    run_preprocess,
     spark_python,
 )
 
@@ -38,17 +36,42 @@ class Runs:
     other_seed: Path
 
 
+@dataclass
+class Batch:
+    """The runs after the first, all in one Spark process: the same seed again, another seed, the bad inputs."""
+
+    root: Path
+    codes: list[int]
+    stderr: str
+
+
+def _argv(input_dir: Path, output_dir: Path, message: Path, *extra: str) -> list[str]:
+    return ["--input-dir", str(input_dir), "--output-dir", str(output_dir), "--message-file", str(message), *extra]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    # The first run is shared with the inference tests (one Spark run per seed and test process)
-    first = preprocessed(tmp_path_factory.getbasetemp(), seed=42)
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
     root = tmp_path_factory.mktemp("churn-preprocess")
     (root / "input").mkdir()
     (root / "input" / "churn.csv").write_bytes(DATA.read_bytes())
-    for name, seed in (("again", "42"), ("other_seed", "7")):
-        done = run_preprocess(root / "input", root / name, *contract_arguments(), "--seed", seed)
-        assert done.returncode == 0, done.stderr[-3000:]
-    return Runs(first, root / "again", root / "other_seed")
+    plan = [
+        _argv(root / "input", root / name, root / f"{name}.message", *contract_arguments(), "--seed", seed)
+        for name, seed in (("again", "42"), ("other_seed", "7"))
+    ]
+    for i, (content, extra, _) in enumerate(_cases().values()):
+        (root / f"in{i}").mkdir()
+        (root / f"in{i}" / "data.csv").write_text(content)
+        plan.append(_argv(root / f"in{i}", root / f"out{i}", root / f"message{i}", *extra))
+    codes, stderr = main_in_one_process(plan)
+    return Batch(root, codes, stderr)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, batch: Batch) -> Runs:
+    # The first run is shared with the inference tests (one Spark run per seed and test process)
+    first = preprocessed(tmp_path_factory.getbasetemp(), seed=42)
+    assert batch.codes[:2] == [0, 0], batch.stderr[-3000:]
+    return Runs(first, batch.root / "again", batch.root / "other_seed")
 
 
 def raw_rows() -> tuple[list[str], list[list[str]]]:
@@ -177,33 +200,13 @@ def _cases() -> dict[str, tuple[str, list[str], str]]:
     }  # fmt: skip
 
 
-def test_bad_input_fails_with_exit_1_and_a_one_line_reason(tmp_path: Path) -> None:
+def test_bad_input_fails_with_exit_1_and_a_one_line_reason(batch: Batch) -> None:
     # Given one bad file per case, each run by the script's main in one Spark-enabled process (one JVM for all)
-    cases = _cases()
-    plan = []
-    for i, (content, extra, _) in enumerate(cases.values()):
-        (tmp_path / f"in{i}").mkdir()
-        (tmp_path / f"in{i}" / "data.csv").write_text(content)
-        argv = ["--input-dir", str(tmp_path / f"in{i}"), "--output-dir", str(tmp_path / f"out{i}"),
-                "--message-file", str(tmp_path / f"message{i}"), *extra]  # fmt: skip
-        plan.append(argv)
-    driver = (
-        "import importlib.util, json, sys\n"
-        f"spec = importlib.util.spec_from_file_location('churn_preprocess', {str(SCRIPT)!r})\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "print(json.dumps([module.main(argv) for argv in json.loads(sys.argv[1])]))\n"
-    )
-    python = spark_python()
-    assert python is not None
-    done = subprocess.run(
-        [python, "-c", driver, json.dumps(plan)], capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    codes = json.loads(done.stdout.strip().splitlines()[-1])
+    codes = batch.codes[2:]
     # Then each exits 1, its message file names the problem on one line, and no split was written
-    for i, (name, (_, _, expected)) in enumerate(cases.items()):
-        message = (tmp_path / f"message{i}").read_text()
+    for i, (name, (_, _, expected)) in enumerate(_cases().items()):
+        message = (batch.root / f"message{i}").read_text()
         assert codes[i] == 1, (name, message)
         assert expected in message and "\n" not in message, (name, message)
-        assert not (tmp_path / f"out{i}" / "train" / "train.csv").exists(), name
-    assert "Traceback" not in done.stderr
+        assert not (batch.root / f"out{i}" / "train" / "train.csv").exists(), name
+    assert "Traceback" not in batch.stderr
