@@ -154,6 +154,15 @@ class TrainSpec(_Strict):
     # SageMaker passes hyperparameters as strings; we accept numbers in the config and convert.
     hyperparameters: dict[str, str | int | float] = Field(min_length=1)
 
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _booleans_as_sagemaker_text(cls, value: object) -> object:
+        # A JSON true would otherwise pass as the int 1 (pydantic's lax mode): SageMaker's form, which the
+        # XGBoost container's true/false hyperparameters expect, is the text "true"/"false".
+        if isinstance(value, dict):
+            return {name: str(given).lower() if isinstance(given, bool) else given for name, given in value.items()}
+        return value
+
     @field_validator("hyperparameters")
     @classmethod
     def _needs_num_round(cls, value: dict[str, str | int | float]) -> dict[str, str | int | float]:

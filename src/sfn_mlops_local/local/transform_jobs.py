@@ -197,6 +197,7 @@ class TransformPlan:
     output_filter: ColumnFilter
     join_input: bool
     environment: dict[str, str]
+    instance_count: int = 1
 
     @property
     def max_payload(self) -> int | None:
@@ -302,6 +303,7 @@ def validate(request: dict[str, Any], instance_types: list[str]) -> TransformPla
         output_filter=output_filter,
         join_input=join_input,
         environment={str(k): str(v) for k, v in environment.items()},
+        instance_count=int(request["TransformResources"]["InstanceCount"]),
     )
     if plan.processes_records and plan.split != "Line":
         raise _validation(
@@ -510,6 +512,12 @@ class TransformJobs:
         try:
             objects = list(self._inputs(plan))
             log.write(f"transform {name}: {len(objects)} input object(s), model {plan.model_name}")
+            if plan.instance_count > 1:
+                # AWS shares the input objects out among the instances; each object's output is the same either way.
+                log.write(
+                    f"transform {name}: the local runtime runs InstanceCount {plan.instance_count} as one host "
+                    "(the outputs are the same as on AWS, where the instances share out the input objects)"
+                )
             containers.start()
             for source_uri, relative in objects:
                 if job.get("stop_requested"):

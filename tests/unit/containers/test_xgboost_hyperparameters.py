@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sfn_mlops_local.containers.xgboost_container import hyperparameters
-from sfn_mlops_local.containers.xgboost_container.errors import AlgorithmError, UserError
+from sfn_mlops_local.containers.xgboost_container.errors import AlgorithmError, NotEmulated, UserError
 
 PACKAGE = Path(hyperparameters.__file__).parent
 BASE = {"num_round": "10", "objective": "reg:squarederror"}
@@ -63,6 +63,22 @@ ACCEPTED: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
         {"csv_weights": 1, "save_model_on_termination": "true"},
     ),
     "num_class without an objective is left to xgboost": ({"num_class": "3"}, {"num_class": 3}),
+    "use_dask_gpu_training false (XGBoost 1.5+)": (
+        {"use_dask_gpu_training": "false"},
+        {"use_dask_gpu_training": "false"},
+    ),
+    "use_dask_gpu_training true passes the rules (training refuses it as not emulated)": (
+        {"use_dask_gpu_training": "true"},
+        {"use_dask_gpu_training": "true"},
+    ),
+    "monotone constraints after spaces, which eval drops": (
+        {"tree_method": "exact", "monotone_constraints": "  (1, -1)"},
+        {"monotone_constraints": (1, -1)},
+    ),
+    "monotone constraints without parentheses are eval's tuple": (
+        {"tree_method": "hist", "monotone_constraints": "1,0,-1"},
+        {"monotone_constraints": (1, 0, -1)},
+    ),
 }
 
 # (given hyperparameters on top of BASE, error class, the container's message)
@@ -187,10 +203,67 @@ REJECTED: dict[str, tuple[dict[str, str], type[Exception], str]] = {
         UserError,
         "Hyperparameter save_model_on_termination: yes is not in ['true', 'false']",
     ),
+    "use_dask_gpu_training yes": (
+        {"use_dask_gpu_training": "yes"},
+        UserError,
+        "Hyperparameter use_dask_gpu_training: yes is not in ['true', 'false']",
+    ),
+    "interaction constraints naming features are not literals (literal_eval's ValueError)": (
+        {"tree_method": "hist", "interaction_constraints": "[[a, b]]"},
+        UserError,
+        "Hyperparameter interaction_constraints: could not parse value (caused by ValueError)",
+    ),
+    "monotone constraints holding a builtin's name": (
+        {"tree_method": "hist", "monotone_constraints": "(int, 1)"},
+        UserError,
+        "Hyperparameter monotone_constraints: value (<class 'int'>, 1) not in range [-1, 0, 1]",
+    ),
+    "monotone constraints computed by a call are not emulated (eval would run it)": (
+        {"tree_method": "hist", "monotone_constraints": "tuple([1, 0])"},
+        NotEmulated,
+        "monotone_constraints given as a Python expression ('tuple([1, 0])') is not emulated",
+    ),
     "seed at 2**31 - 1 is outside the open range": (
         {"seed": str(2**31 - 1)},
         UserError,
         "Hyperparameter seed: 2147483647 is not in (-2147483648, 2147483647)",
+    ),
+}
+
+
+# (given hyperparameters on top of BASE, the exact error class, its message or None where Python versions word it
+# differently): the container's parse lets all but ValueError through, so its job ends with them uncaught.
+UNCAUGHT: dict[str, tuple[dict[str, str], type[Exception], str | None]] = {
+    "monotone constraints that are not Python (eval's SyntaxError)": (
+        {"tree_method": "hist", "monotone_constraints": "(1,,0)"},
+        SyntaxError,
+        None,
+    ),
+    "empty monotone constraints": ({"tree_method": "hist", "monotone_constraints": ""}, SyntaxError, None),
+    "monotone constraints naming features (eval's NameError)": (
+        {"tree_method": "hist", "monotone_constraints": "(inc, 0, dec)"},
+        NameError,
+        "name 'inc' is not defined",
+    ),
+    "monotone constraint true in JSON's spelling": (
+        {"tree_method": "hist", "monotone_constraints": "(true, 0)"},
+        NameError,
+        "name 'true' is not defined",
+    ),
+    "monotone constraints with a set of a list (eval's TypeError, before the later name)": (
+        {"tree_method": "hist", "monotone_constraints": "({[1]}, later)"},
+        TypeError,
+        "unhashable type: 'list'",
+    ),
+    "interaction constraints not closed (literal_eval's SyntaxError)": (
+        {"tree_method": "hist", "interaction_constraints": "[[1, 2]"},
+        SyntaxError,
+        None,
+    ),
+    "interaction constraints after a space (the image's Python 3.8 literal_eval does not strip it)": (
+        {"tree_method": "hist", "interaction_constraints": " [[1, 2]]"},
+        IndentationError,
+        "unexpected indent",
     ),
 }
 
@@ -222,6 +295,22 @@ def test_hyperparameters_the_container_rejects_fail_with_its_message(
     assert str(raised.value).startswith(message)
 
 
+@pytest.mark.parametrize(("given", "error", "message"), UNCAUGHT.values(), ids=UNCAUGHT.keys())
+def test_parse_errors_the_container_does_not_catch_are_not_caught(
+    given: dict[str, str], error: type[Exception], message: str | None
+) -> None:
+    # Given a tuple or nested-list value the container's eval or literal_eval fails on with other than ValueError
+    # When it is validated
+    with pytest.raises(error) as raised:
+        hyperparameters.validate({**BASE, **given})
+
+    # Then that very error comes out, not a UserError (the job ends as the container's does, exit code 2)
+    assert type(raised.value) is error
+    assert not isinstance(raised.value, UserError)
+    if message is not None:
+        assert str(raised.value).startswith(message)
+
+
 def test_a_missing_num_round_is_reported_before_anything_else() -> None:
     with pytest.raises(UserError, match=r"^Missing required hyperparameter: num_round$"):
         hyperparameters.validate({"eta": "5", "bogus": "1"})
@@ -239,7 +328,7 @@ def test_the_later_of_a_name_and_its_alias_wins() -> None:
 
 def test_the_rules_table_has_every_name_once_and_the_abalone_hyperparameters_pass() -> None:
     names = [rule.name for rule in hyperparameters.RULES]
-    assert len(names) == len(set(names)) == 53
+    assert len(names) == len(set(names)) == 54
     abalone = {
         "objective": "reg:squarederror", "num_round": 50, "max_depth": 5, "eta": 0.2, "gamma": 4,
         "min_child_weight": 6, "subsample": 0.7, "verbosity": 0,

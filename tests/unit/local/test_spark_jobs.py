@@ -281,6 +281,7 @@ APP = """
 """
 
 
+@pytest.mark.spark
 @pytest.mark.skipif(
     shutil.which("java") is None, reason="no Java on this machine (apt-get install openjdk-17-jre-headless)"
 )

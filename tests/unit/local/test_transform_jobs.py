@@ -228,6 +228,29 @@ def test_single_record_and_multi_record_batches_give_the_same_predictions(
     assert np.allclose(values, predicted(booster, rows), atol=1e-6, rtol=0)
 
 
+def test_several_instances_run_as_one_host_with_the_same_outputs_and_the_log_says_so_once(
+    lab: Lab, booster: Any
+) -> None:
+    # Given two objects to transform
+    rows = {"a.csv": raw_rows(6, seed=3), "b.csv": raw_rows(4, seed=4)}
+    for key, lines in rows.items():
+        lab.put(f"batch/fleet/{key}", "\n".join(lines) + "\n")
+    # When one job asks for three instances and another for one
+    for name, count in (("fleet-of-3", 3), ("fleet-of-1", 1)):
+        lab.transform(name, f"s3://{BUCKET}/batch/fleet/", TransformResources={"InstanceCount": count})
+        assert lab.wait(name)["TransformJobStatus"] == "Completed"
+    # Then both write the same outputs, and DescribeTransformJob keeps the count asked for
+    for key, lines in rows.items():
+        assert lab.read(f"out/fleet-of-3/{key}.out") == lab.read(f"out/fleet-of-1/{key}.out")
+        values = [float(v) for v in lab.read(f"out/fleet-of-3/{key}.out").splitlines()]
+        assert np.allclose(values, predicted(booster, lines), atol=1e-6)
+    assert lab.describe("fleet-of-3")["TransformResources"]["InstanceCount"] == 3
+    # And only the three-instance job's log says, once, that it ran as one host
+    note = "the local runtime runs InstanceCount 3 as one host"
+    assert (lab.runner._log_dir / "fleet-of-3.log").read_text().count(note) == 1
+    assert "as one host" not in (lab.runner._log_dir / "fleet-of-1.log").read_text()
+
+
 def test_every_input_object_gets_its_out_object_named_as_batch_transform_names_it(lab: Lab, booster: Any) -> None:
     # Given objects under a prefix, one in a sub-folder and one gzip-compressed elsewhere
     first, second = raw_rows(5, seed=1), raw_rows(7, seed=2)

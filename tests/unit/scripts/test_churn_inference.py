@@ -143,6 +143,7 @@ def test_a_header_with_the_label_is_refused(served: tuple[ModuleType, Any]) -> N
         encode(module, model, ",".join(header) + "\n" + ",".join(rows[0]) + "\n")
 
 
+@pytest.mark.spark
 @pytest.mark.skipif(spark_python() is None, reason=SKIP_REASON)
 def test_the_smoke_rows_encode_exactly_as_preprocess_encoded_the_test_rows(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path

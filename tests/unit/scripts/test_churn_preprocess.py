@@ -22,7 +22,7 @@ from tests.unit.scripts.churn_spark import (
     spark_python,
 )
 
-pytestmark = pytest.mark.skipif(spark_python() is None, reason=SKIP_REASON)
+pytestmark = [pytest.mark.spark, pytest.mark.skipif(spark_python() is None, reason=SKIP_REASON)]
 
 SPLIT_FILES = {"train/train.csv", "validation/validation.csv", "test/test.csv"}
 OUTPUT_FILES = SPLIT_FILES | {"schema/schema.json", "smoke/raw.csv", "baseline/train.csv"}

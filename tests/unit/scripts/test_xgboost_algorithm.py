@@ -205,6 +205,20 @@ def test_the_containers_own_metrics_are_reported_every_round(tmp_path: Path, spl
     assert len(r2) == 5 and r2[0] < r2[-1] < 1
 
 
+def test_use_dask_gpu_training_false_trains_as_without_it(tmp_path: Path, splits: Path) -> None:
+    # Given the XGBoost 1.5+ hyperparameter turned off (verbosity 1: xgboost warns of parameters it does not use)
+    given = {**HYPERPARAMETERS, "num_round": "3", "verbosity": "1", "use_dask_gpu_training": "false"}
+    root = opt_ml(tmp_path, splits, given)
+
+    # When the algorithm runs
+    proc = run_algorithm(root)
+
+    # Then it trains, and xgboost is not handed the container's own switch
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "model" / "xgboost-model").exists()
+    assert "are not used" not in proc.stdout + proc.stderr
+
+
 HIDDEN = {"train/.DS_Store": "x"}
 DATA_CASES = {
     "eta above the container's range": (
@@ -220,6 +234,14 @@ DATA_CASES = {
     "eval_metric without objective": (
         {k: v for k, v in HYPERPARAMETERS.items() if k != "objective"} | {"eval_metric": "rmse"},
         CSV_CHANNELS, {}, 2, "KeyError: 'objective'",
+    ),
+    "monotone constraints that are not Python": (
+        {**HYPERPARAMETERS, "tree_method": "hist", "monotone_constraints": "(1,,0)"}, CSV_CHANNELS, {}, 2,
+        "SyntaxError: invalid syntax",
+    ),
+    "dask GPU training is not emulated": (
+        {**HYPERPARAMETERS, "use_dask_gpu_training": "true"}, CSV_CHANNELS, {}, 1,
+        "Distributed GPU training with Dask (hyperparameter use_dask_gpu_training=true) is not emulated",
     ),
     "missing num_round": (
         {k: v for k, v in HYPERPARAMETERS.items() if k != "num_round"}, CSV_CHANNELS, {}, 1,

@@ -204,3 +204,34 @@ def test_a_contract_that_disagrees_with_the_data_section_is_refused(data: dict[s
     config["data"] = {**config["data"], **data}  # type: ignore[dict-item]
     with pytest.raises(InvalidPipelineConfig, match=problem):
         parse_pipeline_config(config, source="pipeline.json")
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [(True, "true"), (False, "false"), ("true", "true"), (1, 1), (0.5, 0.5)],
+    ids=["json true", "json false", "text true", "int 1 stays a number", "float"],
+)
+def test_a_boolean_hyperparameter_becomes_sagemakers_true_or_false_text_not_1(given: object, sent: object) -> None:
+    from sfn_mlops.planner import _hyperparameters
+
+    # Given pipeline.json with a JSON boolean (or another value) as a hyperparameter
+    config = parse_pipeline_config(_with("train.hyperparameters.save_model_on_termination", given), source="p.json")
+    # When it is validated, Then a boolean is SageMaker's text form, which the container's true/false rules take
+    assert config.train.hyperparameters["save_model_on_termination"] == sent
+    # And the training job is sent that text
+    assert _hyperparameters(config)["save_model_on_termination"] == str(sent)
+
+
+@pytest.mark.parametrize("text", ["true", "false"])
+def test_a_set_override_with_a_json_boolean_hyperparameter_is_sent_as_true_or_false(text: str) -> None:
+    from sfn_mlops.rerun import apply_overrides, parse_override
+
+    # Given --set train.hyperparameters.save_model_on_termination=true (the value parses as JSON: a boolean)
+    key, value = parse_override(f"train.hyperparameters.save_model_on_termination={text}")
+    assert value is (text == "true")
+    # When it is applied to a valid config
+    config = apply_overrides(
+        parse_pipeline_config(abalone_config(), source="pipeline.json"), {key: value}, source="abalone"
+    )
+    # Then the hyperparameter is the text "true"/"false", not 1/0
+    assert config.train.hyperparameters["save_model_on_termination"] == text

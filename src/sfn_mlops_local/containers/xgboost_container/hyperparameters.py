@@ -7,7 +7,9 @@ aliases, cross-parameter checks, messages) and src/sagemaker_algorithm_toolkit/h
 
 1. aliases become their names (learning_rate -> eta, ...); a later key wins over an earlier one;
 2. a missing required name fails ("Missing required hyperparameter: num_round");
-3. each value is parsed in the order given; an unknown name or an unparsable value fails;
+3. each value is parsed in the order given; an unknown name or an unparsable value (a ValueError) fails;
+   other parse errors (monotone_constraints is eval()'d, interaction_constraints literal_eval()'d) are not
+   caught: the job ends with the uncaught SyntaxError or NameError, as the container's does;
 4. each value is checked against its range, in the order given;
 5. cross-parameter checks run dependencies first.
 """
@@ -15,11 +17,13 @@ aliases, cross-parameter checks, messages) and src/sagemaker_algorithm_toolkit/h
 from __future__ import annotations
 
 import ast
+import builtins
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AlgorithmError, UserError
+from .errors import AlgorithmError, NotEmulated, UserError
 from .metrics import MAXIMIZE_METRICS, MINIMIZE_METRICS, TUNING_METRIC_NAMES
 
 
@@ -264,6 +268,8 @@ RULES: tuple[Rule, ...] = (
     Rule("deterministic_histogram", "category", _BOOL),
     Rule("sampling_method", "category", _category("uniform", "gradient_based")),
     Rule("prob_buffer_row", "int", Interval(min_open=1.0)),
+    # XGBoost 1.5+: Dask training over the hosts' GPUs. train.py pops it; "true" is refused as not emulated.
+    Rule("use_dask_gpu_training", "category", _BOOL),
 )
 # fmt: on
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
@@ -277,13 +283,54 @@ def _parse(rule: Rule, value: str) -> Any:
         return float(value)
     if rule.kind == "list":
         return value.split(",")
-    if rule.kind in ("tuple", "nested"):
-        # The container evaluates the text as Python; literal_eval reads the same literals safely.
-        try:
-            return ast.literal_eval(value)
-        except SyntaxError as exc:
-            raise ValueError(str(exc)) from None
+    if rule.kind == "tuple":
+        return _eval_like_the_container(value)
+    if rule.kind == "nested":
+        # ast.literal_eval as in the image's Python 3.8, which does not strip leading spaces (3.10+ does):
+        # a SyntaxError (IndentationError included) passes through, a non-literal is a ValueError.
+        return ast.literal_eval(ast.parse(value, mode="eval"))
     return value
+
+
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Not: operator.not_,
+    ast.Invert: operator.invert,
+}
+
+
+def _eval_like_the_container(text: str) -> Any:
+    """What the container's eval(text) gives or raises, for displays of literals and names, running no code.
+
+    eval() drops leading spaces and tabs and compiles as "<string>", so a SyntaxError passes through as eval's.
+    Tuples, lists, sets and dicts of literals, unary signs and names evaluate as eval evaluates them: left to
+    right, a name from the builtins or eval's NameError, a set of a list eval's TypeError. Anything else (a
+    call, arithmetic, an attribute) would run code: refused as not emulated."""
+    tree = ast.parse(text.lstrip(" \t"), filename="<string>", mode="eval")
+    return _evaluate(tree.body, text)
+
+
+def _evaluate(node: ast.expr, text: str) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if not hasattr(builtins, node.id):
+            raise NameError(f"name '{node.id}' is not defined")
+        return getattr(builtins, node.id)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand, text))
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        items = [_evaluate(item, text) for item in node.elts]  # all evaluated before the display is built
+        return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict) and None not in node.keys:  # (a None key is a ** unpacking)
+        pairs = [
+            (_evaluate(key, text), _evaluate(value, text))
+            for key, value in zip(node.keys, node.values, strict=True)
+            if key is not None
+        ]
+        return dict(pairs)
+    raise NotEmulated(f"monotone_constraints given as a Python expression ({text!r})")
 
 
 def _check_range(rule: Rule, value: Any) -> None:

@@ -132,6 +132,8 @@ def train_job(xgb: Any, config: dict[str, Any], train: Any, validation: Any) -> 
         )
     evals = [(train, "train")] + ([(validation, "validation")] if validation is not None else [])
     try:
+        # feval, as the container passes it (xgboost 1.7 gives it raw margins, which the container's metrics score;
+        # custom_metric would get probabilities): its deprecation warning is in the container's log too.
         return xgb.train(
             params,
             train,
@@ -153,6 +155,8 @@ def run(root: Path) -> Path:
     if config.get("updater"):
         config["updater"] = ",".join(config["updater"])
     channels = data.validate_channels(read_json(config_dir / "inputdataconfig.json"))
+    if config.pop("use_dask_gpu_training", "false") == "true":
+        raise NotEmulated("Distributed GPU training with Dask (hyperparameter use_dask_gpu_training=true)")
     if "_kfold" in config:
         raise NotEmulated("Cross-validation (hyperparameter _kfold)")
     xgb = import_xgboost()
