@@ -19,6 +19,10 @@ _JOB_LOG_GROUPS = {"train": "/aws/sagemaker/TrainingJobs", "transform": "/aws/sa
 _PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 
 
+def _log_group(unit_name: str | None) -> str:
+    return _JOB_LOG_GROUPS.get(str(unit_name), _PROCESSING_LOG_GROUP)
+
+
 def where_the_logs_are(args: argparse.Namespace, summary: dict[str, Any], unit_name: str | None) -> str:
     """The failing unit's log: locally the job's file (else the service's log folder); on AWS the job's
     CloudWatch log stream (else the flow execution, whose history names the failing step)."""
@@ -26,7 +30,7 @@ def where_the_logs_are(args: argparse.Namespace, summary: dict[str, Any], unit_n
     job = unit.get("job_name")
     if getattr(args, "stack", None):
         if job:
-            return f"CloudWatch log group {_JOB_LOG_GROUPS.get(str(unit_name), _PROCESSING_LOG_GROUP)}, streams {job}/*"
+            return f"CloudWatch log group {_log_group(unit_name)}, streams {job}/*"
         execution = unit.get("worker_execution_arn") or summary.get("flow_execution_arn")
         return f"Step Functions execution {execution}" if execution else ""
     from sfn_mlops_local.local import client
@@ -45,22 +49,19 @@ def last_logged_error(args: argparse.Namespace, summary: dict[str, Any], unit_na
     of the job's CloudWatch streams (the caller's own credentials; failing to read them only leaves this out)."""
     _, local_log = split_log_location(cause)
     if local_log and not getattr(args, "stack", None):
-        path = Path(local_log)
-        try:
-            with path.open("rb") as log:
-                log.seek(max(0, path.stat().st_size - 64 * 1024))
-                return meaningful_line(log.read().decode(errors="replace"))
-        except OSError:
-            return ""
+        from sfn_mlops_local.local.job_sandbox import log_tail
+
+        return meaningful_line(log_tail(Path(local_log), lines=1000, limit=64 * 1024))
     named = _FAILED_JOB.search(cause)
     if not named or not getattr(args, "stack", None):
         return ""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    group = _JOB_LOG_GROUPS.get(str(unit_name), _PROCESSING_LOG_GROUP)
+    from sfn_mlops_local.model_cache import session
+
+    group = _log_group(unit_name)
     try:
-        logs = boto3.Session(profile_name=args.profile, region_name=args.region).client("logs")
+        logs = session(profile_name=args.profile, region_name=args.region).client("logs")
         prefix = f"{named.group(1)}/"
         streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=prefix)["logStreams"]
         text = "\n".join(

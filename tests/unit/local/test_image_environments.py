@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.conftest import wait_until
+from tests.unit.local.job_runner import local_job_runner
 from tests.unit.local.model_fixtures import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE
 
 BUCKET = "image-env-tests"
@@ -226,15 +226,8 @@ class Jobs:
 
 @pytest.fixture
 def jobs(aws: None, tmp_path: Path) -> Iterator[Jobs]:
-    from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
-
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    (tmp_path / "work").mkdir()
-    runner = LocalJobRunner(lambda: s3, tmp_path / "work", tmp_path / "logs")
-    yield Jobs(runner, s3)
-    runner.wait_idle(30)
-    runner.terminate_all()
+    with local_job_runner(tmp_path, BUCKET) as (runner, s3):
+        yield Jobs(runner, s3)
 
 
 def test_a_script_importing_what_its_image_lacks_fails_naming_the_package(jobs: Jobs) -> None:

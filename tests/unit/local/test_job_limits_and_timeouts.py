@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from tests.conftest import wait_until
+from tests.unit.local.job_runner import local_job_runner
 from tests.unit.local.model_fixtures import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE
 
 BUCKET = "job-limits-tests"
@@ -21,15 +22,8 @@ BUCKET = "job-limits-tests"
 
 @pytest.fixture
 def runner(aws: None, tmp_path: Path) -> Iterator[Any]:
-    from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
-
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    (tmp_path / "work").mkdir()
-    local = LocalJobRunner(lambda: s3, tmp_path / "work", tmp_path / "logs")
-    yield local
-    local.wait_idle(30)
-    local.terminate_all()
+    with local_job_runner(tmp_path, BUCKET) as (local, _):
+        yield local
 
 
 def put(key: str, body: str) -> None:

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from tests.conftest import wait_until
+from tests.unit.local.job_runner import local_job_runner
 from tests.unit.local.model_fixtures import ROLE
 
 SPARK_IMAGE = "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:3.5-cpu-py312-v1"
@@ -185,15 +186,8 @@ def test_without_java_the_error_says_how_to_install_it(monkeypatch: pytest.Monke
 # ------------------------------------------------------------------------------------------- jobs
 @pytest.fixture
 def runner(aws: None, tmp_path: Path) -> Iterator[Any]:
-    from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
-
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    (tmp_path / "work").mkdir()
-    local = LocalJobRunner(lambda: s3, tmp_path / "work", tmp_path / "logs")
-    yield local
-    local.wait_idle(120)
-    local.terminate_all()
+    with local_job_runner(tmp_path, BUCKET, idle_s=120) as (local, _):
+        yield local
 
 
 def spark_request(name: str, script: str, arguments: list[str], instance_count: int = 1) -> dict[str, Any]:
