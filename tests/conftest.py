@@ -42,6 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[TALLIES] = {}
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The test process runs in-process runtimes (moto's models, many short-lived objects): collect less often and
+    # never rescan what collection imported, as the local service does for itself.
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def tally(config: pytest.Config, suite: str, kind: str) -> None:
     """Count one case of ``suite`` under ``kind`` for the summary at the end of the run."""
     kinds = config.stash[TALLIES].setdefault(suite, {})

@@ -90,3 +90,34 @@ def session(**kwargs: Any) -> Any:
     loader = core.get_component("data_loader")
     loader.file_loader = MarshalCachingFileLoader(loader.file_loader, cache_dir())
     return boto3.session.Session(botocore_session=core, **kwargs)
+
+
+_installed = False
+
+
+def install_for_this_process() -> None:
+    """Every botocore loader in this process reads its data files through the cache, and lists the services on
+    its search path once: for the local runtime's process, where moto and the in-process functions create
+    dozens of sessions (moto alone builds three at import to list EC2's regions), each loading the same files
+    and listing botocore's data folder again. Idempotent; call it before moto is imported."""
+    global _installed
+    if _installed:
+        return
+    from botocore import loaders
+
+    class _Uncached(loaders.JSONFileLoader):
+        load_file = loaders.JSONFileLoader.load_file  # botocore's own, kept before the class is patched below
+
+    cached = MarshalCachingFileLoader(_Uncached(), cache_dir())
+    loaders.JSONFileLoader.load_file = lambda _self, file_path: cached.load_file(file_path)  # type: ignore[method-assign,assignment]
+    listed: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    original_list = loaders.Loader.list_available_services
+
+    def list_available_services(self: Any, type_name: str) -> list[str]:
+        key = (tuple(self.search_paths), type_name)
+        if key not in listed:
+            listed[key] = original_list(self, type_name)
+        return list(listed[key])  # the folders do not change while the process runs; callers get their own list
+
+    loaders.Loader.list_available_services = list_available_services  # type: ignore[method-assign]
+    _installed = True

@@ -244,9 +244,9 @@ def _console_input(executor_input: Any) -> dict[str, Any] | None:
 def _unit_image(name: str, record: dict[str, Any]) -> str | None:
     """The container image a job unit's SageMaker job ran (the ImageUri its request named, from the unit's planned
     config); None for the units that run no job of their own (register, a batch's check, a Lambda's)."""
-    from sfn_mlops.jobs import BUILDERS
+    from sfn_mlops.naming import JOB_UNITS
 
-    if name not in BUILDERS:
+    if name not in JOB_UNITS:
         return None
     config = (record.get("inputs") or {}).get("config")
     image = config.get("image_uri") if isinstance(config, dict) else None

@@ -11,6 +11,9 @@ JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PIPELINE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,23}-\d{8}t\d{6}-[0-9a-f]{8}$")
 UNIT_CODES = {"preprocess": "prep", "train": "train", "evaluate": "eval", "register": "reg"}
+# The training units that run a SageMaker job of their own (jobs.BUILDERS builds their requests). Here, apart from
+# jobs.py, so a read-only command can tell them without importing the request builders and their models.
+JOB_UNITS = frozenset({"preprocess", "train", "evaluate"})
 
 
 def make_run_id(pipeline: str, started: datetime, identity: str) -> str:

@@ -18,8 +18,12 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 4. Task fault injection (tests, ``mlops run --fail-at``): a registered fault makes a Task state fail
    before it calls its resource, with a chosen error name and cause, exactly as a failing task does:
    a TaskFailed event, then Retry/Catch by that name, else the execution fails with it.
-5. Parsed definitions are cached per definition text: moto parses the ASL (ANTLR, ~70 ms for the
-   executor) for every execution, nine times per run; the parsed program keeps no execution state.
+5. Parsed definitions are cached per definition text, in memory and on disk: moto parses the ASL with ANTLR's
+   pure-Python runtime (~0.1-0.3 s per state machine) when a state machine is created and for every execution;
+   a service start parsed 14 definitions (about 2 s). The parsed program is pickled once per definition (and
+   moto, Python and this module's version) into a private cache folder, and every execution gets its own
+   unpickled copy (~1 ms), so nothing a run changes on a component (Map keeps iteration state there) reaches
+   another run. moto's static analysers, which need ANTLR's tree, parse for themselves once per process.
 6. Requests to moto are served one at a time: moto's backends change their dicts in place without a
    lock, so a DynamoDB Query from the CLI while an execution's UpdateItem adds or removes attributes
    fails with "dictionary changed size during iteration" (AWS's services are atomic per item; S3 and
@@ -78,20 +82,25 @@ if moto's behaviour changes underneath it (see docs/decisions/0001-local-runtime
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import email.utils
 import functools
 import hashlib
 import json
 import math
+import os
+import pickle
 import random
 import sys
+import tempfile
 import threading
 import uuid
 import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -173,6 +182,7 @@ from moto.stepfunctions.parser.asl.component.state.fail.error_decl import Error 
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.static_analyser.static_analyser import StaticAnalyser
 from moto.stepfunctions.parser.asl.utils import boto_client as boto_client_module
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
@@ -322,10 +332,15 @@ _SAGEMAKER_JOBS = {
 }
 
 
+@functools.cache
+def _sagemaker_model() -> Any:
+    """Loading SageMaker's service model takes ~0.1-0.3 s: once per process, not once per job task or kind."""
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
 @functools.lru_cache(maxsize=8)
 def _sagemaker_request_members(action: str) -> set[str]:
-    """Loading SageMaker's service model takes ~0.3 s: once per process, not once per job task."""
-    model = botocore.session.get_session().get_service_model("sagemaker")
+    model = _sagemaker_model()
     operation = next(name for name in model.operation_names if name.lower() == action)
     return set(model.operation_model(operation).input_shape.members)
 
@@ -487,19 +502,86 @@ def _evaluate_with_faults(self: Any, env: Any) -> None:
 
 # --------------------------------------------------------------------------- 5. parse once per definition
 _original_parse = AmazonStateLanguageParser.parse
+ASL_CACHE_VARIABLE = "MLOPS_ASL_CACHE"  # a folder for the parsed-definition cache, or "off"
+_parsed: dict[str, bytes] = {}  # cache key -> pickled program
+_parse_counts = {"parsed": 0, "from_disk": 0}
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """What a pickled program depends on: moto's classes, these adaptations' classes, and the Python."""
+    source = Path(__file__).read_bytes()
+    return hashlib.sha256(b"|".join([moto.__version__.encode(), sys.version.encode(), source])).hexdigest()
+
+
+def asl_cache_dir() -> Path | None:
+    configured = os.environ.get(ASL_CACHE_VARIABLE)
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sfn-mlops" / "asl-programs"
+
+
+def _cache_key(definition: str) -> str:
+    return hashlib.sha256(f"{_code_fingerprint()}|{definition}".encode()).hexdigest()[:40]
 
 
 @functools.lru_cache(maxsize=64)
-def _parse_cached(definition: str) -> Any:
-    return _original_parse(definition)
+def _parse_tree(definition: str) -> Any:
+    """ANTLR's parse tree, for moto's static analysers (read-only visitors): parsed at most once per process."""
+    return _original_parse(definition)[1]
+
+
+def _parsed_entry(definition: str) -> bytes | None:
+    """The pickled program of ``definition``: from memory, the cache folder, or a parse.
+    None when the program cannot be pickled. A definition that does not parse raises as moto's parser does."""
+    key = _cache_key(definition)
+    entry = _parsed.get(key)
+    if entry is not None:
+        return entry
+    folder = asl_cache_dir()
+    cached = folder / f"{key}.pickle" if folder else None
+    if cached is not None:
+        with contextlib.suppress(OSError):
+            entry = cached.read_bytes()
+            _parse_counts["from_disk"] += 1
+    if entry is None:
+        program, _tree = _original_parse(definition)
+        _parse_counts["parsed"] += 1
+        try:
+            entry = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a component moto adds later may not pickle: parse per use then
+            return None
+        if cached is not None:
+            _store_privately(cached, entry)
+    _parsed[key] = entry
+    return entry
+
+
+def _store_privately(path: Path, data: bytes) -> None:
+    """Whole or not at all (a reader never sees half a file), readable by this user only."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
+            handle.write(data)
+        os.replace(handle.name, path)
+    except OSError:
+        pass
 
 
 def _parse(definition: str) -> Any:
-    # In moto 5.2.5 states set attributes only when parsed, except Map's iteration machinery: never share
-    # a parsed Map (or Parallel, to be safe) between executions.
-    if '"Map"' in definition or '"Parallel"' in definition:
+    entry = _parsed_entry(definition)
+    if entry is None:
         return _original_parse(definition)
-    return _parse_cached(definition)
+    program = pickle.loads(entry)  # written by this module, in a folder only this user can write
+    # No parse tree: the only readers of it are moto's static analysers, which _analyse gives their own.
+    return program, None
+
+
+def _analyse(self: Any, definition: str) -> None:
+    self.visit(_parse_tree(definition))
 
 
 # --------------------------------------------------------------------------- 6. one moto request at a time
@@ -1182,6 +1264,7 @@ def apply() -> None:
         if "_from_error" in task_class.__dict__:
             task_class._from_error = _passing_injected_faults(task_class.__dict__["_from_error"])
     AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
+    StaticAnalyser.analyse = _analyse  # type: ignore[method-assign]
     BotocoreStubber.process_request = _process_request_serially  # type: ignore[method-assign]
     StringJSONata._eval_body = _eval_string_jsonata  # type: ignore[method-assign]
     StringVariableSample._eval_body = _eval_variable_sample  # type: ignore[method-assign]

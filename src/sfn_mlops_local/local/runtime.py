@@ -17,20 +17,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-import moto
-from moto import mock_aws
-from moto.backends import get_backend
+from sfn_mlops_local import model_cache
 
-from sfn_mlops_local.local import moto_adaptations
-from sfn_mlops_local.local.client import default_state_dir, project_root
-from sfn_mlops_local.local.endpoints import EndpointService
-from sfn_mlops_local.local.events import LocalEventBus, object_created_event, rules_from_functions
-from sfn_mlops_local.local.lambda_host import LambdaHost
-from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads
-from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner
-from sfn_mlops_local.local.scheduler import LocalScheduler, provision_queues, provision_schedules, sqs_dead_letter
-from sfn_mlops_local.local.state import (
+# Before moto is imported: it loads botocore's data at import, and the runtime creates dozens of sessions.
+model_cache.install_for_this_process()
+
+import boto3  # noqa: E402
+import moto  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from moto.backends import get_backend  # noqa: E402
+
+from sfn_mlops_local.local import moto_adaptations  # noqa: E402
+from sfn_mlops_local.local.client import default_state_dir, project_root  # noqa: E402
+from sfn_mlops_local.local.endpoints import EndpointService  # noqa: E402
+from sfn_mlops_local.local.events import LocalEventBus, object_created_event, rules_from_functions  # noqa: E402
+from sfn_mlops_local.local.lambda_host import LambdaHost  # noqa: E402
+from sfn_mlops_local.local.recovery import mark_interrupted_work, unplanned_uploads  # noqa: E402
+from sfn_mlops_local.local.sagemaker_jobs import LocalJobRunner  # noqa: E402
+from sfn_mlops_local.local.scheduler import LocalScheduler, provision_queues, provision_schedules, sqs_dead_letter  # noqa: E402
+from sfn_mlops_local.local.state import (  # noqa: E402
     STATE_FILE,
     StateFormatError,
     claim_state_folder,
@@ -38,8 +43,8 @@ from sfn_mlops_local.local.state import (
     is_state_folder,
     load_state,
 )
-from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template
-from sfn_mlops_local.operations import Target
+from sfn_mlops_local.local.template import ACCOUNT, REGION, ResolvedTemplate, load_template  # noqa: E402
+from sfn_mlops_local.operations import Target  # noqa: E402
 
 PERSISTED_SERVICES = ("s3", "dynamodb", "sagemaker", "iam", "scheduler", "cloudwatch")
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}

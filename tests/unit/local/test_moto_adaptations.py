@@ -8,11 +8,13 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import moto
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from sfn_mlops_local.local import moto_adaptations
@@ -223,22 +225,58 @@ def test_faults_cannot_use_step_functions_error_names() -> None:
         moto_adaptations.inject_task_fault("m", "s", "States.Timeout", "no")
 
 
-def test_parsed_definitions_are_reused_across_executions(sfn: Any) -> None:
-    # Given one definition executed twice, Then it is parsed once and both executions run independently
+def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program(
+    sfn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an empty parse cache and one definition executed twice
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
+    monkeypatch.setenv(moto_adaptations.ASL_CACHE_VARIABLE, str(tmp_path / "asl"))
+    monkeypatch.setattr(moto_adaptations, "_parsed", {})
+    counts = moto_adaptations._parse_counts
+    parsed_before = counts["parsed"]
     states = {"Echo": {"Type": "Pass", "Parameters": {"value.$": "$.value"}, "End": True}}
     arn = machine(sfn, "parsed-once", states, "Echo")
     definition = json.dumps({"StartAt": "Echo", "States": states})
-    before = moto_adaptations._parse_cached.cache_info().hits
+    # When it runs twice, Then both executions run independently on one parse
     assert json.loads(run(sfn, arn, {"value": 1})["output"]) == {"value": 1}
     assert json.loads(run(sfn, arn, {"value": 2})["output"]) == {"value": 2}
-    assert moto_adaptations._parse_cached.cache_info().hits >= before + 1
-    assert AmazonStateLanguageParser.parse(definition) is AmazonStateLanguageParser.parse(definition)
-    # A Map keeps iteration state on its parsed components: never shared
+    assert counts["parsed"] == parsed_before + 1
+    # and every use gets a program of its own: a Map keeps iteration state on its components
     inner = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
     mapped = json.dumps({"StartAt": "M", "States": {"M": {"Type": "Map", "Iterator": inner, "End": True}}})
-    assert AmazonStateLanguageParser.parse(mapped) is not AmazonStateLanguageParser.parse(mapped)
+    first, second = AmazonStateLanguageParser.parse(mapped)[0], AmazonStateLanguageParser.parse(mapped)[0]
+    assert first is not second and type(first) is type(second)
+    # and a new process (memory empty) reads the parsed program from the cache folder, readable by this user only
+    monkeypatch.setattr(moto_adaptations, "_parsed", {})
+    from_disk = counts["from_disk"]
+    assert AmazonStateLanguageParser.parse(definition)[0] is not None
+    assert counts["from_disk"] == from_disk + 1 and counts["parsed"] == parsed_before + 2
+    assert (tmp_path / "asl").stat().st_mode & 0o077 == 0
+
+
+def test_a_definition_that_does_not_parse_is_refused_and_nothing_is_cached_for_it(
+    sfn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(moto_adaptations.ASL_CACHE_VARIABLE, str(tmp_path / "asl"))
+    with pytest.raises(ClientError, match="definition"):
+        sfn.create_state_machine(name="bad", definition='{"StartAt": "X"}', roleArn=ROLE)
+    assert not (tmp_path / "asl").exists()
+
+
+def test_moto_s_static_analysers_still_read_the_parse_tree() -> None:
+    # The cached parse returns no ANTLR tree; the analysers parse for themselves
+    from moto.stepfunctions.parser.asl.static_analyser.variable_references_static_analyser import (
+        VariableReferencesStaticAnalyser,
+    )
+
+    states = {
+        "Set": {"Type": "Pass", "Assign": {"n": 1}, "Next": "Use"},
+        "Use": {"Type": "Pass", "Parameters": {"v.$": "$n"}, "End": True},
+    }
+    definition = json.dumps({"StartAt": "Set", "States": states})
+    moto_adaptations.apply()
+    assert VariableReferencesStaticAnalyser.process_and_get(definition) == {"Use": ["n"]}
 
 
 def test_runtime_fault_api_validates_names(runtime: Any) -> None:

@@ -59,16 +59,6 @@ def contract_arguments() -> list[str]:
     return arguments
 
 
-def run_preprocess(input_dir: Path, output_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    python = spark_python()
-    assert python is not None, SKIP_REASON
-    command = [
-        python, str(SCRIPT), "--input-dir", str(input_dir), "--output-dir", str(output_dir),
-        "--message-file", str(output_dir.parent / f"{output_dir.name}.message"), *extra,
-    ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False)
-
-
 def main_in_one_process(argvs: list[list[str]]) -> tuple[list[int], str]:
     """Each argument list through the script's ``main`` in one PySpark process (one JVM start for all, the slow
     part): the exit codes, and what the process wrote on stderr."""
@@ -85,20 +75,3 @@ def main_in_one_process(argvs: list[list[str]]) -> tuple[list[int], str]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
-
-
-_PREPROCESSED: dict[int, Path] = {}
-
-
-def preprocessed(root: Path, seed: int = 42) -> Path:
-    """churn.csv preprocessed as the churn pipeline's job would (its contract's arguments), once per test process and
-    seed: Spark is slow to start. ``root``: a folder that lives as long as the test session."""
-    if seed not in _PREPROCESSED:
-        input_dir = root / f"churn-input-{seed}"
-        input_dir.mkdir(parents=True)
-        (input_dir / "churn.csv").write_bytes(DATA.read_bytes())
-        output_dir = root / f"churn-preprocessed-{seed}"
-        done = run_preprocess(input_dir, output_dir, *contract_arguments(), "--seed", str(seed))
-        assert done.returncode == 0, done.stderr[-3000:]
-        _PREPROCESSED[seed] = output_dir
-    return _PREPROCESSED[seed]

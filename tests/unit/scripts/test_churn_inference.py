@@ -1,6 +1,7 @@
 """models/churn/scripts/inference.py, the preprocessing container of a registered churn package, called as the
 scikit-learn container calls it (model_fn, then input_fn -> predict_fn -> output_fn), with the XGBoost container's
-step after it: raw rows in, one churn probability per row out."""
+step after it: raw rows in, one churn probability per row out. (That it encodes the smoke rows exactly as the PySpark
+preprocess encoded them is tested beside the preprocess tests, on their Spark run: Spark is slow to start.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.unit.scripts.churn_spark import CHURN, DATA, SKIP_REASON, preprocessed, spark_python
+from tests.unit.scripts.churn_spark import CHURN, DATA
 
 SCRIPT = CHURN / "scripts" / "inference.py"
 CONFIG = json.loads((CHURN / "pipeline.json").read_text())
@@ -141,21 +142,3 @@ def test_a_header_with_the_label_is_refused(served: tuple[ModuleType, Any]) -> N
     header, rows = raw_rows()
     with pytest.raises(ValueError, match="row 1 is a header with the label column 'churn'"):
         encode(module, model, ",".join(header) + "\n" + ",".join(rows[0]) + "\n")
-
-
-@pytest.mark.spark
-@pytest.mark.skipif(spark_python() is None, reason=SKIP_REASON)
-def test_the_smoke_rows_encode_exactly_as_preprocess_encoded_the_test_rows(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
-) -> None:
-    # Given churn preprocessed by its PySpark script, and the package's preprocessing built from its schema.json
-    output = preprocessed(tmp_path_factory.getbasetemp(), seed=42)
-    schema = json.loads((output / "schema" / "schema.json").read_text())
-    model_dir = package_model(schema, tmp_path)
-    module = container_module(model_dir)
-    model = module.model_fn(str(model_dir))
-    # When the smoke rows (the first raw test rows) are encoded by the endpoint's first container
-    encoded = encode(module, model, (output / "smoke" / "raw.csv").read_text())
-    # Then they are, value for value and in order, the features preprocess wrote for those test rows
-    test_rows = (output / "test" / "test.csv").read_text().splitlines()[:100]
-    assert encoded.splitlines() == [line.split(",", 1)[1] for line in test_rows]

@@ -192,3 +192,11 @@ def test_a_feature_list_longer_than_one_container_argument_goes_in_several(engin
     assert len(chunks) > 1 and all(len(chunk) <= 256 for chunk in chunks)
     assert ",".join(chunks).split(",") == [f["name"] for f in many]
     assert "--positive-label" in arguments
+
+
+def test_the_job_units_a_read_only_command_knows_are_the_units_with_request_builders() -> None:
+    # `mlops status` tells job units by naming.JOB_UNITS, without importing the builders: one list, two places
+    from sfn_mlops.jobs import BUILDERS
+    from sfn_mlops.naming import JOB_UNITS
+
+    assert set(BUILDERS) == JOB_UNITS
