@@ -23,6 +23,8 @@ from botocore.exceptions import ClientError
 from tests.conftest import wait_until
 from tests.unit.local.model_fixtures import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE, tar_gz
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 BUCKET = "endpoint-tests"
 RAW_ROWS = ["M,0.455,0.365", "F,0.53,0.42", "I,0.33,0.255", "M,0.7,0.555"]
 CATEGORIES = ["F", "I", "M"]

@@ -25,6 +25,8 @@ from botocore.exceptions import ClientError
 from tests.conftest import ROOT, wait_until
 from tests.unit.local.model_fixtures import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE, tar_gz
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 BUCKET = "transform-tests"
 CATEGORIES = ["M", "F", "I"]
 PREPROCESSING = {

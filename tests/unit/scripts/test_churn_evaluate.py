@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "models" / "churn" / "scripts" / "evaluate.py"
 PARAMS = {"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "verbosity": 0, "seed": 1}

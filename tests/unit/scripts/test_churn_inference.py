@@ -19,6 +19,8 @@ import pytest
 
 from tests.unit.scripts.churn_spark import CHURN, DATA
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 SCRIPT = CHURN / "scripts" / "inference.py"
 CONFIG = json.loads((CHURN / "pipeline.json").read_text())
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[3]
 SCRIPTS = REPO / "models" / "abalone" / "scripts"
 DATA = REPO / "models" / "abalone" / "data" / "abalone.csv"

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "models" / "abalone" / "scripts" / "preprocess.py"
 DATA = REPO / "models" / "abalone" / "data" / "abalone.csv"

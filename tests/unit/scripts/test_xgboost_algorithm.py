@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
+
 REPO = Path(__file__).resolve().parents[3]
 PREPROCESS = REPO / "models" / "abalone" / "scripts" / "preprocess.py"
 DATA = REPO / "models" / "abalone" / "data" / "abalone.csv"
