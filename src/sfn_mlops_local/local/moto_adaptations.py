@@ -503,7 +503,7 @@ def _evaluate_with_faults(self: Any, env: Any) -> None:
 # --------------------------------------------------------------------------- 5. parse once per definition
 _original_parse = AmazonStateLanguageParser.parse
 ASL_CACHE_VARIABLE = "MLOPS_ASL_CACHE"  # a folder for the parsed-definition cache, or "off"
-_parsed: dict[str, bytes] = {}  # cache key -> pickled program
+_parsed: dict[str, bytes | None] = {}  # cache key -> pickled program (None: it does not pickle)
 _parse_counts = {"parsed": 0, "from_disk": 0}
 
 
@@ -534,45 +534,76 @@ def _parse_tree(definition: str) -> Any:
     return _original_parse(definition)[1]
 
 
-def _parsed_entry(definition: str) -> bytes | None:
-    """The pickled program of ``definition``: from memory, the cache folder, or a parse.
-    None when the program cannot be pickled. A definition that does not parse raises as moto's parser does."""
-    key = _cache_key(definition)
-    entry = _parsed.get(key)
-    if entry is not None:
-        return entry
-    folder = asl_cache_dir()
-    cached = folder / f"{key}.pickle" if folder else None
-    if cached is not None:
+def _private_folder(folder: Path) -> Path | None:
+    """``folder`` (created if missing) when only this user can write it, else None: a pickle runs code when loaded,
+    so a folder someone else can write (a shared /tmp path in MLOPS_ASL_CACHE) turns the disk cache off."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        status = folder.stat()
+    except OSError:
+        return None
+    return folder if status.st_uid == os.getuid() and not status.st_mode & 0o022 else None
+
+
+def _read_cached(path: Path) -> bytes | None:
+    """A cache file's pickled program, checked by loading it once; a file that does not load (cut short by a
+    crash, written by another version) is removed, and the definition is parsed again."""
+    try:
+        entry = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        pickle.loads(entry)  # written by this module, in a folder only this user can write
+    except Exception:
         with contextlib.suppress(OSError):
-            entry = cached.read_bytes()
-            _parse_counts["from_disk"] += 1
+            path.unlink()
+        return None
+    _parse_counts["from_disk"] += 1
+    return entry
+
+
+def _parsed_entry(definition: str) -> tuple[bytes | None, Any]:
+    """The pickled program of ``definition`` (from memory, the cache folder, or a parse), and the program itself
+    when this call parsed it. No bytes when the program cannot be pickled (it is then parsed per use). A definition
+    that does not parse raises as moto's parser does, and nothing is cached for it."""
+    key = _cache_key(definition)
+    if key in _parsed:
+        return _parsed[key], None
+    folder = asl_cache_dir()
+    private = _private_folder(folder) if folder else None
+    cached = private / f"{key}.pickle" if private else None
+    entry = _read_cached(cached) if cached else None
+    program = None
     if entry is None:
         program, _tree = _original_parse(definition)
         _parse_counts["parsed"] += 1
         try:
             entry = pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a component moto adds later may not pickle: parse per use then
-            return None
+            _parsed[key] = None
+            return None, program
         if cached is not None:
             _store_privately(cached, entry)
     _parsed[key] = entry
-    return entry
+    return entry, program
 
 
 def _store_privately(path: Path, data: bytes) -> None:
-    """Whole or not at all (a reader never sees half a file), readable by this user only."""
+    """Whole or not at all (a reader never sees half a file, a crash leaves no empty one), this user's only."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except OSError:
         pass
 
 
 def _parse(definition: str) -> Any:
-    entry = _parsed_entry(definition)
+    entry, parsed_now = _parsed_entry(definition)
+    if parsed_now is not None:  # this call's own parse: nobody else has it
+        return parsed_now, None
     if entry is None:
         return _original_parse(definition)
     program = pickle.loads(entry)  # written by this module, in a folder only this user can write

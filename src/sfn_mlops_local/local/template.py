@@ -213,7 +213,20 @@ def read_template_yaml(path: Path) -> dict[str, Any]:
             value = value.split(".", 1)
         return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
 
+    def mapping(loader: Any, node: Any) -> dict[str, Any]:
+        # Keys are text, as in JSON and CloudFormation (a Mappings key 1 is "1"); a key given twice is an error,
+        # as cfn-lint reports it, not the last one silently winning.
+        loader.flatten_mapping(node)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(loader.construct_object(key_node, deep=True))
+            if key in result:
+                raise ValueError(f"{path.name} line {key_node.start_mark.line + 1}: duplicate key {key!r}")
+            result[key] = loader.construct_object(value_node, deep=True)
+        return result
+
     Loader.add_multi_constructor("!", short_form)
+    Loader.add_constructor("tag:yaml.org,2002:map", mapping)
     # A bare date is text to CloudFormation (AWSTemplateFormatVersion: 2010-09-09), not a YAML timestamp
     Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
     with path.open(encoding="utf-8") as f:

@@ -261,7 +261,36 @@ def test_a_definition_that_does_not_parse_is_refused_and_nothing_is_cached_for_i
     monkeypatch.setenv(moto_adaptations.ASL_CACHE_VARIABLE, str(tmp_path / "asl"))
     with pytest.raises(ClientError, match="definition"):
         sfn.create_state_machine(name="bad", definition='{"StartAt": "X"}', roleArn=ROLE)
-    assert not (tmp_path / "asl").exists()
+    assert not list((tmp_path / "asl").glob("*"))
+
+
+def test_a_cache_file_that_does_not_load_is_replaced_by_a_fresh_parse(
+    sfn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a definition parsed into the cache, whose file a crash then cut short
+    monkeypatch.setenv(moto_adaptations.ASL_CACHE_VARIABLE, str(tmp_path / "asl"))
+    monkeypatch.setattr(moto_adaptations, "_parsed", {})
+    states = {"Echo": {"Type": "Pass", "End": True}}
+    arn = machine(sfn, "cut-short", states, "Echo")
+    (cached,) = (tmp_path / "asl").glob("*.pickle")
+    cached.write_bytes(cached.read_bytes()[:10])
+    # When a new process (memory empty) runs it, Then it runs, and the file holds a whole program again
+    monkeypatch.setattr(moto_adaptations, "_parsed", {})
+    assert json.loads(run(sfn, arn, {"value": 1})["output"]) == {"value": 1}
+    assert len(cached.read_bytes()) > 10
+
+
+def test_a_cache_folder_others_can_write_is_not_used(sfn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given MLOPS_ASL_CACHE naming a folder anyone can write (a pickle there could run anyone's code)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv(moto_adaptations.ASL_CACHE_VARIABLE, str(shared))
+    monkeypatch.setattr(moto_adaptations, "_parsed", {})
+    # When a state machine is created and run, Then it runs and nothing is read from or written there
+    arn = machine(sfn, "not-shared", {"Echo": {"Type": "Pass", "End": True}}, "Echo")
+    assert json.loads(run(sfn, arn, {"value": 2})["output"]) == {"value": 2}
+    assert list(shared.iterdir()) == []
 
 
 def test_moto_s_static_analysers_still_read_the_parse_tree() -> None:

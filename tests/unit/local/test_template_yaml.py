@@ -58,3 +58,17 @@ def test_a_template_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ValueError, match="expected a mapping"):
         read_template_yaml(tmp_path / "t.yaml")
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_line(tmp_path: Path) -> None:
+    # Given a logical id pasted twice (cfn-lint refuses it; the last one must not silently win)
+    (tmp_path / "t.yaml").write_text("Resources:\n  A:\n    Type: X\n  A:\n    Type: Y\n")
+    with pytest.raises(ValueError, match=r"t\.yaml line 4: duplicate key 'A'"):
+        read_template_yaml(tmp_path / "t.yaml")
+
+
+def test_keys_are_text_as_in_json(tmp_path: Path) -> None:
+    # Given a Mappings key YAML reads as a number, Then it is the text a !FindInMap with a parameter looks up
+    (tmp_path / "t.yaml").write_text("Mappings:\n  M:\n    1:\n      v: a\n    base: &b {x: 1}\n    merged: {<<: *b}\n")
+    mappings = read_template_yaml(tmp_path / "t.yaml")["Mappings"]["M"]
+    assert mappings["1"] == {"v": "a"} and mappings["merged"] == {"x": 1}
