@@ -42,20 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[TALLIES] = {}
 
 
-# The longest modules first (whole pipelines, then the interpreter's tests, then unit tests): with a module per
-# worker, the short ones then fill the end of the run instead of one long module running on alone.
-_TIERS_LONGEST_FIRST = ("tests/e2e/", "tests/statemachine/", "tests/unit/scripts/", "tests/unit/local/")
-
-
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    def tier(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        tiers = [i for i, prefix in enumerate(_TIERS_LONGEST_FIRST) if path.startswith(prefix)]
-        return tiers[0] if tiers else len(_TIERS_LONGEST_FIRST)
-
-    items.sort(key=tier)  # stable: the order within a tier, and within a module, stays
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The test process runs in-process runtimes (moto's models, many short-lived objects): collect less often and
     # never rescan what collection imported, as the local service does for itself.
