@@ -42,6 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[TALLIES] = {}
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Modules with tooling or Spark tests first: they run long in external processes (sam build, checkov, a JVM),
+    # and last in collection order one ran on alone for a minute while the other worker had nothing left to do.
+    first = {
+        item.nodeid.split("::", 1)[0]
+        for item in items
+        if item.get_closest_marker("tooling") or item.get_closest_marker("spark")
+    }
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in first)  # stable: the rest keeps its order
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The test process runs in-process runtimes (moto's models, many short-lived objects): collect less often and
     # never rescan what collection imported, as the local service does for itself.
