@@ -56,10 +56,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     # The test process runs in-process runtimes (moto's models, many short-lived objects): collect less often and
     # never rescan what collection imported, as the local service does for itself.
-    import gc
+    from sfn_mlops_local.local.service import collect_garbage_for_a_long_lived_process
 
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    collect_garbage_for_a_long_lived_process()
 
 
 def tally(config: pytest.Config, suite: str, kind: str) -> None:

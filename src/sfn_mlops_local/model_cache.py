@@ -20,12 +20,30 @@ from typing import Any
 CACHE_VARIABLE = "MLOPS_BOTOCORE_CACHE"
 
 
+def user_cache_root() -> Path:
+    """The project's folder in the user's cache folder (XDG_CACHE_HOME, else ~/.cache): safe to delete."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sfn-mlops"
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Whole or not at all: a reader never sees half a file, and a crash leaves no empty one (fsync before the
+    rename). The folder is created readable by this user only. Failing to write only leaves the cache cold."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except OSError:
+        pass
+
+
 def cache_dir() -> Path:
     import botocore
 
     configured = os.environ.get(CACHE_VARIABLE)
-    base = Path(configured) if configured else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return (base if configured else base / "sfn-mlops" / "botocore-data") / botocore.__version__
+    return (Path(configured) if configured else user_cache_root() / "botocore-data") / botocore.__version__
 
 
 class MarshalCachingFileLoader:
@@ -64,12 +82,9 @@ class MarshalCachingFileLoader:
     def _store(self, cached: Path, data: Any) -> None:
         try:
             encoded = marshal.dumps(_plain(data))
-            cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False) as handle:
-                handle.write(encoded)
-            os.replace(handle.name, cached)  # whole or not at all: a reader never sees half a file
-        except (OSError, ValueError):
-            pass
+        except ValueError:  # a value marshal cannot hold: left uncached
+            return
+        write_whole(cached, encoded)
 
 
 def _plain(value: Any) -> Any:

@@ -93,7 +93,6 @@ import os
 import pickle
 import random
 import sys
-import tempfile
 import threading
 import uuid
 import weakref
@@ -188,6 +187,8 @@ from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+from sfn_mlops_local.model_cache import user_cache_root, write_whole
 
 PINNED_MOTO_VERSION = "5.2.5"
 SYNC_POLL_SECONDS = 0.0  # the resolvers themselves wait for an ending (adaptation 3)
@@ -520,8 +521,7 @@ def asl_cache_dir() -> Path | None:
         return None
     if configured:
         return Path(configured)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "sfn-mlops" / "asl-programs"
+    return user_cache_root() / "asl-programs"
 
 
 def _cache_key(definition: str) -> str:
@@ -545,36 +545,38 @@ def _private_folder(folder: Path) -> Path | None:
     return folder if status.st_uid == os.getuid() and not status.st_mode & 0o022 else None
 
 
-def _read_cached(path: Path) -> bytes | None:
-    """A cache file's pickled program, checked by loading it once; a file that does not load (cut short by a
+def _read_cached(path: Path) -> tuple[bytes, Any] | None:
+    """A cache file's pickled program and that program, loaded once; a file that does not load (cut short by a
     crash, written by another version) is removed, and the definition is parsed again."""
     try:
         entry = path.read_bytes()
     except OSError:
         return None
     try:
-        pickle.loads(entry)  # written by this module, in a folder only this user can write
+        program = pickle.loads(entry)  # written by this module, in a folder only this user can write
     except Exception:
         with contextlib.suppress(OSError):
             path.unlink()
         return None
     _parse_counts["from_disk"] += 1
-    return entry
+    return entry, program
 
 
 def _parsed_entry(definition: str) -> tuple[bytes | None, Any]:
-    """The pickled program of ``definition`` (from memory, the cache folder, or a parse), and the program itself
-    when this call parsed it. No bytes when the program cannot be pickled (it is then parsed per use). A definition
-    that does not parse raises as moto's parser does, and nothing is cached for it."""
+    """The pickled program of ``definition`` (from memory, the cache folder, or a parse), and a program that
+    nobody else has when this call made one (parsed, or loaded from the folder). No bytes when the program cannot
+    be pickled (it is then parsed per use). A definition that does not parse raises as moto's parser does, and
+    nothing is cached for it."""
     key = _cache_key(definition)
     if key in _parsed:
         return _parsed[key], None
     folder = asl_cache_dir()
     private = _private_folder(folder) if folder else None
     cached = private / f"{key}.pickle" if private else None
-    entry = _read_cached(cached) if cached else None
-    program = None
-    if entry is None:
+    found = _read_cached(cached) if cached else None
+    if found is not None:
+        entry, program = found
+    else:
         program, _tree = _original_parse(definition)
         _parse_counts["parsed"] += 1
         try:
@@ -583,27 +585,15 @@ def _parsed_entry(definition: str) -> tuple[bytes | None, Any]:
             _parsed[key] = None
             return None, program
         if cached is not None:
-            _store_privately(cached, entry)
+            write_whole(cached, entry)
     _parsed[key] = entry
     return entry, program
 
 
-def _store_privately(path: Path, data: bytes) -> None:
-    """Whole or not at all (a reader never sees half a file, a crash leaves no empty one), this user's only."""
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except OSError:
-        pass
-
-
 def _parse(definition: str) -> Any:
-    entry, parsed_now = _parsed_entry(definition)
-    if parsed_now is not None:  # this call's own parse: nobody else has it
-        return parsed_now, None
+    entry, made_now = _parsed_entry(definition)
+    if made_now is not None:  # this call's own program: nobody else has it
+        return made_now, None
     if entry is None:
         return _original_parse(definition)
     program = pickle.loads(entry)  # written by this module, in a folder only this user can write

@@ -83,7 +83,7 @@ class LocalService:
             self._saver = threading.Thread(target=self._save_loop, name="local-service-saver", daemon=True)
             self._saver.start()
             self.runtime.start_scheduler()
-            _collect_garbage_for_a_long_lived_process()
+            collect_garbage_for_a_long_lived_process()
             self.info().write(self.state_dir)
         except BaseException:
             self._release_state_folder()
@@ -370,7 +370,7 @@ def _epoch_seconds(value: Any) -> Any:
 GC_FIRST_GENERATION_THRESHOLD = 20_000
 
 
-def _collect_garbage_for_a_long_lived_process() -> None:
+def collect_garbage_for_a_long_lived_process() -> None:
     """What the service has built so far (moto's models, parsed state machines, imported modules) stays until it
     stops: the cyclic collector need not scan it again at every collection, and collects less often. Collection
     was about a tenth of the CPU of a run (bench/orchestration_overhead.py measures the cost per unit)."""

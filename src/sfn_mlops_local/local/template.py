@@ -195,7 +195,7 @@ def _default(spec: dict[str, Any]) -> str | list[str]:
 def read_template_yaml(path: Path) -> dict[str, Any]:
     """template.yaml as plain data, CloudFormation's short forms as their long forms (``!Ref X`` -> ``{"Ref": "X"}``,
     ``!GetAtt A.B`` -> ``{"Fn::GetAtt": ["A", "B"]}``, ``!Sub s`` -> ``{"Fn::Sub": "s"}``), as cfn-lint and SAM read it
-    (tests/unit/local/test_template.py compares them). libyaml's loader: cfn-lint's decoder took ~0.7 s to import
+    (tests/unit/local/test_template_yaml.py compares them). libyaml's loader: cfn-lint's decoder took ~0.7 s to import
     (sympy) and 0.1 s to parse, in every process that starts a local runtime (decision 0030)."""
     import yaml
 
