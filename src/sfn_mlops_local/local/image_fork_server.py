@@ -93,8 +93,8 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def _become_job(request: dict[str, object]) -> int:
-    """In the forked child: the job's session, log, environment, folder and view of /opt/ml; then its script."""
-    os.setsid()
+    """In the forked child (already the leader of its own session): the job's log, environment, folder and view of
+    /opt/ml; then its script."""
     log = os.open(str(request["log"]), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -174,13 +174,22 @@ def serve(path: str, preload: list[str]) -> None:
             except ValueError:
                 connection.close()
                 continue
+            # The pid is answered only once the child leads its own session: a stop that comes right after the
+            # start signals that session (os.killpg), which before the child's setsid did not exist yet.
+            in_session_read, in_session_write = os.pipe()
             pid = os.fork()
             if pid == 0:
+                os.setsid()
+                os.close(in_session_read)
+                os.close(in_session_write)  # the parent's read ends
                 for fd in (listener, connection):
                     fd.close()
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 _child(request)
+            os.close(in_session_write)
+            os.read(in_session_read, 1)  # b"" when the child has closed its end (or died)
+            os.close(in_session_read)
             jobs[pid] = connection
             with contextlib.suppress(OSError):
                 connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")

@@ -310,3 +310,19 @@ def test_container_paths_in_arguments_reach_the_script_as_written(jobs: Jobs) ->
     # Then it got them unchanged, and they name its own folders
     seen = jobs.output(described, "argv.json")
     assert seen == {"argv": ["/opt/ml/processing/input/code/job.py", *arguments], "input_exists": True}
+
+
+def test_a_job_stopped_the_moment_it_starts_is_stopped(tmp_path: Path) -> None:
+    from sfn_mlops_local.local import image_environments, job_process
+
+    # Given the scikit-learn image's fork server and a job script that would run for a minute
+    spec = image_environments.spec_for(SKLEARN_IMAGE)
+    server = job_process.image_server(image_environments.ensure(spec), list(spec.preload))
+    script = tmp_path / "long.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    for attempt in range(10):
+        # When each is killed as soon as the server answers with its pid (a stop racing the job's start)
+        job = server.start([str(script)], {}, tmp_path, tmp_path / f"long-{attempt}.log", None)
+        job.kill()
+        # Then it ends at once, killed: its session existed when the signal was sent
+        assert job.wait(10) == -9, attempt

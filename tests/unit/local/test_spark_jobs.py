@@ -123,6 +123,9 @@ def test_spark_runs_in_local_mode_on_the_cores_the_instances_stand_for(
     expected = master.format(small=min(cores, 2), cores=min(cores, 16))
     assert command.env["PYSPARK_SUBMIT_ARGS"].startswith(f"--master {expected} ")
     assert command.env["PYSPARK_SUBMIT_ARGS"].endswith(" pyspark-shell")
+    # the client compiler and the serial collector: a short local run's JVM, said in the log
+    assert "--driver-java-options '-XX:TieredStopAtLevel=1 -XX:+UseSerialGC'" in command.env["PYSPARK_SUBMIT_ARGS"]
+    assert "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC" in command.notes[1]
     assert command.env["PYSPARK_PYTHON"] == "/env/python"
     assert command.env["JAVA_HOME"] == str(tmp_path / "jdk")
     assert note in command.notes[0] and "not spark-submit --master yarn" in command.notes[0]

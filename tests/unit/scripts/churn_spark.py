@@ -68,10 +68,18 @@ def main_in_one_process(argvs: list[list[str]]) -> tuple[list[int], str]:
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
         "print(json.dumps([module.main(argv) for argv in json.loads(sys.argv[1])]))\n"
     )
+    from sfn_mlops_local.local.spark_local import submit_args
+
     python = spark_python()
     assert python is not None, SKIP_REASON
+    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": submit_args("local[*]")}  # the JVM a local job starts
     done = subprocess.run(
-        [python, "-c", driver, json.dumps(argvs)], capture_output=True, text=True, timeout=SPARK_TIMEOUT_S, check=False
+        [python, "-c", driver, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=SPARK_TIMEOUT_S,
+        check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr

@@ -1,4 +1,5 @@
-"""sfn_mlops_local.containers.xgboost_algorithm, run as the local job runner runs it: a subprocess."""
+"""sfn_mlops_local.containers.xgboost_algorithm, run as the local job runner runs it: a process of the XGBoost image's
+environment, forked by its warm server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import pytest
 pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
 
 REPO = Path(__file__).resolve().parents[3]
+SRC = REPO / "src"
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 PREPROCESS = REPO / "models" / "abalone" / "scripts" / "preprocess.py"
 DATA = REPO / "models" / "abalone" / "data" / "abalone.csv"
 MODULE = "sfn_mlops_local.containers.xgboost_algorithm"
@@ -71,11 +75,38 @@ def opt_ml(
     return root
 
 
-def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    paths = [str(REPO / "src")] if extra_pythonpath is None else [str(extra_pythonpath), str(REPO / "src")]
-    env = {**os.environ, "MLOPS_OPT_ML": str(root), "PYTHONPATH": os.pathsep.join(paths)}
-    command = [sys.executable, "-m", MODULE]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+@dataclass
+class Ran:
+    returncode: int
+    log: str  # what the container printed, stdout and stderr as one stream (SageMaker's log shows both)
+
+
+def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> Ran:
+    """The algorithm as the local job runner runs a training job: a copy of its program, forked by the XGBoost
+    image environment's warm server with that environment's packages and nothing of the project on its path.
+    With ``extra_pythonpath`` (a stand-in package to shadow one the image ships) it runs cold, in this Python."""
+    log = root.parent / f"{root.name}.log"
+    if extra_pythonpath is not None:
+        env = {
+            **os.environ,
+            "MLOPS_OPT_ML": str(root),
+            "PYTHONPATH": os.pathsep.join([str(extra_pythonpath), str(SRC)]),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", MODULE], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        return Ran(done.returncode, done.stdout + done.stderr)
+    from sfn_mlops_local.local import image_environments, job_process, job_sandbox
+
+    spec = image_environments.spec_for(XGBOOST_IMAGE)
+    server = job_process.image_server(image_environments.ensure(spec), list(spec.preload))
+    program = root.parent / f"{root.name}-program"
+    shutil.copytree(SRC / "sfn_mlops_local/containers/xgboost_container", program / "xgboost_container")
+    shutil.copy(SRC / "sfn_mlops_local/containers/xgboost_algorithm.py", program)
+    env = {**job_sandbox.job_environment(root.parent / f"{root.name}-sandbox"), "MLOPS_OPT_ML": str(root)}
+    job = server.start([str(program / "xgboost_algorithm.py")], env, root.parent, log, None)
+    code = job.wait(600)
+    return Ran(code, log.read_text(errors="replace") if log.exists() else "")
 
 
 def read_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +122,9 @@ def test_trains_a_model_that_xgboost_1_7_loads_and_that_predicts_rings(tmp_path:
     proc = run_algorithm(root)
 
     # Then it succeeds, logging every round's train and validation metric like the container
-    assert proc.returncode == 0, proc.stderr
-    assert "[0]\ttrain-rmse:" in proc.stdout
-    assert "[49]\ttrain-rmse:" in proc.stdout and "\tvalidation-rmse:" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert "[0]\ttrain-rmse:" in proc.log
+    assert "[49]\ttrain-rmse:" in proc.log and "\tvalidation-rmse:" in proc.log
     assert not (root / "output" / "failure").exists()
     # And the model is in xgboost's binary format, loadable by xgboost 1.7.6
     import xgboost
@@ -132,8 +163,8 @@ def test_early_stopping_without_eval_metric_runs_every_round_as_on_aws(tmp_path:
     proc = run_algorithm(root)
 
     # Then all 300 rounds run and the model has them all
-    assert proc.returncode == 0, proc.stderr
-    assert "[299]\ttrain-rmse:" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert "[299]\ttrain-rmse:" in proc.log
     import xgboost
 
     booster = xgboost.Booster(model_file=str(root / "model" / "xgboost-model"))
@@ -156,8 +187,8 @@ def test_early_stopping_on_eval_metric_saves_the_truncated_best_model(tmp_path: 
 
     # Then it stops 5 rounds after the best validation rmse (the log prints 5 decimals: a tie there is possible,
     # so the best round is the model's own record of it), well before 300
-    assert proc.returncode == 0, proc.stderr
-    scores = logged_rounds(proc.stdout, "rmse")
+    assert proc.returncode == 0, proc.log
+    scores = logged_rounds(proc.log, "rmse")
     import xgboost
 
     booster = xgboost.Booster(model_file=str(root / "model" / "xgboost-model"))
@@ -186,8 +217,8 @@ def test_early_stopping_needs_a_validation_channel(tmp_path: Path, splits: Path)
 
     # When the algorithm runs, Then every round runs, as in the container
     proc = run_algorithm(root)
-    assert proc.returncode == 0, proc.stderr
-    assert "[59]\ttrain-rmse:" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert "[59]\ttrain-rmse:" in proc.log
 
 
 def test_the_containers_own_metrics_are_reported_every_round(tmp_path: Path, splits: Path) -> None:
@@ -199,11 +230,11 @@ def test_the_containers_own_metrics_are_reported_every_round(tmp_path: Path, spl
     proc = run_algorithm(root)
 
     # Then each round logs them for both channels, beside the objective's default rmse
-    assert proc.returncode == 0, proc.stderr
-    last = next(line for line in proc.stdout.splitlines() if line.startswith("[4]\t"))
+    assert proc.returncode == 0, proc.log
+    last = next(line for line in proc.log.splitlines() if line.startswith("[4]\t"))
     for name in ("train-rmse:", "train-r2:", "train-mse:", "validation-r2:", "validation-mse:"):
         assert name in last
-    r2 = logged_rounds(proc.stdout, "r2")
+    r2 = logged_rounds(proc.log, "r2")
     assert len(r2) == 5 and r2[0] < r2[-1] < 1
 
 
@@ -216,9 +247,9 @@ def test_use_dask_gpu_training_false_trains_as_without_it(tmp_path: Path, splits
     proc = run_algorithm(root)
 
     # Then it trains, and xgboost is not handed the container's own switch
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.log
     assert (root / "model" / "xgboost-model").exists()
-    assert "are not used" not in proc.stdout + proc.stderr
+    assert "are not used" not in proc.log
 
 
 HIDDEN = {"train/.DS_Store": "x"}
@@ -299,12 +330,12 @@ def test_what_the_container_rejects_fails_with_its_reason_in_the_failure_file(
     proc = run_algorithm(root)
 
     # Then it exits non-zero with the container's reason in output/failure (in the container's trainer's shape:
-    # "framework error:", the traceback, the message last) and stderr, and no model
-    assert proc.returncode == code, proc.stderr
+    # "framework error:", the traceback, the message last) and its log, and no model
+    assert proc.returncode == code, proc.log
     failure = (root / "output" / "failure").read_text()
     assert failure.startswith("framework error: \nTraceback (most recent call last):")
     assert reason in failure
-    assert reason in proc.stderr
+    assert reason in proc.log
     assert not (root / "model" / "xgboost-model").exists()
 
 
@@ -320,8 +351,8 @@ def test_a_header_line_is_read_as_a_row_with_label_0_and_text_cells_as_missing(t
     proc = run_algorithm(root)
 
     # Then it trains as SageMaker's parser reads it: the header is one more row, columns after the first are features
-    assert proc.returncode == 0, proc.stderr
-    assert f"Train matrix has {rows} rows and 8 columns" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert f"Train matrix has {rows} rows and 8 columns" in proc.log
 
 
 def test_files_three_folder_levels_deep_are_read_and_deeper_ones_are_not(tmp_path: Path, splits: Path) -> None:
@@ -338,9 +369,9 @@ def test_files_three_folder_levels_deep_are_read_and_deeper_ones_are_not(tmp_pat
     proc = run_algorithm(root)
 
     # Then the rows of the first two are trained on, and the log warns about the deeper folder
-    assert proc.returncode == 0, proc.stderr
-    assert "Train matrix has 150 rows" in proc.stdout
-    assert "exceed the limit 3" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert "Train matrix has 150 rows" in proc.log
+    assert "exceed the limit 3" in proc.log
 
 
 def test_libsvm_channels_train(tmp_path: Path, splits: Path) -> None:
@@ -358,8 +389,8 @@ def test_libsvm_channels_train(tmp_path: Path, splits: Path) -> None:
 
     # When the algorithm runs, Then it trains on every row
     proc = run_algorithm(root)
-    assert proc.returncode == 0, proc.stderr
-    assert f"Train matrix has {len(labels)} rows" in proc.stdout
+    assert proc.returncode == 0, proc.log
+    assert f"Train matrix has {len(labels)} rows" in proc.log
 
 
 def test_runs_by_file_path_with_nothing_of_the_project_importable(tmp_path: Path, splits: Path) -> None:
