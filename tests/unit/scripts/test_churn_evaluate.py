@@ -1,11 +1,9 @@
-"""models/churn/scripts/evaluate.py, run as the Processing job runs it: a subprocess, on a small booster trained
-here on synthetic 0/1 data."""
+"""models/churn/scripts/evaluate.py, run as the Processing job runs it: in the XGBoost image's environment, on a small
+booster trained here on synthetic 0/1 data."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from tests.unit.scripts.image_job import XGBOOST_IMAGE, run_in_image
 
 pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
 
@@ -33,8 +33,8 @@ class Fixture:
 @dataclass
 class Result:
     returncode: int
-    stdout: str
-    stderr: str
+    stdout: str  # the job's log: stdout and stderr as one stream
+    stderr: str  # the same log
     output_dir: Path
     message: str
 
@@ -91,12 +91,12 @@ def fixture(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
 def run_evaluate(tmp_path: Path, model_dir: Path, test_dir: Path, *extra: str) -> Result:
     output_dir, message_file = tmp_path / "evaluation", tmp_path / "message"
     command = [
-        sys.executable, str(SCRIPT), "--model-dir", str(model_dir), "--test-dir", str(test_dir),
+        str(SCRIPT), "--model-dir", str(model_dir), "--test-dir", str(test_dir),
         "--output-dir", str(output_dir), "--message-file", str(message_file), *extra,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = run_in_image(XGBOOST_IMAGE, command, tmp_path / "job")
     message = message_file.read_text() if message_file.exists() else ""
-    return Result(done.returncode, done.stdout, done.stderr, output_dir, message)
+    return Result(done.returncode, done.log, done.log, output_dir, message)
 
 
 def probabilities(model_file: Path, features: np.ndarray) -> np.ndarray:

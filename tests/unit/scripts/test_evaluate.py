@@ -1,4 +1,4 @@
-"""models/abalone/scripts/evaluate.py, run as the Processing job runs it: a subprocess."""
+"""models/abalone/scripts/evaluate.py, run as the Processing job runs it: in the XGBoost image's environment."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.unit.scripts.image_job import XGBOOST_IMAGE, run_in_image
 
 pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
 
@@ -37,8 +39,8 @@ class Pipeline:
 @dataclass
 class Result:
     returncode: int
-    stdout: str
-    stderr: str
+    stdout: str  # the job's log: stdout and stderr as one stream
+    stderr: str  # the same log
     output_dir: Path
     message_file: Path
 
@@ -96,14 +98,16 @@ def run_evaluate(tmp_path: Path, model_dir: Path, test_dir: Path) -> Result:
     message_file = tmp_path / "opt-ml-output" / "message"
     # The model is extracted under TMPDIR; keeping it in tmp_path lets tests see escapes.
     (tmp_path / "tmp").mkdir()
-    proc = run(
+    done = run_in_image(
+        XGBOOST_IMAGE,
         [
-            sys.executable, str(SCRIPTS / "evaluate.py"), "--model-dir", str(model_dir),
+            str(SCRIPTS / "evaluate.py"), "--model-dir", str(model_dir),
             "--test-dir", str(test_dir), "--output-dir", str(output_dir), "--message-file", str(message_file),
         ],
-        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")},
+        tmp_path / "job",
+        {"TMPDIR": str(tmp_path / "tmp")},
     )  # fmt: skip
-    return Result(proc.returncode, proc.stdout, proc.stderr, output_dir, message_file)
+    return Result(done.returncode, done.log, done.log, output_dir, message_file)
 
 
 def test_end_to_end_metrics_match_an_independent_recomputation(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -119,7 +123,7 @@ def test_end_to_end_metrics_match_an_independent_recomputation(tmp_path: Path, p
     report = json.loads((result.output_dir / "evaluation.json").read_text())
     assert set(report) == {"regression_metrics", "metrics", "test_rows", "xgboost_version"}
     assert report["test_rows"] == 628
-    assert report["xgboost_version"] == "1.7.6"
+    assert report["xgboost_version"] == "1.7.4"  # the XGBoost 1.7-1 image's (its environment's) xgboost
     # And its metrics equal a recomputation from the model and the test split
     import xgboost
 

@@ -8,18 +8,18 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.unit.scripts.image_job import XGBOOST_IMAGE, Ran, run_in_image
+
 pytestmark = pytest.mark.container  # runs a job container's script or a model server: not in the fast tier
 
 REPO = Path(__file__).resolve().parents[3]
 SRC = REPO / "src"
-XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 PREPROCESS = REPO / "models" / "abalone" / "scripts" / "preprocess.py"
 DATA = REPO / "models" / "abalone" / "data" / "abalone.csv"
 MODULE = "sfn_mlops_local.containers.xgboost_algorithm"
@@ -75,17 +75,10 @@ def opt_ml(
     return root
 
 
-@dataclass
-class Ran:
-    returncode: int
-    log: str  # what the container printed, stdout and stderr as one stream (SageMaker's log shows both)
-
-
 def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> Ran:
-    """The algorithm as the local job runner runs a training job: a copy of its program, forked by the XGBoost
-    image environment's warm server with that environment's packages and nothing of the project on its path.
-    With ``extra_pythonpath`` (a stand-in package to shadow one the image ships) it runs cold, in this Python."""
-    log = root.parent / f"{root.name}.log"
+    """The algorithm as the local job runner runs a training job: a copy of its program run in the XGBoost image's
+    environment. With ``extra_pythonpath`` (a stand-in package to shadow one the image ships) it runs cold, in
+    this Python, with that folder first on its path."""
     if extra_pythonpath is not None:
         env = {
             **os.environ,
@@ -96,17 +89,15 @@ def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> Ran:
             [sys.executable, "-m", MODULE], env=env, capture_output=True, text=True, timeout=600, check=False
         )
         return Ran(done.returncode, done.stdout + done.stderr)
-    from sfn_mlops_local.local import image_environments, job_process, job_sandbox
-
-    spec = image_environments.spec_for(XGBOOST_IMAGE)
-    server = job_process.image_server(image_environments.ensure(spec), list(spec.preload))
     program = root.parent / f"{root.name}-program"
     shutil.copytree(SRC / "sfn_mlops_local/containers/xgboost_container", program / "xgboost_container")
     shutil.copy(SRC / "sfn_mlops_local/containers/xgboost_algorithm.py", program)
-    env = {**job_sandbox.job_environment(root.parent / f"{root.name}-sandbox"), "MLOPS_OPT_ML": str(root)}
-    job = server.start([str(program / "xgboost_algorithm.py")], env, root.parent, log, None)
-    code = job.wait(600)
-    return Ran(code, log.read_text(errors="replace") if log.exists() else "")
+    return run_in_image(
+        XGBOOST_IMAGE,
+        [str(program / "xgboost_algorithm.py")],
+        root.parent / f"{root.name}-job",
+        {"MLOPS_OPT_ML": str(root)},
+    )
 
 
 def read_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
