@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -32,8 +33,6 @@ def cli(*argv: str) -> tuple[int, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    import os
-
     from sfn_mlops_local.local import client
 
     folder = tmp_path_factory.mktemp("early-stopping") / "state"
@@ -47,6 +46,19 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             os.environ.pop("MLOPS_LOCAL_STATE", None)
         else:
             os.environ["MLOPS_LOCAL_STATE"] = previous
+
+
+@pytest.fixture(scope="module")
+def first_run(state: Path) -> dict[str, Any]:
+    """A successful abalone run, whose training the tests rerun with other hyperparameters."""
+    previous = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        code, first = cli("run", "abalone", "--json")
+    finally:
+        os.chdir(previous)
+    assert code == 0 and first["status"] == "SUCCEEDED", first
+    return first
 
 
 def trained_booster(state: Path, run_id: str, tmp_path: Path) -> Any:
@@ -68,13 +80,11 @@ def trained_booster(state: Path, run_id: str, tmp_path: Path) -> Any:
 
 
 def test_early_stopping_rounds_stop_training_only_with_an_eval_metric(
-    state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    state: Path, first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
     # Given a successful abalone run
-    code, first = cli("run", "abalone", "--json")
-    assert code == 0 and first["status"] == "SUCCEEDED", first
-    run_id = first["run_id"]
+    run_id = first_run["run_id"]
 
     # When its training is rerun with 300 rounds and early_stopping_rounds=5 but no eval_metric
     code, rerun = cli(
@@ -102,17 +112,15 @@ def test_early_stopping_rounds_stop_training_only_with_an_eval_metric(
 
 
 def test_a_hyperparameter_the_container_refuses_fails_the_run_naming_the_rule(
-    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    first_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from sfn_mlops_local.cli import main
 
     monkeypatch.chdir(ROOT)
     # Given a successful abalone run
-    code, first = cli("run", "abalone", "--json")
-    assert code == 0, first
     # When its training is rerun with a learning rate the XGBoost 1.7-1 container refuses
     capsys.readouterr()
-    code = main(["rerun", first["run_id"], "--only", "train", "--set", "train.hyperparameters.eta=2", "--json"])
+    code = main(["rerun", first_run["run_id"], "--only", "train", "--set", "train.hyperparameters.eta=2", "--json"])
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     # Then the run fails in train, and both the one-line error and the recorded cause name the container's rule
