@@ -88,3 +88,36 @@ def test_a_cli_client_of_the_local_service_does_not_load_the_template_tooling() 
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     # Then nothing of cfn-lint was imported
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_commands_in_one_process_load_botocore_data_once_and_reach_their_own_service() -> None:
+    from sfn_mlops_local.local import client
+    from sfn_mlops_local.local.state import ServiceInfo
+
+    # Given one command's client of a service (the process has loaded DynamoDB's model and the endpoint data)
+    first = client.client_factory(ServiceInfo("http://127.0.0.1:45001", 1, "/a"))("dynamodb")
+    loader = client._shared_session()._session.get_component("data_loader")
+    files: list[str] = []
+    original = loader.file_loader.load_file
+    loader.file_loader.load_file = lambda path: files.append(path) or original(path)
+    try:
+        # When a later command in the same process (a notebook, a test) makes its clients, from threads at once
+        made: list[Any] = []
+        threads = [
+            threading.Thread(
+                target=lambda: made.append(
+                    client.client_factory(ServiceInfo("http://127.0.0.1:45002", 2, "/b"))("dynamodb")
+                )
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        loader.file_loader.load_file = original
+    # Then no botocore data file is read again, and each client reaches its own command's service
+    assert files == []
+    assert len(made) == 4 and {c.meta.endpoint_url for c in made} == {"http://127.0.0.1:45002"}
+    assert first.meta.endpoint_url == "http://127.0.0.1:45001"
