@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SUBMIT = "--master local[*] --conf spark.ui.showConsoleProgress=false pyspark-shell"
@@ -71,7 +72,7 @@ def main() -> int:
         data = Path(scratch) / "data"
         data.mkdir()
         shutil.copy(ROOT / "models/churn/data/churn.csv", data)
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
         for label, submit in (
             (
                 "JVM defaults (C2, parallel GC)",
