@@ -50,7 +50,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def first_run(state: Path) -> dict[str, Any]:
-    """A successful abalone run, whose training the tests rerun with other hyperparameters."""
+    """A successful abalone run, whose training the tests rerun with other hyperparameters (overrides stay on a run:
+    each test leaves none that would change the other's outcome)."""
     previous = os.getcwd()
     os.chdir(ROOT)
     try:
@@ -132,3 +133,8 @@ def test_a_hyperparameter_the_container_refuses_fails_the_run_naming_the_rule(
 
     cause = summary["error"]["cause"]
     assert "Hyperparameter eta: 2.0 is not in" in cause or CUT_SHORT in cause, summary["error"]
+    # And undoing the override trains again (the shared run carries no eta=2 into the other test, in either order)
+    code, undone = cli(
+        "rerun", first_run["run_id"], "--only", "train", "--unset", "train.hyperparameters.eta", "--json"
+    )
+    assert code == 0 and undone["status"] in ("SUCCEEDED", "PARTIAL"), undone

@@ -124,9 +124,13 @@ def _become_job(request: dict[str, object]) -> int:
     return 0
 
 
-def _child(request: dict[str, object]) -> None:
+def _child(request: dict[str, object], in_session: int) -> None:
+    """The forked child: leads a session of its own, says so by closing ``in_session``, then becomes the job; it
+    never returns into the server's loop, whatever fails."""
     code = 1
     try:
+        os.setsid()
+        os.close(in_session)  # the server answers with this process's pid once every write end is closed
         code = _become_job(request)
     except BaseException:  # the job could not be set up: say why in its log
         traceback.print_exc()
@@ -177,16 +181,23 @@ def serve(path: str, preload: list[str]) -> None:
             # The pid is answered only once the child leads its own session: a stop that comes right after the
             # start signals that session (os.killpg), which before the child's setsid did not exist yet.
             in_session_read, in_session_write = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # no process to be had: the service reads the closed connection as a refusal
+                for end in (in_session_read, in_session_write):
+                    os.close(end)
+                connection.close()
+                continue
             if pid == 0:
-                os.setsid()
-                os.close(in_session_read)
-                os.close(in_session_write)  # the parent's read ends
-                for fd in (listener, connection):
-                    fd.close()
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _child(request)
+                try:  # the child must never go on into the server's loop
+                    os.close(in_session_read)
+                    for fd in (listener, connection):
+                        fd.close()
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                except BaseException:
+                    os._exit(1)
+                _child(request, in_session_write)
             os.close(in_session_write)
             os.read(in_session_read, 1)  # b"" when the child has closed its end (or died)
             os.close(in_session_read)

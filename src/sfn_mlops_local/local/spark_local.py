@@ -30,10 +30,10 @@ SUPPORTED_JAVA = ("8", "11", "17")
 # xlarge is 4 and each multiple of it scales them.
 _SIZE = re.compile(r"^ml\.[a-z0-9-]+\.(?:(\d*)xlarge|(large|medium))$")
 _SMALL_SIZES = {"large": 2, "medium": 1}
-# The local JVM's options (decision 0028): a local job's data is small and its JVM short-lived, so the client
-# compiler alone (C1) and the serial collector; with C2 and the parallel collector the JVM spent twice the CPU
-# time (62 against 30-35 CPU-s for four churn preprocess runs) for no shorter wall time. Speed only: Spark and
-# the script compute the same.
+# The local JVM's options (decision 0028): a local job's data is small and its JVM lives for one job, so the client
+# compiler alone (C1) and the serial collector. With C2 and the parallel collector the JVM spent about twice the
+# CPU time (60-62 against 30-40 CPU-s for four churn preprocess runs, bench/spark_jvm.py) for the same wall time
+# of a job's one run. Speed only: Spark and the script compute the same.
 LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 

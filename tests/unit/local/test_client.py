@@ -117,7 +117,9 @@ def test_commands_in_one_process_load_botocore_data_once_and_reach_their_own_ser
             thread.join()
     finally:
         loader.file_loader.load_file = original
-    # Then no botocore data file is read again, and each client reaches its own command's service
+    # Then they come from the first command's session (one loader), no botocore data file is read again, and each
+    # client reaches its own command's service
+    assert {id(c._loader) for c in made} == {id(first._loader)}
     assert files == []
     assert len(made) == 4 and {c.meta.endpoint_url for c in made} == {"http://127.0.0.1:45002"}
     assert first.meta.endpoint_url == "http://127.0.0.1:45001"

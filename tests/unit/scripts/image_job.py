@@ -3,11 +3,13 @@ with that environment's packages and nothing of the project on its path (docs/de
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+from tests.unit.local.model_fixtures import XGBOOST_IMAGE
+
+__all__ = ["XGBOOST_IMAGE", "Ran", "run_in_image"]
 
 
 @dataclass
@@ -16,8 +18,11 @@ class Ran:
     log: str  # what the script printed, stdout and stderr as one stream (a job's log holds both)
 
 
-def run_in_image(image_uri: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Ran:
-    """``python argv...`` in ``image_uri``'s environment, in ``workdir``; its exit code and its log."""
+def run_in_image(
+    image_uri: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> Ran:
+    """``python argv...`` in ``image_uri``'s environment, in ``workdir``; its exit code and its log. A job still
+    running after ``timeout`` seconds is killed (and the test fails on the timeout)."""
     from sfn_mlops_local.local import image_environments, job_process, job_sandbox
 
     spec = image_environments.spec_for(image_uri)
@@ -25,5 +30,9 @@ def run_in_image(image_uri: str, argv: list[str], workdir: Path, env: dict[str, 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "job.log"
     job = server.start(argv, {**job_sandbox.job_environment(workdir / "sandbox"), **(env or {})}, workdir, log, None)
-    code = job.wait(600)
+    try:
+        code = job.wait(timeout)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise
     return Ran(code, log.read_text(errors="replace") if log.exists() else "")

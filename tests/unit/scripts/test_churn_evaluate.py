@@ -33,8 +33,7 @@ class Fixture:
 @dataclass
 class Result:
     returncode: int
-    stdout: str  # the job's log: stdout and stderr as one stream
-    stderr: str  # the same log
+    log: str  # the job's log: stdout and stderr as one stream
     output_dir: Path
     message: str
 
@@ -96,7 +95,7 @@ def run_evaluate(tmp_path: Path, model_dir: Path, test_dir: Path, *extra: str) -
     ]  # fmt: skip
     done = run_in_image(XGBOOST_IMAGE, command, tmp_path / "job")
     message = message_file.read_text() if message_file.exists() else ""
-    return Result(done.returncode, done.log, done.log, output_dir, message)
+    return Result(done.returncode, done.log, output_dir, message)
 
 
 def probabilities(model_file: Path, features: np.ndarray) -> np.ndarray:
@@ -112,7 +111,7 @@ def test_metrics_confusion_matrix_and_predictions_match_scikit_learn(tmp_path: P
 
     # Given a binary:logistic model and a 0/1 test split, When evaluate runs with the default threshold
     result = run_evaluate(tmp_path, fixture.model_dir, fixture.test_dir)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.log
     report = result.report
     labels, scores = fixture.test[:, 0], probabilities(fixture.model_file, fixture.test[:, 1:])
     predicted = (scores > 0.5).astype(int)
@@ -141,7 +140,7 @@ def test_metrics_confusion_matrix_and_predictions_match_scikit_learn(tmp_path: P
     written = np.array([float(line) for line in (result.output_dir / "predictions.csv").read_text().splitlines()])
     np.testing.assert_array_equal(written, scores)
     assert report["test_rows"] == 300 and report["objective"] == "binary:logistic"
-    assert "auc=" in result.stdout and "threshold 0.5" in result.stdout
+    assert "auc=" in result.log and "threshold 0.5" in result.log
 
 
 def test_the_baseline_is_the_majority_class_and_the_champion_is_scored_on_the_same_rows(
@@ -152,7 +151,7 @@ def test_the_baseline_is_the_majority_class_and_the_champion_is_scored_on_the_sa
         tmp_path, fixture.model_dir, fixture.test_dir,
         "--train-dir", str(fixture.train_dir), "--champion-dir", str(fixture.model_dir),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.log
     report = result.report
     # Then the baseline predicts the majority class (0) for every row: AUC 0.5, accuracy the negative share
     baseline = report["baseline"]
@@ -176,7 +175,7 @@ def test_the_gate_reads_auc_and_the_champion_and_baseline_values_from_the_report
         tmp_path, fixture.model_dir, fixture.test_dir,
         "--train-dir", str(fixture.train_dir), "--champion-dir", str(fixture.model_dir),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.log
     body = (result.output_dir / "evaluation.json").read_bytes()
 
     class S3:
@@ -202,7 +201,7 @@ def test_the_gate_reads_auc_and_the_champion_and_baseline_values_from_the_report
 def test_a_threshold_moves_the_confusion_matrix_not_the_auc(tmp_path: Path, fixture: Fixture) -> None:
     default = run_evaluate(tmp_path / "a", fixture.model_dir, fixture.test_dir)
     low = run_evaluate(tmp_path / "b", fixture.model_dir, fixture.test_dir, "--threshold", "0.2")
-    assert default.returncode == 0 and low.returncode == 0, low.stderr
+    assert default.returncode == 0 and low.returncode == 0, low.log
     # A lower threshold calls more rows positive: recall rises (or stays), AUC is the same
     assert low.report["metrics"]["threshold"] == 0.2 and low.report["threshold"] == 0.2
     assert low.report["metrics"]["auc"] == default.report["metrics"]["auc"]
@@ -221,7 +220,7 @@ def test_a_logitraw_model_is_scored_on_probabilities_and_its_margins_are_the_pre
     model_file = train(tmp_path / "xgboost-model", train_data, {**PARAMS, "objective": "binary:logitraw"})
     model_dir = pack(tmp_path / "model", model_file)
     result = run_evaluate(tmp_path, model_dir, fixture.test_dir)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.log
     margins = probabilities(model_file, fixture.test[:, 1:])
     assert margins.min() < 0  # margins, not probabilities
     written = np.array([float(line) for line in (result.output_dir / "predictions.csv").read_text().splitlines()])
@@ -270,8 +269,8 @@ def test_bad_input_fails_with_a_one_line_reason(
     test_dir.mkdir()
     (test_dir / "test.csv").write_text(test_csv)
     result = run_evaluate(tmp_path, fixture.model_dir, test_dir, *extra)
-    assert result.returncode == 1, result.stderr
-    assert expected in result.message and "\n" not in result.message and "Traceback" not in result.stderr
+    assert result.returncode == 1, result.log
+    assert expected in result.message and "\n" not in result.message and "Traceback" not in result.log
     assert not (result.output_dir / "evaluation.json").exists()
 
 
@@ -281,5 +280,5 @@ def test_a_model_that_does_not_output_probabilities_is_refused(tmp_path: Path, f
     train_data[:, 0] *= 10
     model_file = train(tmp_path / "xgboost-model", train_data, {**PARAMS, "objective": "reg:squarederror"})
     result = run_evaluate(tmp_path, pack(tmp_path / "model", model_file), fixture.test_dir)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 1, result.log
     assert "not probabilities of one class (objective reg:squarederror)" in result.message

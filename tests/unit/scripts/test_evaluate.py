@@ -39,8 +39,7 @@ class Pipeline:
 @dataclass
 class Result:
     returncode: int
-    stdout: str  # the job's log: stdout and stderr as one stream
-    stderr: str  # the same log
+    log: str  # the job's log: stdout and stderr as one stream
     output_dir: Path
     message_file: Path
 
@@ -107,7 +106,7 @@ def run_evaluate(tmp_path: Path, model_dir: Path, test_dir: Path) -> Result:
         tmp_path / "job",
         {"TMPDIR": str(tmp_path / "tmp")},
     )  # fmt: skip
-    return Result(done.returncode, done.log, done.log, output_dir, message_file)
+    return Result(done.returncode, done.log, output_dir, message_file)
 
 
 def test_end_to_end_metrics_match_an_independent_recomputation(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -119,7 +118,7 @@ def test_end_to_end_metrics_match_an_independent_recomputation(tmp_path: Path, p
     result = run_evaluate(tmp_path, model_dir, test_dir)
 
     # Then it writes evaluation.json in the model-quality layout
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.log
     report = json.loads((result.output_dir / "evaluation.json").read_text())
     assert set(report) == {"regression_metrics", "metrics", "test_rows", "xgboost_version"}
     assert report["test_rows"] == 628
@@ -141,7 +140,7 @@ def test_end_to_end_metrics_match_an_independent_recomputation(tmp_path: Path, p
     assert regression["r2"]["value"] == pytest.approx(r2, rel=1e-9)
     assert report["metrics"] == {name: regression[name]["value"] for name in ("rmse", "mae", "r2")}
     assert rmse < 3.0
-    assert "628 test rows" in result.stdout
+    assert "628 test rows" in result.log
 
 
 def test_a_test_set_with_another_feature_count_is_rejected(tmp_path: Path, pipeline: Pipeline) -> None:
@@ -154,7 +153,7 @@ def test_a_test_set_with_another_feature_count_is_rejected(tmp_path: Path, pipel
     result = run_evaluate(tmp_path, model_dir, test_dir)
 
     # Then it fails saying how many features the model expects
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 1, result.log
     message = result.message_file.read_text()
     assert message == "test set has 11 feature columns (after the label) but the model expects 10"
     assert not (result.output_dir / "evaluation.json").exists()
@@ -196,8 +195,8 @@ def test_bad_input_fails_with_a_one_line_reason(
     result = run_evaluate(tmp_path, model_dir, test_dir)
 
     # Then it exits 1 without a traceback, the message file names the problem, nothing escapes
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 1, result.log
+    assert "Traceback" not in result.log
     message = result.message_file.read_text()
     for fragment in expected:
         assert fragment in message

@@ -90,13 +90,18 @@ def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> Ran:
         )
         return Ran(done.returncode, done.stdout + done.stderr)
     program = root.parent / f"{root.name}-program"
-    shutil.copytree(SRC / "sfn_mlops_local/containers/xgboost_container", program / "xgboost_container")
+    shutil.copytree(
+        SRC / "sfn_mlops_local/containers/xgboost_container",
+        program / "xgboost_container",
+        ignore=shutil.ignore_patterns("__pycache__"),  # as the job runner copies it
+    )
     shutil.copy(SRC / "sfn_mlops_local/containers/xgboost_algorithm.py", program)
     return run_in_image(
         XGBOOST_IMAGE,
         [str(program / "xgboost_algorithm.py")],
         root.parent / f"{root.name}-job",
         {"MLOPS_OPT_ML": str(root)},
+        timeout=600,
     )
 
 
