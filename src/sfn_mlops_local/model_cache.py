@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,11 @@ def user_cache_root() -> Path:
 def write_whole(path: Path, data: bytes) -> None:
     """Whole or not at all: a reader never sees half a file, and a crash leaves no empty one (fsync before the
     rename). The folder is created readable by this user only. Failing to write only leaves the cache cold."""
+    from sfn_mlops_local.local.state import write_atomically
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=".tmp-") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        write_atomically(path, data)
     except OSError:
         pass
 

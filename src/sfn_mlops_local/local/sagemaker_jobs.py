@@ -116,6 +116,15 @@ def check_image(image_uri: str) -> str:
     raise JobFailed(f"ClientError: image {image_uri} is not available in the local runtime")
 
 
+def copy_algorithm_program(folder: Path) -> Path:
+    """The XGBoost algorithm as its image ships it: a copy of its standalone program (the script and its package,
+    without bytecode) in ``folder``, which is created; returns the script to run with the image's Python."""
+    folder.mkdir()
+    shutil.copyfile(ALGORITHM_SOURCE, folder / ALGORITHM_SOURCE.name)
+    shutil.copytree(ALGORITHM_PACKAGE, folder / ALGORITHM_PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder / ALGORITHM_SOURCE.name
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -658,13 +667,7 @@ class LocalJobRunner:
         env.update({f"SM_CHANNEL_{c.upper()}": str(opt_ml / "input/data" / c) for c in channels})
         timeout = int(request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400))
         # The algorithm ships inside the image: a copy of its (standalone) program, run by the image's Python.
-        program = sandbox / "program"
-        program.mkdir()
-        shutil.copyfile(ALGORITHM_SOURCE, program / ALGORITHM_SOURCE.name)
-        shutil.copytree(
-            ALGORITHM_PACKAGE, program / ALGORITHM_PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-        command = [str(python), str(program / ALGORITHM_SOURCE.name)]
+        command = [str(python), str(copy_algorithm_program(sandbox / "program"))]
         code = self._run_process(name, command, env, sandbox, timeout)
         if code != 0:
             reason = (job_sandbox.read_own_file(root / "output/failure") or "").strip()

@@ -89,16 +89,12 @@ def run_algorithm(root: Path, extra_pythonpath: Path | None = None) -> Ran:
             [sys.executable, "-m", MODULE], env=env, capture_output=True, text=True, timeout=600, check=False
         )
         return Ran(done.returncode, done.stdout + done.stderr)
-    program = root.parent / f"{root.name}-program"
-    shutil.copytree(
-        SRC / "sfn_mlops_local/containers/xgboost_container",
-        program / "xgboost_container",
-        ignore=shutil.ignore_patterns("__pycache__"),  # as the job runner copies it
-    )
-    shutil.copy(SRC / "sfn_mlops_local/containers/xgboost_algorithm.py", program)
+    from sfn_mlops_local.local.sagemaker_jobs import copy_algorithm_program
+
+    script = copy_algorithm_program(root.parent / f"{root.name}-program")
     return run_in_image(
         XGBOOST_IMAGE,
-        [str(program / "xgboost_algorithm.py")],
+        [str(script)],
         root.parent / f"{root.name}-job",
         {"MLOPS_OPT_ML": str(root)},
         timeout=600,
@@ -391,12 +387,12 @@ def test_libsvm_channels_train(tmp_path: Path, splits: Path) -> None:
 
 def test_runs_by_file_path_with_nothing_of_the_project_importable(tmp_path: Path, splits: Path) -> None:
     # Given the container's files copied on their own, run by path with PYTHONPATH ignored
-    copy = tmp_path / "image"
-    shutil.copytree(REPO / "src/sfn_mlops_local/containers/xgboost_container", copy / "xgboost_container")
-    shutil.copy(REPO / "src/sfn_mlops_local/containers/xgboost_algorithm.py", copy)
+    from sfn_mlops_local.local.sagemaker_jobs import copy_algorithm_program
+
+    script = copy_algorithm_program(tmp_path / "image")
     root = opt_ml(tmp_path / "opt-ml", splits)
     env = {**os.environ, "MLOPS_OPT_ML": str(root)}
-    command = [sys.executable, "-E", "-s", str(copy / "xgboost_algorithm.py")]
+    command = [sys.executable, "-E", "-s", str(script)]
 
     # When it runs, Then it trains like the module does
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
